@@ -1,0 +1,136 @@
+package storage
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Memory is an in-memory driver for unit tests. Its clock is injectable so
+// tests can age objects.
+type Memory struct {
+	mu      sync.Mutex
+	objects map[string]memObject
+	now     func() time.Time
+	reqs    *Requests
+}
+
+type memObject struct {
+	data    []byte
+	modTime time.Time
+}
+
+var _ Driver = (*Memory)(nil)
+
+// NewMemory returns an empty store. now may be nil (time.Now); reqs may be
+// nil.
+func NewMemory(now func() time.Time, reqs *Requests) *Memory {
+	if now == nil {
+		now = time.Now
+	}
+	return &Memory{objects: make(map[string]memObject), now: now, reqs: reqs}
+}
+
+func (m *Memory) Name() string     { return "memory" }
+func (m *Memory) Location() string { return "memory://" }
+
+func (m *Memory) info(key string, o memObject) ObjectInfo {
+	sum := md5.Sum(o.data)
+	return ObjectInfo{Key: key, Size: int64(len(o.data)), ModTime: o.modTime, ETag: hex.EncodeToString(sum[:])}
+}
+
+func (m *Memory) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	m.reqs.Add(OpList)
+	m.mu.Lock()
+	var infos []ObjectInfo
+	for k, o := range m.objects {
+		if strings.HasPrefix(k, prefix) {
+			infos = append(infos, m.info(k, o))
+		}
+	}
+	m.mu.Unlock()
+	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
+	for _, oi := range infos {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(oi); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (m *Memory) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	m.reqs.Add(OpHead)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return ObjectInfo{}, &PathError{Op: "stat", Driver: "memory", Key: key, Err: ErrNotFound}
+	}
+	return m.info(key, o), nil
+}
+
+func (m *Memory) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	m.reqs.Add(OpGet)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.objects[key]
+	if !ok {
+		return nil, &PathError{Op: "get", Driver: "memory", Key: key, Err: ErrNotFound}
+	}
+	if int64(len(o.data)) > max {
+		return nil, &PathError{Op: "get", Driver: "memory", Key: key, Err: ErrTooLarge}
+	}
+	return append([]byte(nil), o.data...), nil
+}
+
+func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
+	m.reqs.Add(OpPut)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objects[key] = memObject{data: append([]byte(nil), data...), modTime: m.now()}
+	return nil
+}
+
+// PutAt stores an object with a given modification time (tests only).
+func (m *Memory) PutAt(key string, data []byte, modTime time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.objects[key] = memObject{data: append([]byte(nil), data...), modTime: modTime}
+}
+
+func (m *Memory) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.reqs.Add(OpDelete)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var res []DeleteResult
+	for _, k := range keys {
+		if _, ok := m.objects[k]; !ok {
+			res = append(res, DeleteResult{Key: k, Err: &PathError{Op: "delete", Driver: "memory", Key: k, Err: ErrNotFound}})
+			continue
+		}
+		delete(m.objects, k)
+	}
+	return res, nil
+}
+
+// Keys returns every stored key, sorted (tests only).
+func (m *Memory) Keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]string, 0, len(m.objects))
+	for k := range m.objects {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,178 @@
+// Package storage is the one small interface regsweep reads and deletes
+// registry storage through, plus the wrappers that add behaviour to it.
+//
+// Keys are logical: "docker/registry/v2/blobs/sha256/ab/<hex>/data", never
+// prefixed by a root directory, an S3 rootdirectory or Swift's "files/"; each
+// driver maps them to its own namespace.
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ObjectInfo describes one stored object as a listing or a stat sees it.
+type ObjectInfo struct {
+	Key     string
+	Size    int64
+	ModTime time.Time
+	// ETag is the store's entity tag without quotes; empty where the store
+	// has none (filesystem, memory).
+	ETag string
+}
+
+// DeleteResult is the outcome for one key of a batched delete.
+// Err is nil when the key was deleted, ErrNotFound when it was already gone
+// (where the store can tell), anything else when it failed.
+type DeleteResult struct {
+	Key string
+	Err error
+}
+
+// Driver is what every backend implements.
+//
+// Walk lists every object whose key starts with prefix, recursively and
+// flat, calling fn once per object in the goroutine that called Walk. It
+// returns fn's error, ctx.Err(), or a listing error; a listing error is
+// never turned into a shorter listing. A prefix ending in "/" never matches
+// a sibling that merely shares its first letters ("a/" does not match
+// "ab/x"). Order is not specified.
+//
+// Get returns at most max bytes; an object larger than max is ErrTooLarge,
+// so a corrupt key can never make the process read a huge body.
+//
+// Delete removes exactly the keys given (never recursively), in batches
+// that suit the store, and returns one result per failed or missing key.
+// Deleting a missing key is not a failure. The error return is for the
+// call as a whole (cancelled, refused, unreachable).
+type Driver interface {
+	// Name is the driver's kind: "filesystem", "s3", "swift", "memory".
+	Name() string
+	// Location identifies the storage: what a plan is bound to.
+	Location() string
+	Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error
+	Stat(ctx context.Context, key string) (ObjectInfo, error)
+	Get(ctx context.Context, key string, max int64) ([]byte, error)
+	Put(ctx context.Context, key string, data []byte) error
+	Delete(ctx context.Context, keys []string) ([]DeleteResult, error)
+}
+
+// Sentinel errors. Drivers wrap them in *PathError; callers use errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrTooLarge = errors.New("object larger than the read limit")
+	ErrReadOnly = errors.New("storage is opened read-only")
+	// ErrAccessDenied means the store refused the credentials or the operation.
+	ErrAccessDenied = errors.New("access denied: the storage refused the credentials")
+)
+
+// PathError records the operation and key that failed.
+type PathError struct {
+	Op     string
+	Driver string
+	Key    string
+	Err    error
+}
+
+func (e *PathError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s %s: %v", e.Driver, e.Op, e.Err)
+	}
+	return fmt.Sprintf("%s %s %q: %v", e.Driver, e.Op, e.Key, e.Err)
+}
+
+func (e *PathError) Unwrap() error { return e.Err }
+
+// IsNotFound reports whether err means the object does not exist.
+func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// Optional capabilities, found by type assertion on the innermost driver
+// (see As).
+
+// MultipartUpload is an incomplete S3 multipart upload.
+type MultipartUpload struct {
+	Key       string
+	UploadID  string
+	Initiated time.Time
+}
+
+// MultipartUploads is implemented by stores with incomplete multipart
+// uploads that a listing does not show (S3).
+type MultipartUploads interface {
+	WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error
+	AbortMultipartUpload(ctx context.Context, key, uploadID string) error
+}
+
+// LargeObjects is implemented by stores that keep big objects as a
+// manifest object plus segments stored elsewhere (Swift DLOs).
+type LargeObjects interface {
+	// SegmentPrefix returns the segment prefix that the manifest object at
+	// key points to, or "" when key is a plain object.
+	SegmentPrefix(ctx context.Context, key string) (string, error)
+	// WalkSegments lists every segment object; its keys are the segment
+	// names as SegmentPrefix reports them.
+	WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error
+	DeleteSegments(ctx context.Context, names []string) ([]DeleteResult, error)
+}
+
+// DirRemover is implemented by stores with real directories, which stay
+// behind when the last key under them is deleted (filesystem).
+type DirRemover interface {
+	// RemoveEmptyDirs removes every empty directory under prefix, deepest
+	// first, and prefix itself if it ends empty.
+	RemoveEmptyDirs(ctx context.Context, prefix string) error
+}
+
+// Unwrapper is implemented by wrappers.
+type Unwrapper interface {
+	Unwrap() Driver
+}
+
+// MultipartOf, LargeObjectsOf and DirRemoverOf find a capability on the
+// innermost driver. Capabilities bypass the wrappers, so a read-only wrapper
+// anywhere in the chain makes the capability's writes refuse too: a dry run
+// can never abort an upload or delete a segment.
+func MultipartOf(d Driver) (MultipartUploads, bool) {
+	c, ro, ok := find[MultipartUploads](d)
+	if ok && ro {
+		c = readOnlyMultipart{c}
+	}
+	return c, ok
+}
+
+// LargeObjectsOf: see MultipartOf.
+func LargeObjectsOf(d Driver) (LargeObjects, bool) {
+	c, ro, ok := find[LargeObjects](d)
+	if ok && ro {
+		c = readOnlyLargeObjects{c}
+	}
+	return c, ok
+}
+
+// DirRemoverOf: see MultipartOf.
+func DirRemoverOf(d Driver) (DirRemover, bool) {
+	c, ro, ok := find[DirRemover](d)
+	if ok && ro {
+		c = readOnlyDirRemover{}
+	}
+	return c, ok
+}
+
+func find[T any](d Driver) (found T, readOnly bool, ok bool) {
+	for d != nil {
+		if _, isRO := d.(*readOnlyDriver); isRO {
+			readOnly = true
+		}
+		if t, isT := d.(T); isT {
+			return t, readOnly, true
+		}
+		u, isWrapper := d.(Unwrapper)
+		if !isWrapper {
+			break
+		}
+		d = u.Unwrap()
+	}
+	return found, readOnly, false
+}

@@ -1,0 +1,280 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+)
+
+// ReadOnly returns a driver whose Put and Delete refuse with ErrReadOnly.
+// Audit and every dry run open storage through it.
+func ReadOnly(d Driver) Driver { return &readOnlyDriver{d} }
+
+type readOnlyDriver struct{ Driver }
+
+func (r *readOnlyDriver) Unwrap() Driver { return r.Driver }
+
+func (r *readOnlyDriver) Put(_ context.Context, key string, _ []byte) error {
+	return &PathError{Op: "put", Driver: r.Name(), Key: key, Err: ErrReadOnly}
+}
+
+func (r *readOnlyDriver) Delete(_ context.Context, keys []string) ([]DeleteResult, error) {
+	return nil, &PathError{Op: "delete", Driver: r.Name(), Err: ErrReadOnly}
+}
+
+type readOnlyMultipart struct{ MultipartUploads }
+
+func (readOnlyMultipart) AbortMultipartUpload(_ context.Context, key, _ string) error {
+	return &PathError{Op: "abort-multipart", Key: key, Err: ErrReadOnly}
+}
+
+type readOnlyLargeObjects struct{ LargeObjects }
+
+func (readOnlyLargeObjects) DeleteSegments(context.Context, []string) ([]DeleteResult, error) {
+	return nil, &PathError{Op: "delete-segments", Err: ErrReadOnly}
+}
+
+type readOnlyDirRemover struct{}
+
+func (readOnlyDirRemover) RemoveEmptyDirs(_ context.Context, prefix string) error {
+	return &PathError{Op: "rmdir", Key: prefix, Err: ErrReadOnly}
+}
+
+// Limit returns a driver that runs at most n calls at once. A Walk holds
+// one slot for its whole duration.
+func Limit(d Driver, n int) Driver {
+	if n < 1 {
+		n = 1
+	}
+	return &limitDriver{Driver: d, slots: make(chan struct{}, n)}
+}
+
+type limitDriver struct {
+	Driver
+	slots chan struct{}
+}
+
+func (l *limitDriver) Unwrap() Driver { return l.Driver }
+
+func (l *limitDriver) acquire(ctx context.Context) error {
+	select {
+	case l.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *limitDriver) release() { <-l.slots }
+
+func (l *limitDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if err := l.acquire(ctx); err != nil {
+		return err
+	}
+	defer l.release()
+	return l.Driver.Walk(ctx, prefix, fn)
+}
+
+func (l *limitDriver) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if err := l.acquire(ctx); err != nil {
+		return ObjectInfo{}, err
+	}
+	defer l.release()
+	return l.Driver.Stat(ctx, key)
+}
+
+func (l *limitDriver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer l.release()
+	return l.Driver.Get(ctx, key, max)
+}
+
+func (l *limitDriver) Put(ctx context.Context, key string, data []byte) error {
+	if err := l.acquire(ctx); err != nil {
+		return err
+	}
+	defer l.release()
+	return l.Driver.Put(ctx, key, data)
+}
+
+func (l *limitDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
+	if err := l.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer l.release()
+	return l.Driver.Delete(ctx, keys)
+}
+
+// RetryPolicy says how often and how long to retry transient failures.
+type RetryPolicy struct {
+	Attempts int           // total tries, including the first
+	Base     time.Duration // first backoff; doubles each try
+	Max      time.Duration // backoff ceiling
+	// Transient decides whether an error is worth another try. Nil means
+	// IsTransient.
+	Transient func(error) bool
+	// Sleep waits; tests replace it. Nil means a context-aware timer.
+	Sleep func(context.Context, time.Duration) error
+}
+
+// DefaultRetry retries throttling, 5xx and resets for about a minute.
+func DefaultRetry() RetryPolicy {
+	return RetryPolicy{Attempts: 8, Base: 200 * time.Millisecond, Max: 15 * time.Second}
+}
+
+// ErrTransient marks errors a driver knows to be temporary (throttling,
+// 5xx). Drivers wrap it; IsTransient recognises it and network resets.
+var ErrTransient = errors.New("temporary storage failure")
+
+// IsTransient reports whether err is worth retrying.
+func IsTransient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if errors.Is(err, ErrTransient) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// Retry returns a driver that retries transient failures with exponential
+// backoff and full jitter. A retried Walk never hands fn a key twice.
+func Retry(d Driver, p RetryPolicy) Driver {
+	if p.Attempts < 1 {
+		p.Attempts = 1
+	}
+	if p.Transient == nil {
+		p.Transient = IsTransient
+	}
+	if p.Sleep == nil {
+		p.Sleep = sleepCtx
+	}
+	return &retryDriver{Driver: d, p: p}
+}
+
+type retryDriver struct {
+	Driver
+	p RetryPolicy
+}
+
+func (r *retryDriver) Unwrap() Driver { return r.Driver }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *retryDriver) do(ctx context.Context, op func() error) error {
+	var err error
+	for attempt := 0; attempt < r.p.Attempts; attempt++ {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		if err = op(); err == nil || !r.p.Transient(err) {
+			return err
+		}
+		if attempt == r.p.Attempts-1 {
+			break
+		}
+		backoff := r.p.Base << attempt
+		if backoff > r.p.Max || backoff <= 0 {
+			backoff = r.p.Max
+		}
+		if sleepErr := r.p.Sleep(ctx, rand.N(backoff)+1); sleepErr != nil {
+			return sleepErr
+		}
+	}
+	return err
+}
+
+// callbackError marks an error returned by the caller's fn, which is never
+// retried.
+type callbackError struct{ err error }
+
+func (c callbackError) Error() string { return c.err.Error() }
+
+func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	delivered := make(map[string]struct{})
+	err := r.do(ctx, func() error {
+		return r.Driver.Walk(ctx, prefix, func(oi ObjectInfo) error {
+			if _, seen := delivered[oi.Key]; seen {
+				return nil
+			}
+			delivered[oi.Key] = struct{}{}
+			if err := fn(oi); err != nil {
+				return callbackError{err}
+			}
+			return nil
+		})
+	})
+	var cb callbackError
+	if errors.As(err, &cb) {
+		return cb.err
+	}
+	return err
+}
+
+func (r *retryDriver) Stat(ctx context.Context, key string) (oi ObjectInfo, err error) {
+	err = r.do(ctx, func() error {
+		oi, err = r.Driver.Stat(ctx, key)
+		return err
+	})
+	return oi, err
+}
+
+func (r *retryDriver) Get(ctx context.Context, key string, max int64) (b []byte, err error) {
+	err = r.do(ctx, func() error {
+		b, err = r.Driver.Get(ctx, key, max)
+		return err
+	})
+	return b, err
+}
+
+func (r *retryDriver) Put(ctx context.Context, key string, data []byte) error {
+	return r.do(ctx, func() error { return r.Driver.Put(ctx, key, data) })
+}
+
+// Delete retries the call on a transient call error, then re-sends only
+// the keys that failed transiently: deletes are idempotent.
+func (r *retryDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
+	var out []DeleteResult
+	pending := keys
+	for attempt := 0; ; attempt++ {
+		var res []DeleteResult
+		err := r.do(ctx, func() (err error) {
+			res, err = r.Driver.Delete(ctx, pending)
+			return err
+		})
+		if err != nil {
+			return out, err
+		}
+		var again []string
+		for _, dr := range res {
+			if dr.Err != nil && r.p.Transient(dr.Err) && attempt < r.p.Attempts-1 {
+				again = append(again, dr.Key)
+				continue
+			}
+			out = append(out, dr)
+		}
+		if len(again) == 0 {
+			return out, nil
+		}
+		pending = again
+		if err := r.p.Sleep(ctx, r.p.Base<<min(attempt, 10)); err != nil {
+			return out, err
+		}
+	}
+}
