@@ -106,13 +106,14 @@ type MultipartUploads interface {
 }
 
 // LargeObjects is implemented by stores that keep big objects as a
-// manifest object plus segments stored elsewhere (Swift DLOs).
+// manifest object plus segments stored elsewhere (Swift DLOs). On such a
+// store a listing shows a manifest object with size 0.
 type LargeObjects interface {
-	// SegmentPrefix returns the segment prefix that the manifest object at
-	// key points to, or "" when key is a plain object.
-	SegmentPrefix(ctx context.Context, key string) (string, error)
-	// WalkSegments lists every segment object; its keys are the segment
-	// names as SegmentPrefix reports them.
+	// LargeObject stats key with one request and reports its real size and
+	// the segment prefix its manifest points to ("" for a plain object).
+	// Segment prefixes and segment names are relative to the container.
+	LargeObject(ctx context.Context, key string) (info ObjectInfo, segmentPrefix string, err error)
+	// WalkSegments lists every segment object; keys are segment names.
 	WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error
 	DeleteSegments(ctx context.Context, names []string) ([]DeleteResult, error)
 }
