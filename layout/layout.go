@@ -1,0 +1,354 @@
+// Package layout is Docker Distribution's storage tree as data: Path turns
+// a spec into a key and Parse turns a key back into its spec.
+//
+//	docker/registry/v2/
+//	  blobs/<alg>/<hex[0:2]>/<hex>/data
+//	  repositories/<name>/
+//	    _layers/<alg>/<hex>/link
+//	    _manifests/revisions/<alg>/<hex>/link
+//	    _manifests/revisions/<alg>/<hex>/signatures/<alg>/<hex>/link   (schema1, v2.x)
+//	    _manifests/tags/<tag>/current/link
+//	    _manifests/tags/<tag>/index/<alg>/<hex>/link
+//	    _uploads/<id>/data
+//	    _uploads/<id>/startedat
+//	    _uploads/<id>/hashstates/<alg>/<offset>
+//
+// <name> may hold slashes, so "a" and "a/b" can both be repositories. Keys
+// are logical (no driver root). Keys outside docker/registry/v2/ are never
+// regsweep's to touch.
+package layout
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Root is the prefix of everything distribution stores.
+const Root = "docker/registry/v2/"
+
+const (
+	BlobsPrefix        = Root + "blobs/"
+	RepositoriesPrefix = Root + "repositories/"
+)
+
+// Spec is one of the key kinds below.
+type Spec interface{ isSpec() }
+
+// BlobData is a blob's (or manifest's) content.
+type BlobData struct{ Digest digest.Digest }
+
+// LayerLink links a blob (layer or config) into a repository.
+type LayerLink struct {
+	Repo   string
+	Digest digest.Digest
+}
+
+// RevisionLink links a manifest into a repository.
+type RevisionLink struct {
+	Repo   string
+	Digest digest.Digest
+}
+
+// SignatureLink is a schema1 signature link under a revision (v2.x).
+type SignatureLink struct {
+	Repo      string
+	Digest    digest.Digest
+	Signature digest.Digest
+}
+
+// TagCurrentLink holds the digest a tag points to now.
+type TagCurrentLink struct{ Repo, Tag string }
+
+// TagIndexLink records that a tag once pointed to Digest.
+type TagIndexLink struct {
+	Repo   string
+	Tag    string
+	Digest digest.Digest
+}
+
+// UploadData is an in-progress upload's body.
+type UploadData struct{ Repo, ID string }
+
+// UploadStartedAt holds an upload's RFC 3339 start time.
+type UploadStartedAt struct{ Repo, ID string }
+
+// UploadHashState is a serialized hash state of an upload.
+type UploadHashState struct {
+	Repo, ID string
+	Alg      string
+	Offset   int64
+}
+
+func (BlobData) isSpec()        {}
+func (LayerLink) isSpec()       {}
+func (RevisionLink) isSpec()    {}
+func (SignatureLink) isSpec()   {}
+func (TagCurrentLink) isSpec()  {}
+func (TagIndexLink) isSpec()    {}
+func (UploadData) isSpec()      {}
+func (UploadStartedAt) isSpec() {}
+func (UploadHashState) isSpec() {}
+
+// Errors from Parse and Path.
+var (
+	// ErrOutside: the key is not under docker/registry/v2/.
+	ErrOutside = errors.New("key is outside docker/registry/v2/")
+	// ErrUnknown: the key is under docker/registry/v2/ but fits no layout.
+	ErrUnknown = errors.New("key fits no registry layout")
+	// ErrInvalid: a spec that cannot be turned into a key.
+	ErrInvalid = errors.New("invalid path spec")
+)
+
+// distribution's repository name component grammar.
+var (
+	componentRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*$`)
+	tagRE       = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
+	uploadIDRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	hashAlgRE   = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
+)
+
+// ValidRepo reports whether name is a repository name distribution accepts.
+func ValidRepo(name string) bool {
+	if name == "" || len(name) > 255 {
+		return false
+	}
+	for _, c := range strings.Split(name, "/") {
+		if !componentRE.MatchString(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidTag reports whether tag is a tag distribution accepts.
+func ValidTag(tag string) bool { return tagRE.MatchString(tag) }
+
+func validDigest(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("%w: digest %q: %v", ErrInvalid, d, err)
+	}
+	if strings.ContainsAny(d.Algorithm().String(), "+.;/") {
+		// distribution maps these to '/', which Parse could not undo.
+		return fmt.Errorf("%w: digest algorithm %q", ErrInvalid, d.Algorithm())
+	}
+	return nil
+}
+
+func digestDir(d digest.Digest) string { return d.Algorithm().String() + "/" + d.Encoded() }
+
+// RepoPrefix is the directory key of a repository, with a trailing slash.
+func RepoPrefix(repo string) string { return RepositoriesPrefix + repo + "/" }
+
+// Path returns the key of a spec.
+func Path(s Spec) (string, error) {
+	repoCheck := func(repo string) error {
+		if !ValidRepo(repo) {
+			return fmt.Errorf("%w: repository name %q", ErrInvalid, repo)
+		}
+		return nil
+	}
+	switch s := s.(type) {
+	case BlobData:
+		if err := validDigest(s.Digest); err != nil {
+			return "", err
+		}
+		hex := s.Digest.Encoded()
+		return BlobsPrefix + s.Digest.Algorithm().String() + "/" + hex[:2] + "/" + hex + "/data", nil
+	case LayerLink:
+		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_layers/" + digestDir(s.Digest) + "/link", nil
+	case RevisionLink:
+		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_manifests/revisions/" + digestDir(s.Digest) + "/link", nil
+	case SignatureLink:
+		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest), validDigest(s.Signature)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_manifests/revisions/" + digestDir(s.Digest) + "/signatures/" + digestDir(s.Signature) + "/link", nil
+	case TagCurrentLink:
+		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_manifests/tags/" + s.Tag + "/current/link", nil
+	case TagIndexLink:
+		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag), validDigest(s.Digest)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_manifests/tags/" + s.Tag + "/index/" + digestDir(s.Digest) + "/link", nil
+	case UploadData:
+		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_uploads/" + s.ID + "/data", nil
+	case UploadStartedAt:
+		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
+			return "", err
+		}
+		return RepoPrefix(s.Repo) + "_uploads/" + s.ID + "/startedat", nil
+	case UploadHashState:
+		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
+			return "", err
+		}
+		if !hashAlgRE.MatchString(s.Alg) || s.Offset < 0 {
+			return "", fmt.Errorf("%w: hash state %s/%d", ErrInvalid, s.Alg, s.Offset)
+		}
+		return RepoPrefix(s.Repo) + "_uploads/" + s.ID + "/hashstates/" + s.Alg + "/" + strconv.FormatInt(s.Offset, 10), nil
+	}
+	return "", fmt.Errorf("%w: %T", ErrInvalid, s)
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func tagCheck(tag string) error {
+	if !ValidTag(tag) {
+		return fmt.Errorf("%w: tag %q", ErrInvalid, tag)
+	}
+	return nil
+}
+
+func uploadCheck(id string) error {
+	if !uploadIDRE.MatchString(id) {
+		return fmt.Errorf("%w: upload id %q", ErrInvalid, id)
+	}
+	return nil
+}
+
+// Parse returns the spec of key. A key outside docker/registry/v2/ is
+// ErrOutside; one inside that fits no layout is ErrUnknown (wrapped, with
+// the key).
+func Parse(key string) (Spec, error) {
+	if !strings.HasPrefix(key, Root) {
+		return nil, fmt.Errorf("%w: %q", ErrOutside, key)
+	}
+	s, ok := parse(key)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknown, key)
+	}
+	// Only keys that Path writes back identically are accepted, so that no
+	// odd spelling (".", "//", an upper-case hex) can alias a real key.
+	if p, err := Path(s); err != nil || p != key {
+		return nil, fmt.Errorf("%w: %q", ErrUnknown, key)
+	}
+	return s, nil
+}
+
+func parseDigest(alg, hex string) (digest.Digest, bool) {
+	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	return d, validDigest(d) == nil
+}
+
+func parse(key string) (Spec, bool) {
+	rest := strings.TrimPrefix(key, Root)
+	parts := strings.Split(rest, "/")
+	switch parts[0] {
+	case "blobs":
+		// blobs/<alg>/<xx>/<hex>/data
+		if len(parts) != 5 || parts[4] != "data" || len(parts[3]) < 2 || parts[2] != parts[3][:2] {
+			return nil, false
+		}
+		d, ok := parseDigest(parts[1], parts[3])
+		return BlobData{Digest: d}, ok
+	case "repositories":
+	default:
+		return nil, false
+	}
+	// repositories/<name...>/<_layers|_manifests|_uploads>/...
+	parts = parts[1:]
+	split := -1
+	for i, p := range parts {
+		if p == "_layers" || p == "_manifests" || p == "_uploads" {
+			split = i
+			break
+		}
+	}
+	if split < 1 {
+		return nil, false
+	}
+	repo := strings.Join(parts[:split], "/")
+	if !ValidRepo(repo) {
+		return nil, false
+	}
+	kind, p := parts[split], parts[split+1:]
+	switch kind {
+	case "_layers":
+		if len(p) == 3 && p[2] == "link" {
+			d, ok := parseDigest(p[0], p[1])
+			return LayerLink{Repo: repo, Digest: d}, ok
+		}
+	case "_manifests":
+		if len(p) == 0 {
+			return nil, false
+		}
+		switch p[0] {
+		case "revisions":
+			if len(p) == 4 && p[3] == "link" {
+				d, ok := parseDigest(p[1], p[2])
+				return RevisionLink{Repo: repo, Digest: d}, ok
+			}
+			if len(p) == 7 && p[3] == "signatures" && p[6] == "link" {
+				d, ok1 := parseDigest(p[1], p[2])
+				sig, ok2 := parseDigest(p[4], p[5])
+				return SignatureLink{Repo: repo, Digest: d, Signature: sig}, ok1 && ok2
+			}
+		case "tags":
+			if len(p) == 4 && p[2] == "current" && p[3] == "link" {
+				return TagCurrentLink{Repo: repo, Tag: p[1]}, true
+			}
+			if len(p) == 6 && p[2] == "index" && p[5] == "link" {
+				d, ok := parseDigest(p[3], p[4])
+				return TagIndexLink{Repo: repo, Tag: p[1], Digest: d}, ok
+			}
+		}
+	case "_uploads":
+		if len(p) == 2 && p[1] == "data" {
+			return UploadData{Repo: repo, ID: p[0]}, true
+		}
+		if len(p) == 2 && p[1] == "startedat" {
+			return UploadStartedAt{Repo: repo, ID: p[0]}, true
+		}
+		if len(p) == 4 && p[1] == "hashstates" {
+			off, err := strconv.ParseInt(p[3], 10, 64)
+			return UploadHashState{Repo: repo, ID: p[0], Alg: p[2], Offset: off}, err == nil
+		}
+	}
+	return nil, false
+}
+
+// Repo returns the repository a spec belongs to, or "" for blobs.
+func Repo(s Spec) string {
+	switch s := s.(type) {
+	case LayerLink:
+		return s.Repo
+	case RevisionLink:
+		return s.Repo
+	case SignatureLink:
+		return s.Repo
+	case TagCurrentLink:
+		return s.Repo
+	case TagIndexLink:
+		return s.Repo
+	case UploadData:
+		return s.Repo
+	case UploadStartedAt:
+		return s.Repo
+	case UploadHashState:
+		return s.Repo
+	}
+	return ""
+}
