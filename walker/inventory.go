@@ -1,0 +1,179 @@
+package walker
+
+import (
+	"context"
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/storage"
+)
+
+// Blob is a blob's data object as storage holds it.
+type Blob struct {
+	Size    int64
+	ModTime int64 // unix seconds; kept small: there are millions of blobs
+	// Segments is the Swift DLO segment prefix, "" elsewhere.
+	Segments string
+}
+
+// Link is a link file: its mtime, and for a corrupt one why.
+type Link struct {
+	ModTime       int64
+	CorruptReason string
+}
+
+// Tag is a tag's current link and its index.
+type Tag struct {
+	Current        digest.Digest // "" when the current link is missing or corrupt
+	CurrentModTime int64
+	CurrentCorrupt string
+	HasCurrent     bool
+	Index          map[digest.Digest]Link
+}
+
+// Upload is one _uploads/<id> directory.
+type Upload struct {
+	ID        string
+	StartedAt time.Time // zero when startedat is missing or unreadable
+	Files     []storage.ObjectInfo
+}
+
+// Repository is everything stored under one repository name.
+type Repository struct {
+	Name       string
+	Revisions  *DigestMap[Link]
+	Signatures map[digest.Digest][]digest.Digest // revision -> schema1 signature links
+	Tags       map[string]*Tag
+	Layers     *DigestMap[Link]
+	Uploads    map[string]*Upload
+}
+
+// Inventory is a whole walk, aggregated.
+type Inventory struct {
+	Blobs        *DigestMap[Blob]
+	BlobBytes    int64
+	Repositories map[string]*Repository
+	// Corrupt holds links whose content is not the digest they should hold.
+	Corrupt []Entry
+	// Unknown holds keys under docker/registry/v2/ that fit no layout.
+	Unknown []Entry
+	// Multipart holds incomplete S3 multipart uploads.
+	Multipart []Entry
+	// Segments holds Swift segments grouped by their prefix.
+	Segments map[string][]storage.ObjectInfo
+	// Keys counts every key listed, for request-count comparisons.
+	Keys int64
+}
+
+// NewInventory returns an empty inventory.
+func NewInventory() *Inventory {
+	return &Inventory{Blobs: NewDigestMap[Blob](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo)}
+}
+
+// Collect walks d and aggregates the result.
+func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, error) {
+	inv := NewInventory()
+	err := Walk(ctx, d, opts, func(e Entry) error {
+		inv.Add(e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// Repo returns the repository called name, creating it.
+func (inv *Inventory) Repo(name string) *Repository {
+	r := inv.Repositories[name]
+	if r == nil {
+		r = &Repository{Name: name, Revisions: NewDigestMap[Link](), Signatures: map[digest.Digest][]digest.Digest{},
+			Tags: map[string]*Tag{}, Layers: NewDigestMap[Link](), Uploads: map[string]*Upload{}}
+		inv.Repositories[name] = r
+	}
+	return r
+}
+
+func (r *Repository) tag(name string) *Tag {
+	t := r.Tags[name]
+	if t == nil {
+		t = &Tag{Index: map[digest.Digest]Link{}}
+		r.Tags[name] = t
+	}
+	return t
+}
+
+// Add records one entry.
+func (inv *Inventory) Add(e Entry) {
+	if e.Kind != KindMultipartUpload {
+		inv.Keys++
+	}
+	link := Link{ModTime: e.ModTime.Unix(), CorruptReason: e.CorruptReason}
+	if e.Corrupt {
+		inv.Corrupt = append(inv.Corrupt, e)
+	}
+	switch e.Kind {
+	case KindBlob:
+		inv.Blobs.Set(e.Digest, Blob{Size: e.Size, ModTime: e.ModTime.Unix(), Segments: e.SegmentPrefix})
+		inv.BlobBytes += e.Size
+	case KindRevisionLink:
+		inv.Repo(e.Repo).Revisions.Set(e.Digest, link)
+	case KindSignatureLink:
+		r := inv.Repo(e.Repo)
+		r.Signatures[e.Revision] = append(r.Signatures[e.Revision], e.Digest)
+	case KindLayerLink:
+		inv.Repo(e.Repo).Layers.Set(e.Digest, link)
+	case KindTagIndexLink:
+		inv.Repo(e.Repo).tag(e.Tag).Index[e.Digest] = link
+	case KindTagCurrentLink:
+		t := inv.Repo(e.Repo).tag(e.Tag)
+		t.HasCurrent, t.CurrentModTime, t.CurrentCorrupt = true, e.ModTime.Unix(), e.CorruptReason
+		if !e.Corrupt {
+			t.Current = e.Digest
+		}
+	case KindUploadFile:
+		r := inv.Repo(e.Repo)
+		u := r.Uploads[e.UploadID]
+		if u == nil {
+			u = &Upload{ID: e.UploadID}
+			r.Uploads[e.UploadID] = u
+		}
+		if !e.StartedAt.IsZero() {
+			u.StartedAt = e.StartedAt
+		}
+		u.Files = append(u.Files, storage.ObjectInfo{Key: e.Key, Size: e.Size, ModTime: e.ModTime})
+	case KindMultipartUpload:
+		inv.Multipart = append(inv.Multipart, e)
+		if e.Repo != "" {
+			inv.Repo(e.Repo)
+		}
+	case KindSegment:
+		prefix := SegmentPrefixOf(e.Key)
+		inv.Segments[prefix] = append(inv.Segments[prefix], storage.ObjectInfo{Key: e.Key, Size: e.Size, ModTime: e.ModTime})
+	case KindUnknown:
+		inv.Unknown = append(inv.Unknown, e)
+	}
+}
+
+// SegmentPrefixOf is the prefix of a segment name: everything before its
+// last "/" (segments are <prefix>/<16-digit number>).
+func SegmentPrefixOf(name string) string {
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '/' {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+// RepositoryNames returns the names sorted.
+func (inv *Inventory) RepositoryNames() []string {
+	names := make([]string, 0, len(inv.Repositories))
+	for n := range inv.Repositories {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

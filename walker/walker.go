@@ -1,0 +1,371 @@
+// Package walker lists a registry's storage concurrently and streams what
+// it finds as typed entries.
+//
+// Object stores are listed flat (no per-directory listing): blobs/ in
+// shards by the first hex digit, repositories/ in one pass. Link files are
+// only downloaded when the listing's ETag cannot prove their content, and
+// tag current links are always read. A listing error fails the whole walk:
+// a shorter result is never returned as if it were complete.
+package walker
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/storage"
+)
+
+// Kind is the type of an entry.
+type Kind int
+
+const (
+	KindBlob            Kind = iota // blobs/.../data
+	KindRevisionLink                // _manifests/revisions/.../link
+	KindSignatureLink               // schema1 signature link under a revision
+	KindTagCurrentLink              // _manifests/tags/<t>/current/link
+	KindTagIndexLink                // _manifests/tags/<t>/index/.../link
+	KindLayerLink                   // _layers/.../link
+	KindUploadFile                  // any file under _uploads/<id>/
+	KindMultipartUpload             // an incomplete S3 multipart upload
+	KindSegment                     // a Swift large-object segment
+	KindUnknown                     // under docker/registry/v2/ but fits no layout
+)
+
+var kindNames = [...]string{"blob", "revision_link", "signature_link", "tag_current_link", "tag_index_link",
+	"layer_link", "upload_file", "multipart_upload", "segment", "unknown_key"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+// Entry is one thing found in storage.
+type Entry struct {
+	Kind Kind
+	Key  string // storage key (a segment name for KindSegment)
+	Size int64
+	// ModTime is the storage mtime (the initiation time for a multipart
+	// upload).
+	ModTime time.Time
+
+	Repo string
+	Tag  string
+	// Digest is the digest the key names: the blob's, the link's
+	// (from its path), or for a tag current link the digest it points to.
+	Digest digest.Digest
+	// Revision is the manifest a schema1 signature link belongs to.
+	Revision digest.Digest
+	// Corrupt is set on a link whose content is empty, not a digest, or a
+	// digest other than the one its path names. CorruptReason says which.
+	Corrupt       bool
+	CorruptReason string
+
+	UploadID string
+	// StartedAt is read from an upload's startedat file.
+	StartedAt time.Time
+	// SegmentPrefix is the segment prefix of a Swift DLO blob.
+	SegmentPrefix string
+	// MultipartID is the S3 upload ID of a KindMultipartUpload.
+	MultipartID string
+}
+
+// Options tunes a walk.
+type Options struct {
+	// Concurrency is the number of listings and reads in flight.
+	Concurrency int
+	// TrustETags lets link files whose listing ETag equals md5(content in
+	// path) go unread. Off when the store's ETags are not content MD5s
+	// (SSE-KMS).
+	TrustETags bool
+	// MaxLinkSize bounds a link read; distribution's links are 71 bytes
+	// for sha256.
+	MaxLinkSize int64
+}
+
+// DefaultOptions suit a registry on any backend.
+func DefaultOptions() Options {
+	return Options{Concurrency: 16, TrustETags: true, MaxLinkSize: 1024}
+}
+
+// ErrWalk wraps every error that ends a walk early.
+var ErrWalk = errors.New("storage walk failed")
+
+// Walk lists the registry and calls fn once per entry, from the calling
+// goroutine only.
+func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) error) error {
+	if opts.Concurrency < 1 {
+		opts.Concurrency = 1
+	}
+	if opts.MaxLinkSize <= 0 {
+		opts.MaxLinkSize = 1024
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	out := make(chan Entry, 4096)
+	g, gctx := errgroup.WithContext(ctx)
+	// Reads (links, DLO heads) go through their own bounded pool so a
+	// listing never waits behind a read it produced.
+	reads, rctx := errgroup.WithContext(gctx)
+	reads.SetLimit(opts.Concurrency)
+	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx}
+	w.largeObjects, _ = storage.LargeObjectsOf(d)
+
+	listings, lctx := errgroup.WithContext(gctx)
+	listings.SetLimit(opts.Concurrency)
+	for _, shard := range shards() {
+		listings.Go(func() error { return w.list(lctx, shard) })
+	}
+	if mp, ok := storage.MultipartOf(d); ok {
+		listings.Go(func() error { return w.multipart(lctx, mp) })
+	}
+	if w.largeObjects != nil {
+		listings.Go(func() error { return w.segments(lctx) })
+	}
+	g.Go(func() error {
+		err := listings.Wait()
+		if rerr := reads.Wait(); err == nil {
+			err = rerr
+		}
+		return err
+	})
+	var walkErr error
+	go func() {
+		walkErr = g.Wait()
+		close(out)
+	}()
+	var fnErr error
+	for e := range out {
+		if fnErr != nil {
+			continue
+		}
+		if fnErr = fn(e); fnErr != nil {
+			cancel()
+		}
+	}
+	if fnErr != nil {
+		return fnErr
+	}
+	if walkErr != nil {
+		if ctx.Err() != nil && errors.Is(walkErr, context.Canceled) {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %w", ErrWalk, walkErr)
+	}
+	return nil
+}
+
+// shards splits the tree into prefixes listed in parallel. Blob digests
+// are uniform, so sixteen first-digit shards are even; the repository tree
+// is one pass because its shape is unknown and every extra shard costs a
+// partly empty listing page.
+func shards() []string {
+	s := []string{layout.RepositoriesPrefix}
+	for _, h := range "0123456789abcdef" {
+		s = append(s, layout.BlobsPrefix+"sha256/"+string(h))
+	}
+	return append(s, layout.BlobsPrefix+"sha384/", layout.BlobsPrefix+"sha512/")
+}
+
+type walk struct {
+	d            storage.Driver
+	opts         Options
+	out          chan<- Entry
+	reads        *errgroup.Group
+	rctx         context.Context
+	largeObjects storage.LargeObjects
+}
+
+func (w *walk) emit(ctx context.Context, e Entry) error {
+	select {
+	case w.out <- e:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *walk) list(ctx context.Context, prefix string) error {
+	return w.d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
+		return w.classify(ctx, oi)
+	})
+}
+
+func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
+	e := Entry{Key: oi.Key, Size: oi.Size, ModTime: oi.ModTime}
+	spec, err := layout.Parse(oi.Key)
+	if err != nil {
+		e.Kind = KindUnknown
+		return w.emit(ctx, e)
+	}
+	e.Repo = layout.Repo(spec)
+	switch s := spec.(type) {
+	case layout.BlobData:
+		e.Kind, e.Digest = KindBlob, s.Digest
+		if w.largeObjects != nil {
+			return w.read(func(ctx context.Context) error { return w.statLargeObject(ctx, e) })
+		}
+		return w.emit(ctx, e)
+	case layout.RevisionLink:
+		e.Kind, e.Digest = KindRevisionLink, s.Digest
+		return w.verifyLink(ctx, e, oi.ETag)
+	case layout.SignatureLink:
+		e.Kind, e.Digest, e.Revision = KindSignatureLink, s.Signature, s.Digest
+		return w.verifyLink(ctx, e, oi.ETag)
+	case layout.TagIndexLink:
+		e.Kind, e.Tag, e.Digest = KindTagIndexLink, s.Tag, s.Digest
+		return w.verifyLink(ctx, e, oi.ETag)
+	case layout.LayerLink:
+		e.Kind, e.Digest = KindLayerLink, s.Digest
+		return w.verifyLink(ctx, e, oi.ETag)
+	case layout.TagCurrentLink:
+		e.Kind, e.Tag = KindTagCurrentLink, s.Tag
+		return w.read(func(ctx context.Context) error { return w.readCurrent(ctx, e) })
+	case layout.UploadData:
+		e.Kind, e.UploadID = KindUploadFile, s.ID
+	case layout.UploadHashState:
+		e.Kind, e.UploadID = KindUploadFile, s.ID
+	case layout.UploadStartedAt:
+		e.Kind, e.UploadID = KindUploadFile, s.ID
+		return w.read(func(ctx context.Context) error { return w.readStartedAt(ctx, e) })
+	}
+	return w.emit(ctx, e)
+}
+
+// read runs a GET or HEAD in the read pool.
+func (w *walk) read(fn func(ctx context.Context) error) error {
+	if err := w.rctx.Err(); err != nil {
+		return err
+	}
+	w.reads.Go(func() error { return fn(w.rctx) })
+	return nil
+}
+
+// LinkETag is the ETag a store gives a link file holding d written in one
+// PUT: the MD5 of its content.
+func LinkETag(d digest.Digest) string {
+	sum := md5.Sum([]byte(d.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+func (w *walk) verifyLink(ctx context.Context, e Entry, etag string) error {
+	if w.opts.TrustETags && etag != "" && strings.EqualFold(etag, LinkETag(e.Digest)) {
+		return w.emit(ctx, e)
+	}
+	return w.read(func(ctx context.Context) error {
+		target, reason, found, err := w.readLink(ctx, e.Key)
+		if err != nil || !found {
+			return err
+		}
+		if reason == "" && target != e.Digest {
+			reason = fmt.Sprintf("link holds %s but its path names %s", target, e.Digest)
+		}
+		if reason != "" {
+			e.Corrupt, e.CorruptReason = true, reason
+		}
+		return w.emit(ctx, e)
+	})
+}
+
+func (w *walk) readCurrent(ctx context.Context, e Entry) error {
+	target, reason, found, err := w.readLink(ctx, e.Key)
+	if err != nil || !found {
+		return err
+	}
+	e.Digest = target
+	if reason != "" {
+		e.Corrupt, e.CorruptReason = true, reason
+	}
+	return w.emit(ctx, e)
+}
+
+// readLink reads a link file. found is false when the key vanished after
+// it was listed (deleted meanwhile); any other read failure is an error of
+// the walk, because an unread link could be the only thing keeping a blob.
+func (w *walk) readLink(ctx context.Context, key string) (target digest.Digest, corruptReason string, found bool, err error) {
+	b, err := w.d.Get(ctx, key, w.opts.MaxLinkSize)
+	switch {
+	case storage.IsNotFound(err):
+		return "", "", false, nil
+	case errors.Is(err, storage.ErrTooLarge):
+		return "", fmt.Sprintf("link is larger than %d bytes", w.opts.MaxLinkSize), true, nil
+	case err != nil:
+		return "", "", false, err
+	}
+	target, reason := ParseLink(b)
+	return target, reason, true, nil
+}
+
+// ParseLink parses a link file's content. reason is non-empty when the
+// content is not exactly one valid digest.
+func ParseLink(b []byte) (digest.Digest, string) {
+	if len(b) == 0 {
+		return "", "link is empty"
+	}
+	d, err := digest.Parse(string(b))
+	if err != nil {
+		return "", fmt.Sprintf("link content is not a digest (%q)", truncate(b, 80))
+	}
+	return d, ""
+}
+
+func truncate(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "..."
+	}
+	return string(b)
+}
+
+func (w *walk) readStartedAt(ctx context.Context, e Entry) error {
+	b, err := w.d.Get(ctx, e.Key, 256)
+	switch {
+	case storage.IsNotFound(err):
+		return nil
+	case err == nil:
+		if t, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); perr == nil {
+			e.StartedAt = t
+		}
+	case !errors.Is(err, storage.ErrTooLarge):
+		return err
+	}
+	// An unreadable start time leaves StartedAt zero: callers fall back to
+	// the storage mtime.
+	return w.emit(ctx, e)
+}
+
+func (w *walk) statLargeObject(ctx context.Context, e Entry) error {
+	info, prefix, err := w.largeObjects.LargeObject(ctx, e.Key)
+	switch {
+	case storage.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	e.Size, e.SegmentPrefix = info.Size, prefix
+	return w.emit(ctx, e)
+}
+
+func (w *walk) multipart(ctx context.Context, mp storage.MultipartUploads) error {
+	return mp.WalkMultipartUploads(ctx, layout.Root, func(u storage.MultipartUpload) error {
+		e := Entry{Kind: KindMultipartUpload, Key: u.Key, ModTime: u.Initiated, MultipartID: u.UploadID}
+		if spec, err := layout.Parse(u.Key); err == nil {
+			e.Repo = layout.Repo(spec)
+			if s, ok := spec.(layout.UploadData); ok {
+				e.UploadID = s.ID
+			}
+		}
+		return w.emit(ctx, e)
+	})
+}
+
+func (w *walk) segments(ctx context.Context) error {
+	return w.largeObjects.WalkSegments(ctx, func(oi storage.ObjectInfo) error {
+		return w.emit(ctx, Entry{Kind: KindSegment, Key: oi.Key, Size: oi.Size, ModTime: oi.ModTime})
+	})
+}
