@@ -130,8 +130,10 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	}
 	g.Go(func() error {
 		err := listings.Wait()
-		if rerr := reads.Wait(); err == nil {
-			err = rerr
+		// A failed read cancels the read pool, which then fails the
+		// listing that queued the next read: the read's error is the cause.
+		if rerr := reads.Wait(); rerr != nil {
+			return rerr
 		}
 		return err
 	})
@@ -164,7 +166,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 // shards splits the tree into prefixes listed in parallel. Blob digests
 // are uniform, so sixteen first-digit shards are even; the repository tree
 // is one pass because its shape is unknown and every extra shard costs a
-// partly empty listing page.
+// partly empty listing page. Keys under blobs/ outside these prefixes
+// (not a digest algorithm distribution writes) are not listed, so never
+// deleted.
 func shards() []string {
 	s := []string{layout.RepositoriesPrefix}
 	for _, h := range "0123456789abcdef" {

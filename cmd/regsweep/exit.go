@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// Exit codes, decided here and nowhere else. docs/exit-codes.md lists them;
+// operators' alerting relies on them, so codes are added, never changed.
+const (
+	exitOK       = 0
+	exitError    = 1 // anything not classified below
+	exitUsage    = 2 // bad flags or configuration
+	exitFindings = 3 // the run finished and found problems in storage
+	exitStorage  = 4 // storage unreachable, credentials refused, bucket or container missing
+	exitWalk     = 5 // the storage walk could not complete: nothing was decided from it
+	exitCanceled = 130
+)
+
+// usageError marks errors in what the operator asked for.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// findingsError says the run completed but storage has problems.
+type findingsError struct{ msg string }
+
+func (f findingsError) Error() string { return f.msg }
+
+// storageOpenError marks a failure to open the storage.
+type storageOpenError struct{ err error }
+
+func (s storageOpenError) Error() string { return "opening storage: " + s.err.Error() }
+func (s storageOpenError) Unwrap() error { return s.err }
+
+func exitCode(err error) int {
+	var (
+		usage       usageError
+		findings    findingsError
+		open        storageOpenError
+		unsupported *backend.UnsupportedDriverError
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, context.Canceled):
+		return exitCanceled
+	case errors.As(err, &usage), errors.As(err, &unsupported):
+		return exitUsage
+	case errors.As(err, &findings):
+		return exitFindings
+	case errors.As(err, &open), errors.Is(err, storage.ErrAccessDenied):
+		return exitStorage
+	case errors.Is(err, walker.ErrWalk):
+		return exitWalk
+	}
+	return exitError
+}

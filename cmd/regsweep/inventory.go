@@ -1,0 +1,72 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regsweep/regsweep/reports"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/walker"
+)
+
+type inventoryOptions struct {
+	format     string
+	trustETags bool
+}
+
+func newInventoryCommand(g *globalOptions) *cobra.Command {
+	o := &inventoryOptions{}
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "Count what the registry's storage holds",
+		Long: `Walk the registry's storage (read-only) and print totals, a per-repository table and
+the requests made. With --format json stdout holds only the JSON document.
+
+Exits 3 when storage holds corrupt link files or keys that fit no registry layout
+(each is listed with its key).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runInventory(cmd, o, g) },
+	}
+	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json")
+	cmd.Flags().BoolVar(&o.trustETags, "trust-etags", true, "skip reading link files whose listing ETag proves their content")
+	return cmd
+}
+
+func runInventory(cmd *cobra.Command, o *inventoryOptions, g *globalOptions) error {
+	if o.format != "text" && o.format != "json" {
+		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	}
+	ctx := cmd.Context()
+	reqs := &storage.Requests{}
+	d, _, err := g.openStorage(ctx, cmd.Flags(), true, reqs)
+	if err != nil {
+		return err
+	}
+	log := g.logger()
+	started := time.Now()
+	log.Info("walking storage", "location", d.Location())
+	opts := walker.DefaultOptions()
+	opts.Concurrency, opts.TrustETags = g.concurrency, o.trustETags
+	inv, err := walker.Collect(ctx, d, opts)
+	if err != nil {
+		return err
+	}
+	rep := reports.BuildInventory(inv, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), started, time.Now())
+	if o.format == "json" {
+		err = rep.WriteJSON(g.stdout)
+	} else {
+		err = rep.WriteText(g.stdout)
+	}
+	if err != nil {
+		return err
+	}
+	if n := len(rep.Problems); n > 0 {
+		for _, p := range rep.Problems {
+			log.Warn("storage problem", "kind", p.Kind, "key", p.Key, "reason", p.Reason)
+		}
+		return findingsError{fmt.Sprintf("%d problem(s) in storage: corrupt link files or keys that fit no layout (listed above)", n)}
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package walker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/internal/regtree"
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/walker"
+)
+
+func generate(t *testing.T, d storage.Driver, spec regtree.Spec) regtree.Counts {
+	t.Helper()
+	c, err := regtree.Generate(context.Background(), d, spec, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var smallSpec = regtree.Spec{Seed: 1, Repositories: 12, ImagesPerRepo: 4, TagsPerRepo: 2, LayersPerImg: 3,
+	SharedLayers: 3, OrphanBlobs: 5, MultiArch: true, Uploads: 2}
+
+func TestCollectCountsWhatWasWritten(t *testing.T) {
+	reqs := &storage.Requests{}
+	d := storage.NewMemory(nil, reqs)
+	want := generate(t, d, smallSpec)
+	before := reqs.Snapshot()
+	inv, err := walker.Collect(context.Background(), d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(inv.Repositories); got != want.Repositories {
+		t.Errorf("repositories: got %d want %d", got, want.Repositories)
+	}
+	if inv.Blobs.Len() != want.Blobs || inv.BlobBytes != want.BlobBytes {
+		t.Errorf("blobs: got %d (%d bytes) want %d (%d bytes)", inv.Blobs.Len(), inv.BlobBytes, want.Blobs, want.BlobBytes)
+	}
+	var tags, manifests, layers, uploads int
+	for _, r := range inv.Repositories {
+		manifests += r.Revisions.Len()
+		layers += r.Layers.Len()
+		uploads += len(r.Uploads)
+		for _, tag := range r.Tags {
+			if tag.HasCurrent {
+				tags++
+			}
+		}
+	}
+	// The generator counts a layer link per image layer, also when two
+	// images of a repository share one: count distinct links instead.
+	if tags != want.Tags || manifests != want.Manifests || uploads != want.Uploads {
+		t.Errorf("tags/manifests/uploads: got %d/%d/%d want %d/%d/%d", tags, manifests, uploads, want.Tags, want.Manifests, want.Uploads)
+	}
+	if layers == 0 || layers > want.LayerLinks {
+		t.Errorf("layer links: got %d, generator wrote at most %d", layers, want.LayerLinks)
+	}
+	if len(inv.Corrupt) != 0 || len(inv.Unknown) != 0 {
+		t.Errorf("healthy tree reported corrupt %v unknown %v", inv.Corrupt, inv.Unknown)
+	}
+	// ETags prove every link but tag current links and startedat files,
+	// which are the only reads.
+	after := reqs.Snapshot()
+	if gets := after["get"] - before["get"]; gets != int64(tags+uploads) {
+		t.Errorf("GETs: got %d, want one per tag and per upload start time (%d)", gets, tags+uploads)
+	}
+}
+
+func TestWithoutETagsEveryLinkIsRead(t *testing.T) {
+	reqs := &storage.Requests{}
+	d := storage.NewMemory(nil, reqs)
+	generate(t, d, smallSpec)
+	opts := walker.DefaultOptions()
+	opts.TrustETags = false
+	before := reqs.Snapshot()["get"]
+	inv, err := walker.Collect(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := 0
+	for _, r := range inv.Repositories {
+		links += r.Revisions.Len() + r.Layers.Len() + len(r.Tags) /* current */
+		for _, tag := range r.Tags {
+			links += len(tag.Index)
+		}
+		links += len(r.Uploads)
+	}
+	if got := reqs.Snapshot()["get"] - before; got != int64(links) {
+		t.Errorf("GETs without ETags: got %d want %d", got, links)
+	}
+}
+
+func TestCorruptLinksAndUnknownKeys(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(d, 4)
+	img := w.Image("a", []byte(`{"c":1}`), []byte("layer"))
+	w.Tag("a", "latest", img.Digest)
+	other := digest.FromString("other")
+	key := func(s layout.Spec) string { k, _ := layout.Path(s); return k }
+	w.Raw(key(layout.LayerLink{Repo: "b", Digest: other}), []byte("garbage"))
+	w.Raw(key(layout.RevisionLink{Repo: "b", Digest: other}), nil)
+	w.Raw(key(layout.LayerLink{Repo: "c", Digest: other}), []byte(img.Digest.String()))
+	w.Raw(key(layout.TagCurrentLink{Repo: "c", Tag: "broken"}), []byte("sha256:nothex"))
+	w.Raw("docker/registry/v2/repositories/a/_manifests/stray", []byte("x"))
+	w.Raw("docker/registry/v2/blobs/sha256/ab/notablob", []byte("x"))
+	w.Raw("scheduler-state.json", []byte("{}")) // outside the registry tree: never listed
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := walker.Collect(context.Background(), d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for _, e := range inv.Corrupt {
+		reasons[e.Key] = e.CorruptReason
+	}
+	if len(reasons) != 4 {
+		t.Fatalf("corrupt links: got %d %v, want 4", len(reasons), reasons)
+	}
+	for k, r := range reasons {
+		switch {
+		case strings.Contains(k, "/b/_layers/") && !strings.Contains(r, "not a digest"):
+			t.Errorf("%s: reason %q", k, r)
+		case strings.Contains(k, "/b/_manifests/") && !strings.Contains(r, "empty"):
+			t.Errorf("%s: reason %q", k, r)
+		case strings.Contains(k, "/c/_layers/") && !strings.Contains(r, "its path names"):
+			t.Errorf("%s: reason %q", k, r)
+		}
+	}
+	if tag := inv.Repositories["c"].Tags["broken"]; tag == nil || !tag.HasCurrent || tag.Current != "" || tag.CurrentCorrupt == "" {
+		t.Errorf("corrupt tag current link: %+v", tag)
+	}
+	var unknown []string
+	for _, e := range inv.Unknown {
+		unknown = append(unknown, e.Key)
+	}
+	if len(unknown) != 2 {
+		t.Errorf("unknown keys: %v, want the two stray keys under docker/registry/v2/", unknown)
+	}
+}
+
+// failingWalk fails the listing of one prefix after handing out a few keys.
+type failingWalk struct {
+	storage.Driver
+	prefix string
+}
+
+func (f failingWalk) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	if strings.HasPrefix(prefix, f.prefix) || strings.HasPrefix(f.prefix, prefix) {
+		n := 0
+		err := f.Driver.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
+			if n++; n > 3 {
+				return errors.New("connection reset by peer")
+			}
+			return fn(oi)
+		})
+		if err != nil {
+			return err
+		}
+		return errors.New("listing ended early")
+	}
+	return f.Driver.Walk(ctx, prefix, fn)
+}
+
+func TestListingErrorFailsTheWalk(t *testing.T) {
+	for _, prefix := range []string{layout.RepositoriesPrefix, layout.BlobsPrefix + "sha256/7"} {
+		mem := storage.NewMemory(nil, nil)
+		generate(t, mem, smallSpec)
+		_, err := walker.Collect(context.Background(), failingWalk{mem, prefix}, walker.DefaultOptions())
+		if !errors.Is(err, walker.ErrWalk) {
+			t.Errorf("%s: want ErrWalk, got %v", prefix, err)
+		}
+	}
+}
+
+// failingGet fails every read of a link.
+type failingGet struct{ storage.Driver }
+
+func (f failingGet) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	return nil, &storage.PathError{Op: "get", Driver: "test", Key: key, Err: storage.ErrAccessDenied}
+}
+
+func TestUnreadableLinkFailsTheWalk(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	generate(t, mem, smallSpec)
+	_, err := walker.Collect(context.Background(), failingGet{mem}, walker.DefaultOptions())
+	if !errors.Is(err, walker.ErrWalk) || !errors.Is(err, storage.ErrAccessDenied) {
+		t.Fatalf("want ErrWalk wrapping ErrAccessDenied, got %v", err)
+	}
+}
+
+func TestWalkStopsOnCallbackErrorAndCancel(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	generate(t, mem, smallSpec)
+	stop := errors.New("stop")
+	calls := 0
+	err := walker.Walk(context.Background(), mem, walker.DefaultOptions(), func(walker.Entry) error { calls++; return stop })
+	if !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("callback error: err %v after %d calls", err, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	err = walker.Walk(ctx, mem, walker.DefaultOptions(), func(walker.Entry) error { cancel(); return nil })
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("cancel: %v", err)
+	}
+}
+
+func TestUploadStartTimeIsRead(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(mem, 2)
+	started := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	w.Upload("r", "u1", started, []byte("partial"))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := walker.Collect(context.Background(), mem, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := inv.Repositories["r"].Uploads["u1"]
+	if u == nil || !u.StartedAt.Equal(started) || len(u.Files) != 3 {
+		t.Fatalf("upload: %+v", u)
+	}
+}
