@@ -135,7 +135,7 @@ func (r *Inventory) WriteText(w io.Writer) error {
 	fmt.Fprintf(w, "Blobs:         %d (%s)\nUploads:       %d\nUnknown keys:  %d\n", t.Blobs, HumanBytes(t.BlobBytes), t.Uploads, t.UnknownKeys)
 	fmt.Fprintf(w, "Took:          %s\n", r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
 	fmt.Fprintf(w, "Requests:      %s\n\n", formatRequests(r.Requests))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "REPOSITORY\tTAGS\tMANIFESTS\tLAYER LINKS\tBLOBS\tBYTES\tUPLOADS\t")
 	for _, rc := range r.Repositories {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\t%d\t\n", rc.Name, rc.Tags, rc.Manifests, rc.LayerLinks, rc.Blobs, HumanBytes(rc.BlobBytes), rc.Uploads)
