@@ -62,6 +62,9 @@ type Inventory struct {
 	Repositories  []RepositoryCounts `json:"repositories"`
 	Problems      []Problem          `json:"problems"`
 	Requests      map[string]int64   `json:"requests"`
+	// KeysListed is every object the walk listed (the LIST floor is
+	// ceil(keys_listed/1000) on S3).
+	KeysListed int64 `json:"keys_listed"`
 }
 
 // BuildInventory counts an inventory. Blobs of a repository are the
@@ -69,7 +72,7 @@ type Inventory struct {
 // once.
 func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[string]int64, started, finished time.Time) *Inventory {
 	rep := &Inventory{SchemaVersion: InventorySchemaVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
-		Storage: storage, Requests: requests, Repositories: []RepositoryCounts{}, Problems: []Problem{}}
+		Storage: storage, Requests: requests, Repositories: []RepositoryCounts{}, Problems: []Problem{}, KeysListed: inv.Keys}
 	rep.Totals.Blobs = inv.Blobs.Len()
 	rep.Totals.BlobBytes = inv.BlobBytes
 	rep.Totals.UnknownKeys = len(inv.Unknown)

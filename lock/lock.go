@@ -1,0 +1,254 @@
+// Package lock makes one regsweep run the only one deleting from a storage.
+//
+// The lock is a JSON object outside docker/registry/v2/ (so no registry
+// tool sees it as registry data). Taking it writes the object, waits for
+// the store to settle and reads it back: whoever's token is there holds
+// it. A lock is stale when it has not been refreshed for the timeout, or at
+// once when its holder's process is gone on this host.
+package lock
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/regsweep/regsweep/storage"
+)
+
+// Key is where the lock lives, relative to the driver root.
+const Key = "regsweep/lock.json"
+
+// Info is the lock object's content.
+type Info struct {
+	Token       string    `json:"token"`
+	Hostname    string    `json:"hostname"`
+	PID         int       `json:"pid"`
+	Command     string    `json:"command"`
+	StartedAt   time.Time `json:"started_at"`
+	RefreshedAt time.Time `json:"refreshed_at"`
+}
+
+// ErrLocked means another run holds the lock.
+var ErrLocked = errors.New("storage is locked by another regsweep run")
+
+// LockedError says who holds the lock.
+type LockedError struct{ Holder Info }
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("%v: lock %s held by pid %d on %s since %s (refreshed %s); wait for it, or run `regsweep unlock` if that run is gone",
+		ErrLocked, Key, e.Holder.PID, e.Holder.Hostname, e.Holder.StartedAt.Format(time.RFC3339), e.Holder.RefreshedAt.Format(time.RFC3339))
+}
+
+func (e *LockedError) Unwrap() error { return ErrLocked }
+
+// Options tune the lock; zero values take the defaults.
+type Options struct {
+	// Timeout after which an unrefreshed lock is stale (default 30m).
+	Timeout time.Duration
+	// Settle is how long to wait before reading a written lock back
+	// (default 2s), for stores whose reads lag their writes.
+	Settle time.Duration
+	// Now and ProcessAlive are seams for tests.
+	Now          func() time.Time
+	ProcessAlive func(pid int) bool
+	Hostname     string
+	PID          int
+	Command      string
+}
+
+func (o *Options) defaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Minute
+	}
+	if o.Settle < 0 {
+		o.Settle = 0
+	} else if o.Settle == 0 {
+		o.Settle = 2 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.ProcessAlive == nil {
+		o.ProcessAlive = processAlive
+	}
+	if o.Hostname == "" {
+		o.Hostname, _ = os.Hostname()
+	}
+	if o.PID == 0 {
+		o.PID = os.Getpid()
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Held is a lock this process holds. Only Acquire makes one, so code that
+// needs a *Held can only run under the lock.
+type Held struct {
+	d      storage.Driver
+	info   Info
+	opts   Options
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// Read returns the current lock, or storage.ErrNotFound.
+func Read(ctx context.Context, d storage.Driver) (Info, error) {
+	b, err := d.Get(ctx, Key, 64<<10)
+	if err != nil {
+		return Info{}, err
+	}
+	var info Info
+	if err := json.Unmarshal(b, &info); err != nil {
+		return Info{}, fmt.Errorf("lock %s is not valid JSON: %w", Key, err)
+	}
+	return info, nil
+}
+
+// Stale reports whether a lock may be taken over.
+func (o Options) stale(info Info) bool {
+	if o.Now().Sub(info.RefreshedAt) > o.Timeout {
+		return true
+	}
+	return info.Hostname == o.Hostname && info.PID != o.PID && !o.ProcessAlive(info.PID)
+}
+
+// Acquire takes the lock, or fails with a *LockedError. The returned
+// context is cancelled if the lock is lost (a refresh fails or another run
+// took it over); work under the lock must use it.
+func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, context.Context, error) {
+	opts.defaults()
+	existing, err := Read(ctx, d)
+	switch {
+	case storage.IsNotFound(err):
+	case err != nil:
+		// An unreadable lock might be someone's: refuse rather than guess.
+		return nil, nil, fmt.Errorf("reading lock %s: %w", Key, err)
+	case !opts.stale(existing):
+		return nil, nil, &LockedError{Holder: existing}
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return nil, nil, err
+	}
+	now := opts.Now().UTC()
+	h := &Held{d: d, opts: opts, done: make(chan struct{}),
+		info: Info{Token: hex.EncodeToString(tok), Hostname: opts.Hostname, PID: opts.PID, Command: opts.Command, StartedAt: now, RefreshedAt: now}}
+	if err := h.write(ctx); err != nil {
+		return nil, nil, fmt.Errorf("writing lock %s: %w", Key, err)
+	}
+	if err := sleep(ctx, opts.Settle); err != nil {
+		return nil, nil, err
+	}
+	back, err := Read(ctx, d)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading back lock %s: %w", Key, err)
+	}
+	if back.Token != h.info.Token {
+		return nil, nil, &LockedError{Holder: back}
+	}
+	lctx, cancel := context.WithCancelCause(ctx)
+	h.cancel = cancel
+	go h.refresh(lctx)
+	return h, lctx, nil
+}
+
+func (h *Held) write(ctx context.Context) error {
+	b, err := json.MarshalIndent(h.info, "", "  ")
+	if err != nil {
+		return err
+	}
+	return h.d.Put(ctx, Key, b)
+}
+
+// ErrLost is the cause of a lock context cancelled because the lock could
+// not be kept.
+var ErrLost = errors.New("lock lost")
+
+func (h *Held) refresh(ctx context.Context) {
+	defer close(h.done)
+	t := time.NewTicker(h.opts.Timeout / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur, err := Read(ctx, h.d)
+		if err == nil && cur.Token != h.info.Token {
+			h.cancel(fmt.Errorf("%w: taken over by pid %d on %s", ErrLost, cur.PID, cur.Hostname))
+			return
+		}
+		h.info.RefreshedAt = h.opts.Now().UTC()
+		if err := h.write(ctx); err != nil && ctx.Err() == nil {
+			h.cancel(fmt.Errorf("%w: refreshing failed: %v", ErrLost, err))
+			return
+		}
+	}
+}
+
+// Info is what the held lock says.
+func (h *Held) Info() Info { return h.info }
+
+// Release stops refreshing and removes the lock if it is still ours.
+func (h *Held) Release(ctx context.Context) error {
+	h.cancel(errors.New("released"))
+	<-h.done
+	cur, err := Read(ctx, h.d)
+	if storage.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cur.Token != h.info.Token {
+		return nil
+	}
+	res, err := h.d.Delete(ctx, []string{Key})
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		if r.Err != nil && !storage.IsNotFound(r.Err) {
+			return r.Err
+		}
+	}
+	return nil
+}
+
+// Remove deletes whatever lock is there (`regsweep unlock`).
+func Remove(ctx context.Context, d storage.Driver) error {
+	res, err := d.Delete(ctx, []string{Key})
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		if r.Err != nil && !storage.IsNotFound(r.Err) {
+			return r.Err
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
