@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -277,7 +278,11 @@ func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error)
 		return nil, d.pathErr("get", key, err)
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	limit := max
+	if limit < math.MaxInt64 {
+		limit++ // one byte more than allowed tells "too large" from "exactly max"
+	}
+	b, err := io.ReadAll(io.LimitReader(f, limit))
 	if err != nil {
 		return nil, d.pathErr("get", key, err)
 	}
