@@ -86,6 +86,9 @@ type Options struct {
 	// MaxLinkSize bounds a link read; distribution's links are 71 bytes
 	// for sha256.
 	MaxLinkSize int64
+	// RepositoriesOnly lists just the repository tree (links, tags and
+	// uploads): the re-list before deleting.
+	RepositoriesOnly bool
 }
 
 // DefaultOptions suit a registry on any backend.
@@ -119,13 +122,13 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 
 	listings, lctx := errgroup.WithContext(gctx)
 	listings.SetLimit(opts.Concurrency)
-	for _, shard := range shards() {
+	for _, shard := range shards(opts.RepositoriesOnly) {
 		listings.Go(func() error { return w.list(lctx, shard) })
 	}
-	if mp, ok := storage.MultipartOf(d); ok {
+	if mp, ok := storage.MultipartOf(d); ok && !opts.RepositoriesOnly {
 		listings.Go(func() error { return w.multipart(lctx, mp) })
 	}
-	if w.largeObjects != nil {
+	if w.largeObjects != nil && !opts.RepositoriesOnly {
 		listings.Go(func() error { return w.segments(lctx) })
 	}
 	g.Go(func() error {
@@ -169,8 +172,11 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 // partly empty listing page. Keys under blobs/ outside these prefixes
 // (not a digest algorithm distribution writes) are not listed, so never
 // deleted.
-func shards() []string {
+func shards(repositoriesOnly bool) []string {
 	s := []string{layout.RepositoriesPrefix}
+	if repositoriesOnly {
+		return s
+	}
 	for _, h := range "0123456789abcdef" {
 		s = append(s, layout.BlobsPrefix+"sha256/"+string(h))
 	}

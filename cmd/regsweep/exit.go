@@ -5,7 +5,9 @@ import (
 	"errors"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -18,6 +20,9 @@ const (
 	exitFindings = 3 // the run finished and found problems in storage
 	exitStorage  = 4 // storage unreachable, credentials refused, bucket or container missing
 	exitWalk     = 5 // the storage walk could not complete: nothing was decided from it
+	exitGuard    = 6 // a safety guard refused the sweep (or a blocking problem in storage)
+	exitLocked   = 7 // another regsweep run holds the storage lock
+	exitPartial  = 8 // the sweep ran but some deletions failed; they stay for the next run
 	exitCanceled = 130
 )
 
@@ -44,6 +49,7 @@ func exitCode(err error) int {
 		findings    findingsError
 		open        storageOpenError
 		unsupported *backend.UnsupportedDriverError
+		guard       *sweep.GuardError
 	)
 	switch {
 	case err == nil:
@@ -58,6 +64,12 @@ func exitCode(err error) int {
 		return exitStorage
 	case errors.Is(err, walker.ErrWalk):
 		return exitWalk
+	case errors.As(err, &guard):
+		return exitGuard
+	case errors.Is(err, lock.ErrLocked):
+		return exitLocked
+	case errors.Is(err, sweep.ErrIncomplete):
+		return exitPartial
 	}
 	return exitError
 }

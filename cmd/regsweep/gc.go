@@ -1,0 +1,228 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/spf13/cobra"
+
+	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/manifest"
+	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/reports"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/sweep"
+	"github.com/regsweep/regsweep/walker"
+)
+
+type gcOptions struct {
+	delete            bool
+	deleteUntagged    bool
+	force             bool
+	grace             time.Duration
+	uploadGrace       time.Duration
+	maxDeleteFraction float64
+	planOut           string
+	cacheDir          string
+	format            string
+	list              bool
+	lockTimeout       time.Duration
+}
+
+func newGCCommand(g *globalOptions) *cobra.Command {
+	o := &gcOptions{}
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Mark what live images need and sweep the rest (dry run unless --delete)",
+		Long: `Walk the storage, mark every blob reachable from a live manifest, and plan the deletion
+of everything else: unreferenced blobs, untagged manifests (with --delete-untagged), unused
+layer links, dangling links, stale uploads and multipart uploads, orphan Swift segments and
+repositories left empty. Nothing younger than --grace is touched.
+
+Without --delete this is a dry run: it prints the plan, writes nothing to storage and exits 0.
+With --delete it takes the storage lock, re-lists the repository tree just before deleting
+(anything linked meanwhile leaves the plan) and deletes in an order that leaves only garbage if
+it is cut off: tag and revision links, layer links, blobs, segments, uploads, repositories.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runGC(cmd, o, g) },
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.delete, "delete", false, "delete (the default is a dry run)")
+	f.BoolVar(&o.deleteUntagged, "delete-untagged", false, "treat manifests no tag reaches (through indexes and referrers) as garbage")
+	f.BoolVar(&o.force, "force", false, "delete even when a safety guard trips")
+	f.DurationVar(&o.grace, "grace", 2*time.Hour, "keep everything younger than this (by storage mtime)")
+	f.DurationVar(&o.uploadGrace, "upload-grace", 168*time.Hour, "keep uploads started less than this ago")
+	f.Float64Var(&o.maxDeleteFraction, "max-delete-fraction", 0.5, "refuse to delete more than this fraction of blobs")
+	f.StringVar(&o.planOut, "plan-out", "", "write the plan as JSON to this file (mode 0600)")
+	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache (by digest, verified on read); empty disables it")
+	f.StringVar(&o.format, "format", "text", "output format: text or json")
+	f.BoolVar(&o.list, "list", false, "list every planned deletion")
+	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
+	return cmd
+}
+
+func defaultCacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "regsweep", "manifests")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".cache", "regsweep", "manifests")
+	}
+	return ""
+}
+
+func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
+	if o.format != "text" && o.format != "json" {
+		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	}
+	if o.grace < 0 || o.uploadGrace < 0 {
+		return usageError{errors.New("--grace and --upload-grace cannot be negative")}
+	}
+	ctx := cmd.Context()
+	log := g.logger()
+	reqs := &storage.Requests{}
+	// A dry run opens the storage read-only: it cannot write or delete.
+	d, _, err := g.openStorage(ctx, cmd.Flags(), !o.delete, reqs)
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	var held *lock.Held
+	if o.delete {
+		var lctx context.Context
+		held, lctx, err = lock.Acquire(ctx, d, lock.Options{Timeout: o.lockTimeout, Command: "regsweep gc"})
+		if err != nil {
+			return err
+		}
+		defer held.Release(context.WithoutCancel(ctx))
+		ctx = lctx
+	}
+
+	opts := walker.DefaultOptions()
+	opts.Concurrency = g.concurrency
+	log.Info("walking storage", "location", d.Location())
+	inv, err := walker.Collect(ctx, d, opts)
+	if err != nil {
+		return err
+	}
+	src := mark.StorageSource(d, o.cacheDir, 0)
+	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency})
+	if err != nil {
+		return err
+	}
+	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
+	if dbErr != nil && !storage.IsNotFound(dbErr) {
+		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
+	}
+	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
+		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
+		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
+	})
+	refs := manifestReferences(ctx, src)
+	// Links that stay (young ones too) keep what their manifests reference.
+	plan.Recheck(inv, true, refs)
+
+	var result *sweep.Result
+	var recheck *sweep.RecheckStats
+	var execErr error
+	if len(plan.Guards) > 0 && !o.force {
+		// A dry run says so too: the real run would refuse.
+		execErr = &sweep.GuardError{Guards: plan.Guards}
+	} else if o.delete {
+		{
+			// Just before deleting: anything linked since the walk leaves the plan.
+			ropts := opts
+			ropts.RepositoriesOnly = true
+			fresh, err := walker.Collect(ctx, d, ropts)
+			if err != nil {
+				return err
+			}
+			st := plan.Recheck(fresh, false, refs)
+			recheck = &st
+			log.Info("rechecked before deleting", "dropped", st.Dropped)
+			result, execErr = plan.Execute(ctx, d, held, sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log})
+		}
+	}
+	if o.planOut != "" {
+		if err := writePlan(o.planOut, plan); err != nil {
+			return err
+		}
+	}
+	rep := reports.BuildGC(plan, result, recheck, !o.delete, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	if o.format == "json" {
+		err = rep.WriteJSON(g.stdout)
+	} else {
+		err = rep.WriteText(g.stdout, o.list)
+	}
+	if err != nil {
+		return err
+	}
+	return execErr
+}
+
+func writePlan(path string, plan *sweep.Plan) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := plan.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// manifestReferences returns what a manifest references, recursively, from
+// the manifest source (the mark just read them, so the cache has them).
+func manifestReferences(ctx context.Context, src mark.Source) sweep.References {
+	var mu sync.Mutex
+	memo := map[digest.Digest][]digest.Digest{}
+	var walk func(d digest.Digest, seen map[digest.Digest]bool) ([]digest.Digest, bool)
+	walk = func(d digest.Digest, seen map[digest.Digest]bool) ([]digest.Digest, bool) {
+		if seen[d] {
+			return nil, true
+		}
+		seen[d] = true
+		mu.Lock()
+		refs, ok := memo[d]
+		mu.Unlock()
+		if ok {
+			return refs, true
+		}
+		body, err := src.Manifest(ctx, d)
+		if storage.IsNotFound(err) {
+			return nil, true // nothing stored, nothing referenced
+		}
+		if err != nil {
+			return nil, false
+		}
+		m, err := manifest.Parse(body)
+		if err != nil {
+			return nil, false
+		}
+		refs = append(refs, m.Blobs...)
+		if m.Subject != "" {
+			refs = append(refs, m.Subject)
+		}
+		for _, c := range m.Children {
+			refs = append(refs, c)
+			more, ok := walk(c, seen)
+			if !ok {
+				return nil, false
+			}
+			refs = append(refs, more...)
+		}
+		mu.Lock()
+		memo[d] = refs
+		mu.Unlock()
+		return refs, true
+	}
+	return func(d digest.Digest) ([]digest.Digest, bool) { return walk(d, map[digest.Digest]bool{}) }
+}

@@ -1,0 +1,379 @@
+// Package sweep turns a walk and a mark into a plan of deletions, a value
+// that can be printed, saved as JSON and reviewed, and executes a plan
+// under a held lock in an order that leaves only garbage if cut off.
+package sweep
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// PlanVersion versions the plan file.
+const PlanVersion = 1
+
+// Item kinds, in the order the executor deletes them (references before
+// what they point to).
+const (
+	KindTagIndexLink    = "tag_index_link"
+	KindTagCurrentLink  = "tag_current_link"
+	KindRevisionLink    = "revision_link"
+	KindSignatureLink   = "signature_link"
+	KindLayerLink       = "layer_link"
+	KindBlob            = "blob"
+	KindSegment         = "segment"
+	KindUploadFile      = "upload_file"
+	KindMultipartUpload = "multipart_upload"
+	KindRepository      = "repository"
+)
+
+// phase orders the kinds: a run killed between phases leaves no link to a
+// missing blob.
+var phase = map[string]int{
+	KindTagIndexLink: 1, KindTagCurrentLink: 1, KindRevisionLink: 1, KindSignatureLink: 1,
+	KindLayerLink: 2,
+	KindBlob:      3, KindSegment: 4,
+	KindUploadFile: 5, KindMultipartUpload: 5,
+	KindRepository: 6,
+}
+
+// Item is one thing to delete.
+type Item struct {
+	Kind     string        `json:"kind"`
+	Key      string        `json:"key"`
+	Repo     string        `json:"repository,omitempty"`
+	Digest   digest.Digest `json:"digest,omitempty"`
+	Size     int64         `json:"size"`
+	ModTime  time.Time     `json:"mtime"`
+	UploadID string        `json:"upload_id,omitempty"`
+	// Segments is the Swift segment prefix of a blob (deleted with it).
+	Segments string `json:"segments,omitempty"`
+	Reason   string `json:"reason"`
+}
+
+// Options decide what is garbage.
+type Options struct {
+	Now            time.Time
+	Grace          time.Duration // nothing younger (by storage mtime) is a candidate
+	UploadGrace    time.Duration // uploads younger than this (from startedat) stay
+	DeleteUntagged bool
+	// MaxDeleteFraction trips a guard when more than this share of blobs
+	// would go.
+	MaxDeleteFraction float64
+	// DatabaseInUse is set when GitLab's lockfiles/database-in-use exists.
+	DatabaseInUse bool
+}
+
+// Guard is a safety check that tripped: the plan is not executed unless
+// forced.
+type Guard struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// Guard names (a contract: exit codes and scripts key on them).
+const (
+	GuardNoRepositories   = "no_repositories"
+	GuardNothingMarked    = "nothing_marked"
+	GuardDeleteFraction   = "delete_fraction"
+	GuardBlockingProblems = "blocking_problems"
+	GuardDatabaseInUse    = "database_in_use"
+	GuardUnknownKeys      = "unknown_keys"
+)
+
+// Stats summarise a plan.
+type Stats struct {
+	Blobs            int   `json:"blobs"`
+	Bytes            int64 `json:"bytes"`
+	Manifests        int   `json:"manifests"`
+	TagIndexLinks    int   `json:"tag_index_links"`
+	LayerLinks       int   `json:"layer_links"`
+	Uploads          int   `json:"uploads"`
+	MultipartUploads int   `json:"multipart_uploads"`
+	Segments         int   `json:"segments"`
+	Repositories     int   `json:"repositories"`
+	TotalBlobs       int   `json:"total_blobs"`
+	TotalBlobBytes   int64 `json:"total_blob_bytes"`
+	KeptBlobs        int   `json:"kept_blobs"`
+}
+
+// StorageRef binds a plan to one storage.
+type StorageRef struct {
+	Driver   string `json:"driver"`
+	Location string `json:"location"`
+}
+
+// Plan is what a sweep would delete. It is data: print it, save it,
+// review it, then execute it.
+type Plan struct {
+	Version   int        `json:"version"`
+	CreatedAt time.Time  `json:"created_at"`
+	Storage   StorageRef `json:"storage"`
+	Options   struct {
+		DeleteUntagged bool   `json:"delete_untagged"`
+		Grace          string `json:"grace"`
+		UploadGrace    string `json:"upload_grace"`
+	} `json:"options"`
+	Stats    Stats          `json:"stats"`
+	Guards   []Guard        `json:"guards"`
+	Problems []Problem `json:"problems"`
+	Items    []Item    `json:"items"`
+}
+
+// Problem is a mark problem as the plan records it.
+type Problem struct {
+	Kind     string        `json:"kind"`
+	Repo     string        `json:"repository,omitempty"`
+	Digest   digest.Digest `json:"digest,omitempty"`
+	Key      string        `json:"key,omitempty"`
+	Error    string        `json:"error,omitempty"`
+	Blocking bool          `json:"blocking"`
+}
+
+// Build computes the plan. It never reads storage: everything comes from
+// the walk and the mark.
+func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options) *Plan {
+	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
+	for _, mp := range res.Problems {
+		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
+		if mp.Err != nil {
+			pr.Error = mp.Err.Error()
+		}
+		p.Problems = append(p.Problems, pr)
+	}
+	p.Options.DeleteUntagged, p.Options.Grace, p.Options.UploadGrace = o.DeleteUntagged, o.Grace.String(), o.UploadGrace.String()
+	cutoff := o.Now.Add(-o.Grace).Unix()
+	uploadCutoff := o.Now.Add(-o.UploadGrace)
+	old := func(mtime int64) bool { return mtime <= cutoff }
+	blobExists := inv.Blobs.Has
+	// Every link that stays must keep pointing at an existing blob, whatever
+	// the mark said (a young link of a push in progress is not marked).
+	linked := walker.NewDigestMap[struct{}]()
+
+	for _, name := range inv.RepositoryNames() {
+		r := inv.Repositories[name]
+		rr := res.Repos[name]
+		keptManifest := func(d digest.Digest) bool { return rr != nil && rr.KeptManifests.Has(d) }
+		keptLayer := func(d digest.Digest) bool { return rr != nil && rr.KeptLayers.Has(d) }
+		noKept := rr == nil || rr.KeptManifests.Len() == 0
+		var items []Item
+		all := true // every key of the repository is a candidate
+		add := func(ok bool, it Item) {
+			if ok {
+				it.Repo = name
+				items = append(items, it)
+				return
+			}
+			all = false
+			if it.Kind != KindUploadFile && it.Digest != "" {
+				linked.Set(it.Digest, struct{}{})
+			}
+		}
+		key := func(s layout.Spec) string { k, _ := layout.Path(s); return k }
+		for d, l := range r.Revisions.All() {
+			reason := "untagged manifest"
+			if !blobExists(d) {
+				reason = "dangling revision link: manifest blob missing"
+			}
+			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d))
+			add(candidate, Item{Kind: KindRevisionLink, Key: key(layout.RevisionLink{Repo: name, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
+			for _, sig := range r.Signatures[d] {
+				add(candidate, Item{Kind: KindSignatureLink, Key: key(layout.SignatureLink{Repo: name, Digest: d, Signature: sig}), Digest: sig, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
+			}
+		}
+		for tagName, t := range r.Tags {
+			for d, l := range t.Index {
+				add(old(l.ModTime) && (!keptManifest(d) || !blobExists(d)),
+					Item{Kind: KindTagIndexLink, Key: key(layout.TagIndexLink{Repo: name, Tag: tagName, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "tag history entry of a deleted manifest"})
+			}
+			if t.HasCurrent {
+				// A tag goes only with its whole repository, when nothing in
+				// it is kept: a broken tag elsewhere is a finding, not garbage.
+				add(noKept && old(t.CurrentModTime),
+					Item{Kind: KindTagCurrentLink, Key: key(layout.TagCurrentLink{Repo: name, Tag: tagName}), Digest: t.Current, ModTime: time.Unix(t.CurrentModTime, 0).UTC(), Reason: "tag of a repository with no live manifest"})
+			}
+		}
+		for d, l := range r.Layers.All() {
+			reason := "layer link not used by any kept manifest of the repository"
+			if !blobExists(d) {
+				reason = "dangling layer link: blob missing"
+			}
+			add(old(l.ModTime) && (!keptLayer(d) || !blobExists(d)),
+				Item{Kind: KindLayerLink, Key: key(layout.LayerLink{Repo: name, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
+		}
+		for _, u := range r.Uploads {
+			started := u.StartedAt
+			if started.IsZero() {
+				for _, f := range u.Files {
+					if started.IsZero() || f.ModTime.Before(started) {
+						started = f.ModTime
+					}
+				}
+			}
+			stale := !started.After(uploadCutoff)
+			for _, f := range u.Files {
+				add(stale, Item{Kind: KindUploadFile, Key: f.Key, Size: f.Size, ModTime: f.ModTime.UTC(), UploadID: u.ID, Reason: "upload abandoned since " + started.UTC().Format(time.RFC3339)})
+			}
+		}
+		p.Items = append(p.Items, items...)
+		if noKept && all {
+			p.Items = append(p.Items, Item{Kind: KindRepository, Key: layout.RepoPrefix(name), Repo: name, Reason: "repository with no live manifest"})
+		}
+	}
+	keptSegments := map[string]bool{}
+	deletedSegments := map[string]bool{}
+	for d, b := range inv.Blobs.All() {
+		if res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime) {
+			if b.Segments != "" {
+				keptSegments[b.Segments] = true
+			}
+			continue
+		}
+		k, _ := layout.Path(layout.BlobData{Digest: d})
+		p.Items = append(p.Items, Item{Kind: KindBlob, Key: k, Digest: d, Size: b.Size, ModTime: time.Unix(b.ModTime, 0).UTC(), Segments: b.Segments, Reason: "blob not referenced by any kept manifest"})
+		if b.Segments != "" {
+			deletedSegments[b.Segments] = true
+		}
+	}
+	for prefix, segs := range inv.Segments {
+		if keptSegments[prefix] {
+			continue
+		}
+		reason := "segment of a deleted blob"
+		if !deletedSegments[prefix] {
+			// Segments of an upload in progress have no blob yet: only
+			// segment sets older than the upload grace are orphans.
+			newest := time.Time{}
+			for _, s := range segs {
+				if s.ModTime.After(newest) {
+					newest = s.ModTime
+				}
+			}
+			if newest.After(uploadCutoff) {
+				continue
+			}
+			reason = "segment of no blob"
+		}
+		for _, s := range segs {
+			p.Items = append(p.Items, Item{Kind: KindSegment, Key: s.Key, Size: s.Size, ModTime: s.ModTime.UTC(), Segments: prefix, Reason: reason})
+		}
+	}
+	for _, m := range inv.Multipart {
+		if !m.ModTime.After(uploadCutoff) {
+			p.Items = append(p.Items, Item{Kind: KindMultipartUpload, Key: m.Key, Repo: m.Repo, UploadID: m.MultipartID, ModTime: m.ModTime.UTC(), Reason: "incomplete multipart upload initiated " + m.ModTime.UTC().Format(time.RFC3339)})
+		}
+	}
+	p.sortItems()
+	p.Stats = p.computeStats(inv, res)
+	p.Guards = guards(inv, res, p.Stats, o)
+	return p
+}
+
+func (p *Plan) sortItems() {
+	sort.SliceStable(p.Items, func(i, j int) bool {
+		a, b := p.Items[i], p.Items[j]
+		if phase[a.Kind] != phase[b.Kind] {
+			return phase[a.Kind] < phase[b.Kind]
+		}
+		return a.Key < b.Key
+	})
+}
+
+func (p *Plan) computeStats(inv *walker.Inventory, res *mark.Result) Stats {
+	s := Stats{TotalBlobs: inv.Blobs.Len(), TotalBlobBytes: inv.BlobBytes, KeptBlobs: res.KeptBlobs.Len()}
+	uploads := map[string]bool{}
+	for _, it := range p.Items {
+		switch it.Kind {
+		case KindBlob:
+			s.Blobs++
+			s.Bytes += it.Size
+		case KindRevisionLink:
+			s.Manifests++
+		case KindTagIndexLink:
+			s.TagIndexLinks++
+		case KindLayerLink:
+			s.LayerLinks++
+		case KindUploadFile:
+			uploads[it.Repo+"/"+it.UploadID] = true
+		case KindMultipartUpload:
+			s.MultipartUploads++
+		case KindSegment:
+			s.Segments++
+			if it.Reason == "segment of no blob" {
+				s.Bytes += it.Size // a deleted blob's segments are its bytes, counted once
+			}
+		case KindRepository:
+			s.Repositories++
+		}
+	}
+	s.Uploads = len(uploads)
+	return s
+}
+
+func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard {
+	g := []Guard{}
+	blobs := inv.Blobs.Len()
+	if len(inv.Repositories) == 0 && blobs > 0 {
+		g = append(g, Guard{GuardNoRepositories, fmt.Sprintf("the walk found no repositories but %d blobs: refusing to treat every blob as garbage", blobs)})
+	}
+	if res.KeptBlobs.Len() == 0 && blobs > 0 {
+		g = append(g, Guard{GuardNothingMarked, fmt.Sprintf("nothing was marked live but %d blobs exist: refusing to delete them all", blobs)})
+	}
+	if blobs > 0 && o.MaxDeleteFraction > 0 && float64(s.Blobs)/float64(blobs) > o.MaxDeleteFraction {
+		g = append(g, Guard{GuardDeleteFraction, fmt.Sprintf("%d of %d blobs (%.0f%%) would be deleted, more than --max-delete-fraction %.2f", s.Blobs, blobs, 100*float64(s.Blobs)/float64(blobs), o.MaxDeleteFraction)})
+	}
+	if b := res.Blocking(); len(b) > 0 {
+		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d problem(s) make liveness unprovable (first: %s %s): %v", len(b), b[0].Kind, b[0].Key, b[0].Err)})
+	}
+	var strays []string
+	for _, e := range inv.Unknown {
+		if strings.HasPrefix(e.Key, layout.RepositoriesPrefix) {
+			strays = append(strays, e.Key)
+		}
+	}
+	if len(strays) > 0 {
+		// Some stores hide every key below an object named like a directory
+		// (MinIO does): a stray key in the repository tree may hide links.
+		g = append(g, Guard{GuardUnknownKeys, fmt.Sprintf("%d key(s) under repositories/ fit no layout (first: %s); they may hide links from the walk", len(strays), strays[0])})
+	}
+	if o.DatabaseInUse {
+		g = append(g, Guard{GuardDatabaseInUse, "docker/registry/lockfiles/database-in-use exists: this registry is managed by GitLab's metadata database, offline garbage collection would corrupt it"})
+	}
+	return g
+}
+
+// WriteJSON writes the plan.
+func (p *Plan) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
+
+// ReadPlan reads a plan written by WriteJSON.
+func ReadPlan(r io.Reader) (*Plan, error) {
+	var p Plan
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("plan is not a regsweep plan: %w", err)
+	}
+	if p.Version != PlanVersion {
+		return nil, fmt.Errorf("plan version %d is not %d", p.Version, PlanVersion)
+	}
+	for _, it := range p.Items {
+		if _, ok := phase[it.Kind]; !ok {
+			return nil, fmt.Errorf("plan has an item of unknown kind %q (%s)", it.Kind, it.Key)
+		}
+	}
+	p.sortItems()
+	return &p, nil
+}
