@@ -221,6 +221,9 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			}
 			stale := !started.After(uploadCutoff)
 			for _, f := range u.Files {
+				stale = stale && old(f.ModTime.Unix()) // still being written
+			}
+			for _, f := range u.Files {
 				add(stale, Item{Kind: KindUploadFile, Key: f.Key, Size: f.Size, ModTime: f.ModTime.UTC(), UploadID: u.ID, Reason: "upload abandoned since " + started.UTC().Format(time.RFC3339)})
 			}
 		}

@@ -1,0 +1,269 @@
+package sweep_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/internal/regtree"
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/manifest"
+	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/sweep"
+	"github.com/regsweep/regsweep/walker"
+)
+
+type gcRun struct {
+	plan   *sweep.Plan
+	result *sweep.Result
+	err    error
+}
+
+func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration, exec sweep.ExecOptions) gcRun {
+	t.Helper()
+	ctx := context.Background()
+	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := mark.StorageSource(d, "", 0)
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: deleteUntagged})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()},
+		sweep.Options{Now: time.Now(), Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9})
+	refs := references(ctx, src)
+	plan.Recheck(inv, true, refs)
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	result, err := plan.Execute(lctx, d, held, exec)
+	return gcRun{plan, result, err}
+}
+
+func references(ctx context.Context, src mark.Source) sweep.References {
+	var walk func(d digest.Digest) ([]digest.Digest, bool)
+	walk = func(d digest.Digest) ([]digest.Digest, bool) {
+		body, err := src.Manifest(ctx, d)
+		if storage.IsNotFound(err) {
+			return nil, true
+		}
+		if err != nil {
+			return nil, false
+		}
+		m, err := manifest.Parse(body)
+		if err != nil {
+			return nil, false
+		}
+		refs := append([]digest.Digest{}, m.Blobs...)
+		for _, c := range m.Children {
+			more, ok := walk(c)
+			if !ok {
+				return nil, false
+			}
+			refs = append(append(refs, c), more...)
+		}
+		return refs, true
+	}
+	return walk
+}
+
+// checkIntact asserts that every tag resolves to a manifest whose whole
+// tree is in storage and linked in its repository, and that no link points
+// at a missing blob.
+func checkIntact(t *testing.T, d storage.Driver) *walker.Inventory {
+	t.Helper()
+	ctx := context.Background()
+	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range inv.Repositories {
+		for d := range r.Revisions.All() {
+			if !inv.Blobs.Has(d) {
+				t.Errorf("%s: dangling revision link %s", name, d)
+			}
+		}
+		for d := range r.Layers.All() {
+			if !inv.Blobs.Has(d) {
+				t.Errorf("%s: dangling layer link %s", name, d)
+			}
+		}
+		for tag, tg := range r.Tags {
+			if !tg.HasCurrent {
+				continue
+			}
+			pullable(t, ctx, d, inv, name, tag, tg.Current)
+		}
+	}
+	return inv
+}
+
+func pullable(t *testing.T, ctx context.Context, d storage.Driver, inv *walker.Inventory, repo, tag string, m digest.Digest) {
+	t.Helper()
+	r := inv.Repositories[repo]
+	if !r.Revisions.Has(m) || !inv.Blobs.Has(m) {
+		t.Errorf("%s:%s: manifest %s is gone", repo, tag, m)
+		return
+	}
+	key, _ := layout.Path(layout.BlobData{Digest: m})
+	body, err := d.Get(ctx, key, 4<<20)
+	if err != nil {
+		t.Errorf("%s:%s: %v", repo, tag, err)
+		return
+	}
+	man, err := manifest.Parse(body)
+	if err != nil {
+		t.Errorf("%s:%s: %v", repo, tag, err)
+		return
+	}
+	for _, b := range man.Blobs {
+		if !inv.Blobs.Has(b) || !r.Layers.Has(b) {
+			t.Errorf("%s:%s: blob %s of %s is gone or unlinked", repo, tag, b, m)
+		}
+	}
+	for _, c := range man.Children {
+		pullable(t, ctx, d, inv, repo, tag+"@child", c)
+	}
+}
+
+var spec = regtree.Spec{Seed: 3, Repositories: 15, ImagesPerRepo: 5, TagsPerRepo: 2, LayersPerImg: 3,
+	SharedLayers: 4, OrphanBlobs: 10, MultiArch: true, Uploads: 3}
+
+func TestGCDeletesGarbageKeepsImagesAndConverges(t *testing.T) {
+	for _, untagged := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deleteUntagged=%v", untagged), func(t *testing.T) {
+			d := storage.NewMemory(nil, nil)
+			if _, err := regtree.Generate(context.Background(), d, spec, 4); err != nil {
+				t.Fatal(err)
+			}
+			before := checkIntact(t, d)
+			run := gc(t, d, untagged, 0, sweep.ExecOptions{})
+			if run.err != nil {
+				t.Fatalf("gc: %v (guards %v)", run.err, run.plan.Guards)
+			}
+			after := checkIntact(t, d)
+			if run.plan.Stats.Blobs < spec.OrphanBlobs {
+				t.Errorf("planned %d blobs, want at least the %d orphans", run.plan.Stats.Blobs, spec.OrphanBlobs)
+			}
+			if got := before.Blobs.Len() - after.Blobs.Len(); got != run.plan.Stats.Blobs || run.result.Deleted[sweep.KindBlob] != got {
+				t.Errorf("blobs: %d gone, plan said %d, result says %d", got, run.plan.Stats.Blobs, run.result.Deleted[sweep.KindBlob])
+			}
+			if before.BlobBytes-after.BlobBytes != run.plan.Stats.Bytes || run.result.FreedBytes < run.plan.Stats.Bytes {
+				t.Errorf("bytes: %d freed, plan said %d, result says %d", before.BlobBytes-after.BlobBytes, run.plan.Stats.Bytes, run.result.FreedBytes)
+			}
+			if untagged && run.plan.Stats.Manifests == 0 {
+				t.Errorf("--delete-untagged planned no manifests on a tree with re-tagged images")
+			}
+			if !untagged && run.plan.Stats.Manifests != 0 {
+				t.Errorf("without --delete-untagged no manifest may go, planned %d", run.plan.Stats.Manifests)
+			}
+			for _, r := range after.Repositories {
+				if len(r.Uploads) != 0 {
+					t.Errorf("%s: uploads left: %d", r.Name, len(r.Uploads))
+				}
+			}
+			second := gc(t, d, untagged, 0, sweep.ExecOptions{})
+			if second.err != nil || len(second.plan.Items) != 0 {
+				t.Errorf("second run: %v, plans %d items, first %v", second.err, len(second.plan.Items), firstItems(second.plan))
+			}
+		})
+	}
+}
+
+func firstItems(p *sweep.Plan) []string {
+	var out []string
+	for i, it := range p.Items {
+		if i == 5 {
+			break
+		}
+		out = append(out, it.Kind+" "+it.Key)
+	}
+	return out
+}
+
+func TestGCInterruptedBetweenPhasesLeavesOnlyGarbage(t *testing.T) {
+	for stop := 2; stop <= 5; stop++ { // phases with items in this tree
+		t.Run(fmt.Sprintf("stop-before-phase-%d", stop), func(t *testing.T) {
+			d := storage.NewMemory(nil, nil)
+			if _, err := regtree.Generate(context.Background(), d, spec, 4); err != nil {
+				t.Fatal(err)
+			}
+			killed := errors.New("killed")
+			run := gc(t, d, true, 0, sweep.ExecOptions{BeforePhase: func(p int) error {
+				if p >= stop {
+					return killed
+				}
+				return nil
+			}})
+			if !errors.Is(run.err, killed) {
+				t.Fatalf("want the run cut off, got %v", run.err)
+			}
+			checkIntact(t, d)
+			if again := gc(t, d, true, 0, sweep.ExecOptions{}); again.err != nil {
+				t.Fatal(again.err)
+			}
+			checkIntact(t, d)
+			if third := gc(t, d, true, 0, sweep.ExecOptions{}); len(third.plan.Items) != 0 {
+				t.Errorf("not converged: %v", firstItems(third.plan))
+			}
+		})
+	}
+}
+
+func TestGraceKeepsYoungObjects(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	if _, err := regtree.Generate(context.Background(), d, spec, 4); err != nil {
+		t.Fatal(err)
+	}
+	run := gc(t, d, true, time.Hour, sweep.ExecOptions{})
+	if run.err != nil {
+		t.Fatal(run.err)
+	}
+	if n := len(run.plan.Items); n != 0 {
+		t.Errorf("everything is younger than the grace, yet %d items were planned: %v", n, firstItems(run.plan))
+	}
+}
+
+func TestGuardsRefuse(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(d, 2)
+	for i := 0; i < 5; i++ {
+		w.Blob([]byte(fmt.Sprintf("orphan %d", i)))
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	run := gc(t, d, false, 0, sweep.ExecOptions{})
+	var ge *sweep.GuardError
+	if !errors.As(run.err, &ge) {
+		t.Fatalf("want a guard error, got %v", run.err)
+	}
+	names := map[string]bool{}
+	for _, g := range ge.Guards {
+		names[g.Name] = true
+	}
+	if !names[sweep.GuardNoRepositories] || !names[sweep.GuardNothingMarked] || !names[sweep.GuardDeleteFraction] {
+		t.Errorf("guards: %v", ge.Guards)
+	}
+	// Nothing was deleted, and the lock is gone again.
+	if keys := d.Keys(); len(keys) != 5 {
+		t.Errorf("keys after a refused run: %v", keys)
+	}
+}
+
+func TestExecuteNeedsALock(t *testing.T) {
+	p := &sweep.Plan{}
+	if _, err := p.Execute(context.Background(), storage.NewMemory(nil, nil), nil, sweep.ExecOptions{}); err == nil {
+		t.Fatal("Execute without a lock must refuse")
+	}
+}
