@@ -14,8 +14,12 @@ func keyOf(s layout.Spec) string {
 	return k
 }
 
-func revisionSpec(repo string, d digest.Digest) layout.Spec { return layout.RevisionLink{Repo: repo, Digest: d} }
-func layerSpec(repo string, d digest.Digest) layout.Spec    { return layout.LayerLink{Repo: repo, Digest: d} }
+func revisionSpec(repo string, d digest.Digest) layout.Spec {
+	return layout.RevisionLink{Repo: repo, Digest: d}
+}
+func layerSpec(repo string, d digest.Digest) layout.Spec {
+	return layout.LayerLink{Repo: repo, Digest: d}
+}
 func tagIndexSpec(repo, tag string, d digest.Digest) layout.Spec {
 	return layout.TagIndexLink{Repo: repo, Tag: tag, Digest: d}
 }

@@ -123,8 +123,8 @@ type Plan struct {
 		Grace          string `json:"grace"`
 		UploadGrace    string `json:"upload_grace"`
 	} `json:"options"`
-	Stats    Stats          `json:"stats"`
-	Guards   []Guard        `json:"guards"`
+	Stats    Stats     `json:"stats"`
+	Guards   []Guard   `json:"guards"`
 	Problems []Problem `json:"problems"`
 	Items    []Item    `json:"items"`
 }
