@@ -23,6 +23,7 @@ const (
 	exitGuard    = 6 // a safety guard refused the sweep (or a blocking problem in storage)
 	exitLocked   = 7 // another regsweep run holds the storage lock
 	exitPartial  = 8 // the sweep ran but some deletions failed; they stay for the next run
+	exitPlan     = 9 // a plan file that is invalid, for another storage, or too old
 	exitCanceled = 130
 )
 
@@ -50,6 +51,7 @@ func exitCode(err error) int {
 		open        storageOpenError
 		unsupported *backend.UnsupportedDriverError
 		guard       *sweep.GuardError
+		badPlan     planError
 	)
 	switch {
 	case err == nil:
@@ -70,6 +72,8 @@ func exitCode(err error) int {
 		return exitLocked
 	case errors.Is(err, sweep.ErrIncomplete):
 		return exitPartial
+	case errors.As(err, &badPlan):
+		return exitPlan
 	}
 	return exitError
 }

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/internal/regtree"
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/storage/filesystem"
+)
+
+// run executes the CLI in-process and returns stdout, stderr and the exit
+// code main would use.
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	root := newRootCommand(&stdout, &stderr)
+	root.SetArgs(args)
+	root.SetIn(strings.NewReader(""))
+	err := root.ExecuteContext(context.Background())
+	if err != nil {
+		stderr.WriteString("regsweep: " + err.Error() + "\n")
+	}
+	return stdout.String(), stderr.String(), exitCode(err)
+}
+
+func sampleTree(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	d, err := filesystem.New(root, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = regtree.Generate(context.Background(), d, regtree.Spec{Seed: 9, Repositories: 4, ImagesPerRepo: 3, TagsPerRepo: 1,
+		LayersPerImg: 2, SharedLayers: 1, OrphanBlobs: 3, MultiArch: true, Uploads: 1}, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// snapshot lists every file under root with its size and mtime.
+func snapshot(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
+		if err == nil {
+			out = append(out, p+" "+info.ModTime().String())
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
+
+func TestInventoryJSONIsTheOnlyStdout(t *testing.T) {
+	root := sampleTree(t)
+	stdout, stderr, code := run(t, "inventory", "--format", "json", "--fs-root", root)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatalf("stdout is not one JSON document: %v\n%s", err, stdout)
+	}
+	totals := doc["totals"].(map[string]any)
+	for _, k := range []string{"repositories", "tags", "manifests", "layer_links", "blobs", "blob_bytes", "uploads", "unknown_keys"} {
+		if _, ok := totals[k]; !ok {
+			t.Errorf("totals lacks %q", k)
+		}
+	}
+	if totals["repositories"].(float64) != 4 || totals["uploads"].(float64) != 1 {
+		t.Errorf("totals: %v", totals)
+	}
+	reqs := doc["requests"].(map[string]any)
+	for _, k := range []string{"list", "get", "head", "put", "delete"} {
+		if _, ok := reqs[k]; !ok {
+			t.Errorf("requests lacks %q", k)
+		}
+	}
+	if !strings.Contains(stderr, "walking storage") {
+		t.Errorf("logs should go to stderr: %q", stderr)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	root := sampleTree(t)
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	os.WriteFile(cfg, []byte("storage:\n  gcs:\n    bucket: x\n"), 0o600)
+	cases := []struct {
+		name string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown flag", []string{"inventory", "--bogus"}, exitUsage, "unknown flag"},
+		{"bad format", []string{"inventory", "--fs-root", root, "--format", "xml"}, exitUsage, "--format"},
+		{"unsupported driver", []string{"inventory", "--registry-config", cfg}, exitUsage, `"gcs" is not supported`},
+		{"missing root", []string{"inventory", "--fs-root", filepath.Join(root, "nope")}, exitStorage, "does not exist"},
+		{"s3 without bucket", []string{"inventory", "--storage-driver", "s3"}, exitUsage, "bucket"},
+		{"plan missing", []string{"sweep", "--fs-root", root}, exitUsage, "--plan"},
+	}
+	for _, c := range cases {
+		_, stderr, code := run(t, c.args...)
+		if code != c.code || !strings.Contains(stderr, c.msg) {
+			t.Errorf("%s: exit %d (want %d), stderr %q (want %q)", c.name, code, c.code, stderr, c.msg)
+		}
+	}
+}
+
+func TestCorruptLinkIsNamedAndExits3(t *testing.T) {
+	root := sampleTree(t)
+	key, _ := layout.Path(layout.LayerLink{Repo: "broken/repo", Digest: digest.Digest("sha256:" + strings.Repeat("ab", 32))})
+	p := filepath.Join(root, key)
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	os.WriteFile(p, []byte("not a digest"), 0o644)
+	_, stderr, code := run(t, "inventory", "--fs-root", root)
+	if code != exitFindings || !strings.Contains(stderr, key) {
+		t.Fatalf("exit %d, stderr %s", code, stderr)
+	}
+	// gc refuses to sweep past a corrupt link, in a dry run too.
+	_, stderr, code = run(t, "gc", "--fs-root", root, "--cache-dir", t.TempDir())
+	if code != exitGuard || !strings.Contains(stderr, "corrupt_link") {
+		t.Fatalf("gc: exit %d, stderr %s", code, stderr)
+	}
+}
+
+func TestGCDryRunWritesNothing(t *testing.T) {
+	root := sampleTree(t)
+	before := snapshot(t, root)
+	stdout, stderr, code := run(t, "gc", "--fs-root", root, "--grace", "0s", "--upload-grace", "0s", "--delete-untagged", "--max-delete-fraction", "0.9", "--cache-dir", t.TempDir(), "--format", "json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		DryRun bool `json:"dry_run"`
+		Plan   struct{ Blobs, Manifests, Uploads int }
+	}
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !doc.DryRun || doc.Plan.Blobs == 0 || doc.Plan.Manifests == 0 || doc.Plan.Uploads != 1 {
+		t.Errorf("plan: %+v", doc)
+	}
+	if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Errorf("a dry run changed the storage")
+	}
+}
+
+func TestGCDeleteThenNothingLeft(t *testing.T) {
+	root := sampleTree(t)
+	cache := t.TempDir()
+	_, stderr, code := run(t, "gc", "--fs-root", root, "--grace", "0s", "--upload-grace", "0s", "--delete-untagged", "--max-delete-fraction", "0.9", "--delete", "--cache-dir", cache)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	stdout, stderr, code := run(t, "gc", "--fs-root", root, "--grace", "0s", "--upload-grace", "0s", "--delete-untagged", "--max-delete-fraction", "0.9", "--cache-dir", cache, "--format", "json")
+	if code != 0 {
+		t.Fatalf("second run: exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Plan          map[string]int64 `json:"plan"`
+		ManifestReads int64            `json:"manifest_reads"`
+	}
+	json.Unmarshal([]byte(stdout), &doc)
+	for _, k := range []string{"blobs", "manifests", "layer_links", "uploads", "tag_index_links", "repositories"} {
+		if doc.Plan[k] != 0 {
+			t.Errorf("second run plans %d %s", doc.Plan[k], k)
+		}
+	}
+	if doc.ManifestReads != 0 {
+		t.Errorf("second run read %d manifests from storage despite the cache", doc.ManifestReads)
+	}
+	if _, err := os.Stat(filepath.Join(root, lock.Key)); !os.IsNotExist(err) {
+		t.Errorf("lock left behind: %v", err)
+	}
+}
+
+func TestLockHeldRefuses(t *testing.T) {
+	root := sampleTree(t)
+	info, _ := json.Marshal(lock.Info{Token: "x", Hostname: "elsewhere", PID: 1, StartedAt: time.Now(), RefreshedAt: time.Now()})
+	os.MkdirAll(filepath.Join(root, "regsweep"), 0o755)
+	os.WriteFile(filepath.Join(root, lock.Key), info, 0o644)
+	before := snapshot(t, root)
+	_, stderr, code := run(t, "gc", "--fs-root", root, "--grace", "0s", "--delete", "--cache-dir", t.TempDir())
+	if code != exitLocked || !strings.Contains(stderr, "lock") {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
+		t.Errorf("a refused run changed the storage")
+	}
+	stdout, _, code := run(t, "unlock", "--fs-root", root, "--yes")
+	if code != 0 || !strings.Contains(stdout, "lock removed") {
+		t.Fatalf("unlock: %d %s", code, stdout)
+	}
+}
+
+func TestPlanOutThenSweep(t *testing.T) {
+	root := sampleTree(t)
+	cache := t.TempDir()
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	_, stderr, code := run(t, "gc", "--fs-root", root, "--grace", "0s", "--upload-grace", "0s", "--delete-untagged", "--max-delete-fraction", "0.9", "--plan-out", planFile, "--cache-dir", cache)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	st, err := os.Stat(planFile)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("plan file: %v %v", st, err)
+	}
+	other := sampleTree(t)
+	if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", other, "--delete"); code != exitPlan || !strings.Contains(stderr, "is for") {
+		t.Errorf("plan for another storage: exit %d, %s", code, stderr)
+	}
+	if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--max-plan-age", "1ns"); code != exitPlan {
+		t.Errorf("expired plan: exit %d, %s", code, stderr)
+	}
+	stdout, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", cache, "--format", "json")
+	if code != 0 {
+		t.Fatalf("sweep: exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Result struct {
+			Deleted map[string]int `json:"deleted"`
+		} `json:"result"`
+	}
+	json.Unmarshal([]byte(stdout), &doc)
+	if doc.Result.Deleted["blob"] == 0 {
+		t.Errorf("sweep deleted no blob: %s", stdout)
+	}
+	os.WriteFile(planFile, []byte(`{"version":1,"items":[{"kind":"everything","key":"/"}]}`), 0o600)
+	if _, _, code := run(t, "sweep", "--plan", planFile, "--fs-root", root); code != exitPlan {
+		t.Errorf("tampered plan: exit %d", code)
+	}
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/reports"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/sweep"
+	"github.com/regsweep/regsweep/walker"
+)
+
+type sweepOptions struct {
+	planFile    string
+	delete      bool
+	force       bool
+	maxPlanAge  time.Duration
+	cacheDir    string
+	format      string
+	list        bool
+	lockTimeout time.Duration
+}
+
+func newSweepCommand(g *globalOptions) *cobra.Command {
+	o := &sweepOptions{}
+	cmd := &cobra.Command{
+		Use:   "sweep --plan plan.json [--delete]",
+		Short: "Execute a reviewed plan written by `gc --plan-out`",
+		Long: `Execute a plan that ` + "`regsweep gc --plan-out`" + ` wrote and someone reviewed. The plan must be for
+this storage and younger than --max-plan-age. Just before deleting, the whole storage is listed
+again: every planned key whose mtime changed or that is gone, and everything a link created since
+then points to, leaves the plan. Without --delete it shows what would be deleted now.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runSweep(cmd, o, g) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.planFile, "plan", "", "plan file written by gc --plan-out (required)")
+	f.BoolVar(&o.delete, "delete", false, "delete (the default is a dry run)")
+	f.BoolVar(&o.force, "force", false, "delete even when the plan's safety guards tripped")
+	f.DurationVar(&o.maxPlanAge, "max-plan-age", 24*time.Hour, "refuse plans older than this")
+	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache")
+	f.StringVar(&o.format, "format", "text", "output format: text or json")
+	f.BoolVar(&o.list, "list", false, "list every deletion")
+	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
+	return cmd
+}
+
+// planError marks a plan that cannot be executed here.
+type planError struct{ msg string }
+
+func (p planError) Error() string { return p.msg }
+
+func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
+	if o.planFile == "" {
+		return usageError{fmt.Errorf("--plan is required")}
+	}
+	if o.format != "text" && o.format != "json" {
+		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	}
+	f, err := os.Open(o.planFile)
+	if err != nil {
+		return usageError{err}
+	}
+	plan, err := sweep.ReadPlan(f)
+	f.Close()
+	if err != nil {
+		return planError{fmt.Sprintf("%s: %v", o.planFile, err)}
+	}
+	ctx := cmd.Context()
+	log := g.logger()
+	reqs := &storage.Requests{}
+	d, _, err := g.openStorage(ctx, cmd.Flags(), !o.delete, reqs)
+	if err != nil {
+		return err
+	}
+	if plan.Storage.Location != d.Location() {
+		return planError{fmt.Sprintf("plan %s is for %s, not for %s", o.planFile, plan.Storage.Location, d.Location())}
+	}
+	if age := time.Since(plan.CreatedAt); age > o.maxPlanAge || age < -5*time.Minute {
+		return planError{fmt.Sprintf("plan %s was made %s ago, outside --max-plan-age %s", o.planFile, age.Round(time.Second), o.maxPlanAge)}
+	}
+	started := time.Now()
+	var held *lock.Held
+	if o.delete {
+		var lctx context.Context
+		held, lctx, err = lock.Acquire(ctx, d, lock.Options{Timeout: o.lockTimeout, Command: "regsweep sweep"})
+		if err != nil {
+			return err
+		}
+		defer held.Release(context.WithoutCancel(ctx))
+		ctx = lctx
+	}
+	opts := walker.DefaultOptions()
+	opts.Concurrency = g.concurrency
+	log.Info("re-listing storage before sweeping", "location", d.Location())
+	fresh, err := walker.Collect(ctx, d, opts)
+	if err != nil {
+		return err
+	}
+	src := mark.StorageSource(d, o.cacheDir, 0)
+	st := plan.Recheck(fresh, true, manifestReferences(ctx, src))
+	var result *sweep.Result
+	var execErr error
+	switch {
+	case len(plan.Guards) > 0 && !o.force:
+		execErr = &sweep.GuardError{Guards: plan.Guards}
+	case o.delete:
+		result, execErr = plan.Execute(ctx, d, held, sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log})
+	}
+	rep := reports.BuildGC(plan, result, &st, !o.delete, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	if o.format == "json" {
+		err = rep.WriteJSON(g.stdout)
+	} else {
+		err = rep.WriteText(g.stdout, o.list)
+	}
+	if err != nil {
+		return err
+	}
+	return execErr
+}
