@@ -13,9 +13,10 @@ build:
 	$(GO) build -o $(BIN) ./cmd/regsweep
 
 demo: build
-	rm -rf $(DEMO_DIR)
+	rm -rf $(DEMO_DIR) $(DEMO_DIR)-cache
 	$(GO) run ./internal/cmd/demotree $(DEMO_DIR)
 	$(BIN) inventory --fs-root $(DEMO_DIR)
+	$(BIN) gc --fs-root $(DEMO_DIR) --delete-untagged --grace 0s --upload-grace 0s --max-delete-fraction 0.9 --cache-dir $(DEMO_DIR)-cache
 
 vet:
 	$(GO) vet ./...
@@ -23,7 +24,7 @@ vet:
 
 # Unit tests only: no servers.
 unit:
-	$(GO) test -count=1 ./layout/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./cmd/...
+	$(GO) test -count=1 ./layout/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./cmd/...
 
 testenv-install:
 	bash testenv/install.sh
