@@ -19,6 +19,9 @@
 package layout
 
 import (
+	// go-digest validates an algorithm only when its hash is linked in.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
 	"errors"
 	"fmt"
 	"regexp"

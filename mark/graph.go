@@ -1,0 +1,248 @@
+package mark
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regsweep/regsweep/manifest"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// The graph holds every manifest of a run, parsed once, with digests
+// interned as small ids: a registry has millions of references, and a
+// digest string costs 87 bytes where an id costs 4.
+
+type nodeState uint8
+
+const (
+	stateQueued  nodeState = iota + 1
+	stateOK                // parsed
+	stateMissing           // not in storage
+	stateBad               // unparseable, or content that is not its digest
+)
+
+type node struct {
+	state    nodeState
+	subject  uint32 // noID when none
+	blobs    []uint32
+	children []uint32
+	foreign  []uint32 // subset of blobs that storage may lack
+	err      error    // why a stateBad node is bad
+}
+
+// noID is reserved: id 0 names no digest.
+const noID = 0
+
+var (
+	queuedNode  = &node{state: stateQueued}
+	missingNode = &node{state: stateMissing}
+)
+
+type graph struct {
+	mu    sync.Mutex // held by the loader around table access
+	sha   map[[32]byte]uint32
+	other map[digest.Digest]uint32
+	keys  [][32]byte               // by id; zero for non-sha256 ids
+	names map[uint32]digest.Digest // non-sha256 ids
+	nodes []*node                  // by id; nil for ids never wanted as manifests
+
+	inv     *walker.Inventory
+	pending []uint32 // wanted, not loaded yet
+}
+
+func newGraph(inv *walker.Inventory) *graph {
+	return &graph{sha: map[[32]byte]uint32{}, other: map[digest.Digest]uint32{}, names: map[uint32]digest.Digest{},
+		keys: make([][32]byte, 1), nodes: make([]*node, 1), inv: inv}
+}
+
+// shaKey is the raw form of a canonical sha256 digest (lower-case hex).
+func shaKey(d digest.Digest) ([32]byte, bool) {
+	var k [32]byte
+	s := string(d)
+	if len(s) != 7+64 || s[:7] != "sha256:" {
+		return k, false
+	}
+	for i := 7; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return k, false
+		}
+	}
+	_, err := hex.Decode(k[:], []byte(s[7:]))
+	return k, err == nil
+}
+
+func (g *graph) intern(d digest.Digest) uint32 {
+	k, isSHA := shaKey(d)
+	if isSHA {
+		if id, ok := g.sha[k]; ok {
+			return id
+		}
+	} else if id, ok := g.other[d]; ok {
+		return id
+	}
+	id := uint32(len(g.nodes))
+	g.nodes = append(g.nodes, nil)
+	if isSHA {
+		g.sha[k] = id
+		g.keys = append(g.keys, k)
+	} else {
+		g.other[d] = id
+		g.names[id] = d
+		g.keys = append(g.keys, [32]byte{})
+	}
+	return id
+}
+
+// find returns the id of an interned digest.
+func (g *graph) find(d digest.Digest) (uint32, bool) {
+	if k, ok := shaKey(d); ok {
+		id, found := g.sha[k]
+		return id, found
+	}
+	id, found := g.other[d]
+	return id, found
+}
+
+func (g *graph) digest(id uint32) digest.Digest {
+	if d, ok := g.names[id]; ok {
+		return d
+	}
+	return digest.Digest("sha256:" + hex.EncodeToString(g.keys[id][:]))
+}
+
+// want interns d as a manifest to load. A digest the inventory does not
+// list is missing without a read: the inventory is what the sweep acts on.
+func (g *graph) want(d digest.Digest) uint32 {
+	id := g.intern(d)
+	if g.nodes[id] == nil {
+		if g.inv.Blobs.Has(d) {
+			g.nodes[id] = queuedNode
+			g.pending = append(g.pending, id)
+		} else {
+			g.nodes[id] = missingNode
+		}
+	}
+	return id
+}
+
+type loaded struct {
+	id    uint32
+	m     *manifest.Manifest
+	state nodeState
+	err   error
+}
+
+// load reads and parses every pending manifest, then the children they
+// list, until nothing is pending.
+func (g *graph) load(ctx context.Context, src Source, concurrency int) error {
+	for len(g.pending) > 0 {
+		frontier := g.pending
+		g.pending = nil
+		if err := g.loadRound(ctx, src, concurrency, frontier); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *graph) loadRound(ctx context.Context, src Source, concurrency int, frontier []uint32) error {
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(concurrency)
+	results := make(chan loaded, concurrency)
+	var readErr error
+	go func() {
+		defer close(results)
+		for _, id := range frontier {
+			if ectx.Err() != nil {
+				break
+			}
+			g.mu.Lock()
+			d := g.digest(id)
+			g.mu.Unlock()
+			eg.Go(func() error {
+				r, err := fetch(ectx, src, id, d)
+				if err != nil {
+					return err
+				}
+				select {
+				case results <- r:
+					return nil
+				case <-ectx.Done():
+					return ectx.Err()
+				}
+			})
+		}
+		readErr = eg.Wait()
+	}()
+	var inconsistent error
+	for r := range results {
+		g.mu.Lock()
+		if err := g.store(r); err != nil && inconsistent == nil {
+			inconsistent = err
+		}
+		g.mu.Unlock()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return errors.Join(readErr, inconsistent)
+}
+
+// fetch reads and parses one manifest. Only errors that end the run are
+// returned; a missing or bad manifest is a result.
+func fetch(ctx context.Context, src Source, id uint32, d digest.Digest) (loaded, error) {
+	body, err := src.Manifest(ctx, d)
+	var mismatch *DigestMismatchError
+	switch {
+	case err == nil:
+		m, perr := manifest.Parse(body)
+		if perr != nil {
+			return loaded{id: id, state: stateBad, err: perr}, nil
+		}
+		return loaded{id: id, state: stateOK, m: m}, nil
+	case storage.IsNotFound(err):
+		return loaded{id: id, state: stateMissing, err: err}, nil
+	case errors.As(err, &mismatch), errors.Is(err, storage.ErrTooLarge):
+		return loaded{id: id, state: stateBad, err: err}, nil
+	case ctx.Err() != nil:
+		return loaded{}, ctx.Err()
+	default:
+		return loaded{}, fmt.Errorf("reading manifest %s: %w", d, err)
+	}
+}
+
+func (g *graph) store(r loaded) error {
+	switch r.state {
+	case stateMissing:
+		g.nodes[r.id] = missingNode
+		// The walk listed this blob (or it would not have been read), yet
+		// storage says it is gone: storage changed after the walk, and no
+		// decision made from that walk can be trusted.
+		return fmt.Errorf("manifest %s was listed by the walk but reading it says it does not exist (is the registry still writing?): %w", g.digest(r.id), r.err)
+	case stateBad:
+		g.nodes[r.id] = &node{state: stateBad, err: r.err}
+		return nil
+	}
+	n := &node{state: stateOK}
+	for _, d := range r.m.Blobs {
+		n.blobs = append(n.blobs, g.intern(d))
+	}
+	for _, d := range r.m.ForeignBlobs {
+		n.foreign = append(n.foreign, g.intern(d))
+	}
+	for _, d := range r.m.Children {
+		n.children = append(n.children, g.want(d))
+	}
+	if r.m.Subject != "" {
+		n.subject = g.intern(r.m.Subject)
+	}
+	g.nodes[r.id] = n
+	return nil
+}

@@ -1,0 +1,364 @@
+// Package mark decides what a registry still needs: from the roots of each
+// repository (its tags, and without DeleteUntagged every revision) it
+// follows index children, config and layers, and OCI referrers, over an
+// inventory and a source of manifest bytes. It reads nothing else and
+// writes nothing.
+//
+// Marking is per repository, as the registry serves it: a _layers link is
+// needed when a manifest kept in the same repository references its
+// digest; a blob is needed when any repository needs it.
+//
+// Whether a manifest blob exists is decided by the inventory, the snapshot
+// the sweep will act on; the source is asked only for listed blobs.
+// Every manifest is read and parsed once per run, however many
+// repositories link it.
+//
+// Mark fails closed: what it cannot read or cannot understand is kept and
+// reported as a blocking problem, never taken as referencing nothing.
+package mark
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// Options tunes a mark.
+type Options struct {
+	// DeleteUntagged makes only tags roots; a revision no tag reaches
+	// (through index children and referrers) is not kept. Off, every
+	// revision is a root, as in distribution's default.
+	DeleteUntagged bool
+	// Concurrency is the number of manifest reads in flight; 16 when <= 0.
+	Concurrency int
+}
+
+// Problem kinds.
+const (
+	// A manifest that cannot be parsed, is too large to be one, or whose
+	// stored content does not match its digest. Blocking: its references
+	// are unknown.
+	KindUnparseableManifest = "unparseable_manifest"
+	// An index or list child whose manifest blob is missing. Blocking.
+	KindMissingChildManifest = "missing_child_manifest"
+	// A kept manifest references a blob that storage lacks (foreign
+	// layers excepted). Reported.
+	KindMissingBlobReference = "missing_blob_reference"
+	// A revision link whose manifest blob is missing. Reported.
+	KindDanglingRevisionLink = "dangling_revision_link"
+	// A link whose content is not the digest it should hold, or a tag
+	// without a current link. Blocking.
+	KindCorruptLink = "corrupt_link"
+	// A tag whose current link points at a missing manifest. Reported.
+	KindMissingTaggedManifest = "missing_tagged_manifest"
+)
+
+// Problem is something wrong found while marking.
+type Problem struct {
+	Kind   string
+	Repo   string        // "" when not tied to a repository
+	Digest digest.Digest // the manifest, blob or link target concerned
+	Key    string        // the storage key concerned
+	Err    error
+}
+
+func (p Problem) String() string {
+	s := p.Kind
+	if p.Repo != "" {
+		s += " repo=" + p.Repo
+	}
+	if p.Digest != "" {
+		s += " digest=" + p.Digest.String()
+	}
+	if p.Key != "" {
+		s += fmt.Sprintf(" key=%q", p.Key)
+	}
+	if p.Err != nil {
+		s += ": " + p.Err.Error()
+	}
+	return s
+}
+
+// Blocking reports whether the problem must stop a sweep.
+func (p Problem) Blocking() bool {
+	switch p.Kind {
+	case KindUnparseableManifest, KindMissingChildManifest, KindCorruptLink:
+		return true
+	}
+	return false
+}
+
+// RepoResult is what one repository needs.
+type RepoResult struct {
+	// KeptManifests are the repository's kept manifests, including kept
+	// ones whose blob is missing (their links are not unused).
+	KeptManifests *walker.DigestMap[struct{}]
+	// KeptLayers: a _layers link is kept iff its digest is here. It holds
+	// every blob a kept manifest of this repository references, and the
+	// kept manifests themselves: distribution also resolves a manifest
+	// through _layers (registry 2.1.0 linked manifests there).
+	KeptLayers *walker.DigestMap[struct{}]
+}
+
+// Result is a whole mark.
+type Result struct {
+	// KeptBlobs is every blob needed by any repository: kept manifests,
+	// the blobs they reference, and the schema1 signatures of kept
+	// revisions.
+	KeptBlobs *walker.DigestMap[struct{}]
+	// Repos has an entry for every repository of the inventory.
+	Repos map[string]*RepoResult
+	// Problems, sorted by repository, kind, digest and key.
+	Problems []Problem
+}
+
+// Blocking returns the problems that must stop a sweep: unparseable
+// manifests, missing index children and corrupt links. (A read error
+// other than not-found is not a problem: Run returns it.)
+func (r *Result) Blocking() []Problem {
+	var out []Problem
+	for _, p := range r.Problems {
+		if p.Blocking() {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Run marks inv, reading manifests from src.
+func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (*Result, error) {
+	if inv == nil || src == nil {
+		return nil, errors.New("mark: nil inventory or source")
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 16
+	}
+	g := newGraph(inv)
+	names := inv.RepositoryNames()
+	for _, name := range names {
+		r := inv.Repositories[name]
+		for d := range r.Revisions.All() {
+			g.want(d)
+		}
+		for _, t := range r.Tags {
+			if t.Current != "" {
+				g.want(t.Current)
+				continue
+			}
+			for d := range t.Index {
+				g.want(d)
+			}
+		}
+	}
+	if err := g.load(ctx, src, opts.Concurrency); err != nil {
+		return nil, fmt.Errorf("mark: %w", err)
+	}
+
+	m := &marker{
+		g: g, inv: inv, opts: opts,
+		keptManifest: make([]uint32, len(g.nodes)),
+		keptLayer:    make([]uint32, len(g.nodes)),
+		global:       make([]bool, len(g.nodes)),
+		signatures:   walker.NewDigestMap[struct{}](),
+		problems:     map[problemKey]Problem{},
+	}
+	m.corruptLinks()
+	res := &Result{Repos: make(map[string]*RepoResult, len(names))}
+	for i, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		res.Repos[name] = m.repo(uint32(i+1), inv.Repositories[name])
+	}
+
+	res.KeptBlobs = walker.NewDigestMap[struct{}]()
+	for id, kept := range m.global {
+		if kept {
+			res.KeptBlobs.Set(g.digest(uint32(id)), struct{}{})
+		}
+	}
+	for d := range m.signatures.All() {
+		res.KeptBlobs.Set(d, struct{}{})
+	}
+	res.Problems = make([]Problem, 0, len(m.problems))
+	for _, p := range m.problems {
+		res.Problems = append(res.Problems, p)
+	}
+	slices.SortFunc(res.Problems, func(a, b Problem) int {
+		return cmp.Or(cmp.Compare(a.Repo, b.Repo), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Digest, b.Digest), cmp.Compare(a.Key, b.Key))
+	})
+	return res, nil
+}
+
+type problemKey struct {
+	kind, repo string
+	digest     digest.Digest
+	key        string
+}
+
+type marker struct {
+	g    *graph
+	inv  *walker.Inventory
+	opts Options
+	// keptManifest[id] and keptLayer[id] hold the generation of the last
+	// repository that kept id, so they need no clearing between
+	// repositories.
+	keptManifest, keptLayer []uint32
+	global                  []bool
+	signatures              *walker.DigestMap[struct{}]
+	problems                map[problemKey]Problem
+}
+
+func (m *marker) report(p Problem) {
+	k := problemKey{p.Kind, p.Repo, p.Digest, p.Key}
+	if _, ok := m.problems[k]; !ok {
+		m.problems[k] = p
+	}
+}
+
+// key is a storage key for a problem, "" if the spec has none.
+func key(s layout.Spec) string {
+	k, err := layout.Path(s)
+	if err != nil {
+		return ""
+	}
+	return k
+}
+
+func (m *marker) corruptLinks() {
+	for _, e := range m.inv.Corrupt {
+		m.report(Problem{Kind: KindCorruptLink, Repo: e.Repo, Digest: e.Digest, Key: e.Key,
+			Err: fmt.Errorf("corrupt %s: %s", e.Kind, e.CorruptReason)})
+	}
+}
+
+// repo marks one repository; gen is unique to it and never 0.
+func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
+	g := m.g
+	rr := &RepoResult{KeptManifests: walker.NewDigestMap[struct{}](), KeptLayers: walker.NewDigestMap[struct{}]()}
+	var stack []uint32
+	keep := func(id uint32) {
+		if m.keptManifest[id] != gen {
+			m.keptManifest[id] = gen
+			stack = append(stack, id)
+		}
+	}
+	keepLayer := func(id uint32, d digest.Digest) {
+		m.global[id] = true
+		if m.keptLayer[id] != gen {
+			m.keptLayer[id] = gen
+			rr.KeptLayers.Set(d, struct{}{})
+		}
+	}
+	lookup := func(d digest.Digest) (uint32, *node) {
+		id, ok := g.find(d)
+		if !ok || g.nodes[id] == nil || g.nodes[id].state == stateQueued {
+			panic("mark: internal error: root " + d.String() + " was not loaded")
+		}
+		return id, g.nodes[id]
+	}
+
+	// Tags. A tag whose current target is unknown keeps everything it
+	// ever pointed to.
+	for _, name := range sortedKeys(r.Tags) {
+		t := r.Tags[name]
+		if t.Current != "" {
+			id, n := lookup(t.Current)
+			if n.state == stateMissing {
+				m.report(Problem{Kind: KindMissingTaggedManifest, Repo: r.Name, Digest: t.Current, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
+					Err: fmt.Errorf("tag %q points at manifest %s, which storage lacks", name, t.Current)})
+			}
+			keep(id)
+			continue
+		}
+		if !t.HasCurrent {
+			// No current link: the registry does not serve the tag (a tag
+			// delete, or a sweep, was cut off). Its index is history only.
+			continue
+		}
+		m.report(Problem{Kind: KindCorruptLink, Repo: r.Name, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
+			Err: fmt.Errorf("tag %q: %s; every manifest in its index is kept", name, t.CurrentCorrupt)})
+		for _, d := range sortedKeys(t.Index) {
+			id, _ := lookup(d)
+			keep(id)
+		}
+	}
+
+	// Revisions: roots unless DeleteUntagged, and the only place
+	// referrers are found.
+	referrers := map[uint32][]uint32{}
+	revs := make([]digest.Digest, 0, r.Revisions.Len())
+	for d := range r.Revisions.All() {
+		revs = append(revs, d)
+	}
+	slices.Sort(revs)
+	for _, d := range revs {
+		id, n := lookup(d)
+		switch n.state {
+		case stateMissing:
+			m.report(Problem{Kind: KindDanglingRevisionLink, Repo: r.Name, Digest: d, Key: key(layout.RevisionLink{Repo: r.Name, Digest: d}),
+				Err: errors.New("revision link to a manifest blob storage lacks")})
+		case stateOK:
+			if n.subject != noID {
+				referrers[n.subject] = append(referrers[n.subject], id)
+			}
+		}
+		// An unparseable revision could be a referrer of anything: keep it.
+		if !m.opts.DeleteUntagged || n.state == stateBad {
+			keep(id)
+		}
+	}
+
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		d := g.digest(id)
+		rr.KeptManifests.Set(d, struct{}{})
+		keepLayer(id, d)
+		n := g.nodes[id]
+		switch n.state {
+		case stateBad:
+			m.report(Problem{Kind: KindUnparseableManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}), Err: n.err})
+		case stateOK:
+			for _, b := range n.blobs {
+				bd := g.digest(b)
+				keepLayer(b, bd)
+				if !m.inv.Blobs.Has(bd) && !slices.Contains(n.foreign, b) {
+					m.report(Problem{Kind: KindMissingBlobReference, Repo: r.Name, Digest: bd, Key: key(layout.BlobData{Digest: bd}),
+						Err: fmt.Errorf("referenced by manifest %s, but storage lacks it", d)})
+				}
+			}
+			for _, c := range n.children {
+				if g.nodes[c].state == stateMissing {
+					cd := g.digest(c)
+					m.report(Problem{Kind: KindMissingChildManifest, Repo: r.Name, Digest: cd, Key: key(layout.BlobData{Digest: cd}),
+						Err: fmt.Errorf("listed by index %s, but storage lacks it", d)})
+				}
+				keep(c)
+			}
+			for _, s := range r.Signatures[d] {
+				m.signatures.Set(s, struct{}{})
+			}
+		}
+		for _, ref := range referrers[id] {
+			keep(ref)
+		}
+	}
+	return rr
+}
+
+func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

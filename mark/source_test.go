@@ -1,0 +1,201 @@
+package mark_test
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// registry writes a small registry into a memory store, as distribution
+// lays it out, and returns the store and the manifests it holds.
+func registry(t *testing.T) (*storage.Memory, *storage.Requests, []digest.Digest) {
+	t.Helper()
+	reqs := &storage.Requests{}
+	mem := storage.NewMemory(nil, reqs)
+	ctx := context.Background()
+	f := newFixture(t) // used only to build bodies
+	put := func(s layout.Spec, b []byte) {
+		if err := mem.Put(ctx, mustKey(t, s), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putBlob := func(b []byte) digest.Digest {
+		d := sha(b)
+		put(layout.BlobData{Digest: d}, b)
+		return d
+	}
+	layer, config := putBlob([]byte("layer bytes")), putBlob([]byte(`{"architecture":"amd64"}`))
+	amdBody := f.marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": desc{Digest: config, Size: 24}, "layers": []desc{{Digest: layer, Size: 11}}})
+	amd := putBlob(amdBody)
+	list := putBlob(f.indexBody(amd))
+	for _, d := range []digest.Digest{amd, list} {
+		put(layout.RevisionLink{Repo: "app", Digest: d}, []byte(d))
+	}
+	put(layout.LayerLink{Repo: "app", Digest: layer}, []byte(layer))
+	put(layout.LayerLink{Repo: "app", Digest: config}, []byte(config))
+	put(layout.TagCurrentLink{Repo: "app", Tag: "v1"}, []byte(list))
+	put(layout.TagIndexLink{Repo: "app", Tag: "v1", Digest: list}, []byte(list))
+	return mem, reqs, []digest.Digest{amd, list}
+}
+
+func collect(t *testing.T, d storage.Driver) *walker.Inventory {
+	t.Helper()
+	inv, err := walker.Collect(context.Background(), d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func TestStorageSourceCache(t *testing.T) {
+	mem, reqs, manifests := registry(t)
+	inv := collect(t, mem)
+	cache := filepath.Join(t.TempDir(), "manifests")
+	ctx := context.Background()
+
+	src := mark.StorageSource(mem, cache, 0)
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	noProblems(t, res)
+	manifestKept(t, res, "app", manifests...)
+	if src.Reads() != 2 || src.CacheHits() != 0 || src.CacheErrors() != 0 {
+		t.Fatalf("first run: %d reads, %d hits, %d cache errors; want 2, 0, 0", src.Reads(), src.CacheHits(), src.CacheErrors())
+	}
+	for _, d := range manifests {
+		p := filepath.Join(cache, "sha256", d.Encoded()[:2], d.Encoded())
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
+		}
+		di, err := os.Stat(filepath.Dir(p))
+		if err != nil || di.Mode().Perm() != 0o700 {
+			t.Errorf("%s: dir mode %v (%v), want 0700", filepath.Dir(p), di.Mode().Perm(), err)
+		}
+	}
+
+	// A second run over the same cache reads no manifest from storage.
+	before := reqs.Snapshot()["get"]
+	src2 := mark.StorageSource(mem, cache, 0)
+	res2, err := mark.Run(ctx, inv, src2, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reqs.Snapshot()["get"] - before; n != 0 || src2.Reads() != 0 || src2.CacheHits() != 2 {
+		t.Fatalf("second run: %d GETs, %d reads, %d hits; want 0, 0, 2", n, src2.Reads(), src2.CacheHits())
+	}
+	if !slices.Equal(keys(res2.KeptBlobs), keys(res.KeptBlobs)) {
+		t.Fatalf("cached run kept %v, first run %v", keys(res2.KeptBlobs), keys(res.KeptBlobs))
+	}
+
+	// A corrupt cache file is ignored, re-fetched and repaired.
+	p := filepath.Join(cache, "sha256", manifests[0].Encoded()[:2], manifests[0].Encoded())
+	if err := os.WriteFile(p, []byte(`{"schemaVersion":2,"manifests":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before = reqs.Snapshot()["get"]
+	src3 := mark.StorageSource(mem, cache, 0)
+	res3, err := mark.Run(ctx, inv, src3, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := reqs.Snapshot()["get"] - before; n != 1 || src3.Reads() != 1 || src3.CacheHits() != 1 {
+		t.Fatalf("corrupt cache: %d GETs, %d reads, %d hits; want 1, 1, 1", n, src3.Reads(), src3.CacheHits())
+	}
+	if !slices.Equal(keys(res3.KeptBlobs), keys(res.KeptBlobs)) {
+		t.Fatalf("with a corrupt cache file kept %v, want %v", keys(res3.KeptBlobs), keys(res.KeptBlobs))
+	}
+	if b, err := os.ReadFile(p); err != nil || sha(b) != manifests[0] {
+		t.Fatalf("cache file not repaired (%v)", err)
+	}
+	// No temporary files left behind.
+	filepath.WalkDir(cache, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && filepath.Base(path)[0] == '.' {
+			t.Errorf("temporary file left: %s", path)
+		}
+		return nil
+	})
+}
+
+func TestStorageSourceNoCache(t *testing.T) {
+	mem, _, manifests := registry(t)
+	src := mark.StorageSource(mem, "", 0)
+	for range 2 {
+		if _, err := src.Manifest(context.Background(), manifests[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if src.Reads() != 2 || src.CacheHits() != 0 {
+		t.Fatalf("%d reads, %d hits; want 2, 0", src.Reads(), src.CacheHits())
+	}
+	missing := sha([]byte("nothing"))
+	if _, err := src.Manifest(context.Background(), missing); !storage.IsNotFound(err) {
+		t.Fatalf("missing manifest: %v, want not found", err)
+	}
+}
+
+func TestStorageSourceDigestMismatch(t *testing.T) {
+	mem, _, manifests := registry(t)
+	ctx := context.Background()
+	key := mustKey(t, layout.BlobData{Digest: manifests[0]})
+	if err := mem.Put(ctx, key, []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	src := mark.StorageSource(mem, cache, 0)
+	_, err := src.Manifest(ctx, manifests[0])
+	var mm *mark.DigestMismatchError
+	if !errors.As(err, &mm) || mm.Digest != manifests[0] || mm.Key != key {
+		t.Fatalf("Manifest error = %v, want a mismatch naming %s at %s", err, manifests[0], key)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "sha256", manifests[0].Encoded()[:2], manifests[0].Encoded())); !os.IsNotExist(err) {
+		t.Fatalf("a mismatching manifest was cached (%v)", err)
+	}
+
+	// Run reports it as a blocking unparseable manifest: its references
+	// are unknown.
+	res, err := mark.Run(ctx, collect(t, mem), src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyProblems(t, res, problemID{mark.KindUnparseableManifest, "app", manifests[0]})
+	if b := res.Blocking(); len(b) != 1 || !errors.As(b[0].Err, &mm) || b[0].Key != key {
+		t.Fatalf("Blocking() = %v", b)
+	}
+}
+
+func TestStorageSourceTooLarge(t *testing.T) {
+	mem, _, manifests := registry(t)
+	src := mark.StorageSource(mem, "", 64) // smaller than any manifest here
+	res, err := mark.Run(context.Background(), collect(t, mem), src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Blocking() {
+		if p.Kind != mark.KindUnparseableManifest || !errors.Is(p.Err, storage.ErrTooLarge) {
+			t.Errorf("problem %v", p)
+		}
+	}
+	// Both: the untagged child is kept because an unreadable revision
+	// could be a referrer of anything.
+	if len(res.Blocking()) != 2 {
+		t.Errorf("Blocking() = %v", res.Blocking())
+	}
+	manifestKept(t, res, "app", manifests...)
+}
