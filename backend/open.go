@@ -20,11 +20,13 @@ type OpenOptions struct {
 	Retry storage.RetryPolicy
 	// Requests, if set, counts every request the driver makes.
 	Requests *storage.Requests
+	// RateLimit, when > 0, bounds calls per second.
+	RateLimit float64
 }
 
 // Open opens the configured driver and wraps it, in this order from the
-// inside out: retry (each try counted by the driver), concurrency limit,
-// read-only.
+// inside out: retry (each try counted by the driver), rate limit,
+// concurrency limit, read-only.
 func Open(ctx context.Context, cfg Config, opts OpenOptions) (storage.Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -61,6 +63,9 @@ func Open(ctx context.Context, cfg Config, opts OpenOptions) (storage.Driver, er
 	}
 	if opts.Retry.Attempts > 0 {
 		d = storage.Retry(d, opts.Retry)
+	}
+	if opts.RateLimit > 0 {
+		d = storage.RateLimit(d, opts.RateLimit)
 	}
 	d = storage.Limit(d, opts.Concurrency)
 	if opts.ReadOnly {

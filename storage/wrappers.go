@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+
+	"golang.org/x/time/rate"
 	"net"
 	"syscall"
 	"time"
@@ -277,4 +279,54 @@ func (r *retryDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult
 			return out, err
 		}
 	}
+}
+
+// RateLimit returns a driver that starts at most perSecond calls a second
+// (a Walk counts once per call, its pages are the driver's own), for stores
+// that throttle (S3 answers SlowDown past a few thousand requests a second
+// per prefix).
+func RateLimit(d Driver, perSecond float64) Driver {
+	return &rateDriver{Driver: d, lim: rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond)))}
+}
+
+type rateDriver struct {
+	Driver
+	lim *rate.Limiter
+}
+
+func (r *rateDriver) Unwrap() Driver { return r.Driver }
+
+func (r *rateDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	if err := r.lim.Wait(ctx); err != nil {
+		return err
+	}
+	return r.Driver.Walk(ctx, prefix, fn)
+}
+
+func (r *rateDriver) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if err := r.lim.Wait(ctx); err != nil {
+		return ObjectInfo{}, err
+	}
+	return r.Driver.Stat(ctx, key)
+}
+
+func (r *rateDriver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	if err := r.lim.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return r.Driver.Get(ctx, key, max)
+}
+
+func (r *rateDriver) Put(ctx context.Context, key string, data []byte) error {
+	if err := r.lim.Wait(ctx); err != nil {
+		return err
+	}
+	return r.Driver.Put(ctx, key, data)
+}
+
+func (r *rateDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
+	if err := r.lim.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return r.Driver.Delete(ctx, keys)
 }

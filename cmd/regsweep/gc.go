@@ -33,6 +33,7 @@ type gcOptions struct {
 	format            string
 	list              bool
 	lockTimeout       time.Duration
+	batchSize         int
 }
 
 func newGCCommand(g *globalOptions) *cobra.Command {
@@ -64,6 +65,7 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.StringVar(&o.format, "format", "text", "output format: text or json")
 	f.BoolVar(&o.list, "list", false, "list every planned deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
+	f.IntVar(&o.batchSize, "delete-batch-size", 1000, "keys per delete request (S3 allows at most 1000)")
 	return cmd
 }
 
@@ -147,7 +149,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 			st := plan.Recheck(fresh, false, refs)
 			recheck = &st
 			log.Info("rechecked before deleting", "dropped", st.Dropped)
-			result, execErr = plan.Execute(ctx, d, held, sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log})
+			result, execErr = plan.Execute(ctx, d, held, sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log})
 		}
 	}
 	if o.planOut != "" {

@@ -29,6 +29,7 @@ type globalOptions struct {
 	swiftInsecure  bool
 
 	concurrency int
+	rateLimit   float64
 	logFormat   string
 	logLevel    string
 	quiet       bool
@@ -86,6 +87,7 @@ func (g *globalOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&g.swift.CAFile, "swift-ca-file", "", "PEM file of CA certificates for the Swift endpoint")
 
 	f.IntVar(&g.concurrency, "concurrency", 16, "requests in flight")
+	f.Float64Var(&g.rateLimit, "rate-limit", 0, "at most this many storage calls a second (0: no limit)")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "log only warnings and errors")
@@ -217,7 +219,7 @@ func (g *globalOptions) openStorage(ctx context.Context, f *pflag.FlagSet, readO
 	if err != nil {
 		return nil, cfg, err
 	}
-	d, err := backend.Open(ctx, cfg, backend.OpenOptions{Concurrency: g.concurrency, ReadOnly: readOnly, Retry: storage.DefaultRetry(), Requests: reqs})
+	d, err := backend.Open(ctx, cfg, backend.OpenOptions{Concurrency: g.concurrency, ReadOnly: readOnly, Retry: storage.DefaultRetry(), Requests: reqs, RateLimit: g.rateLimit})
 	if err != nil {
 		return nil, cfg, storageOpenError{err}
 	}
