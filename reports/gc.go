@@ -59,7 +59,8 @@ func (r *GC) WriteText(w io.Writer, list bool) error {
 	if s.TotalBlobs > 0 {
 		pct = 100 * float64(s.Blobs) / float64(s.TotalBlobs)
 	}
-	fmt.Fprintf(w, "  blobs             %d of %d (%.1f%%), %s of %s\n", s.Blobs, s.TotalBlobs, pct, HumanBytes(s.Bytes), HumanBytes(s.TotalBlobBytes))
+	fmt.Fprintf(w, "  blobs             %d of %d (%.1f%%), %s of %s\n", s.Blobs, s.TotalBlobs, pct, HumanBytes(s.BlobBytes), HumanBytes(s.TotalBlobBytes))
+	fmt.Fprintf(w, "  space freed       %s (blobs, orphan segments and uploads)\n", HumanBytes(s.Bytes))
 	fmt.Fprintf(w, "  manifests         %d\n  tag index links   %d\n  layer links       %d\n", s.Manifests, s.TagIndexLinks, s.LayerLinks)
 	fmt.Fprintf(w, "  uploads           %d\n  multipart uploads %d\n  segments          %d\n  repositories      %d\n", s.Uploads, s.MultipartUploads, s.Segments, s.Repositories)
 	if list {

@@ -80,7 +80,7 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 		switch {
 		case err == nil:
 			r.Deleted[it.Kind]++
-			if it.Kind == KindBlob || (it.Kind == KindSegment && it.Reason == "segment of no blob") || it.Kind == KindUploadFile {
+			if freesBytes(it) {
 				r.FreedBytes += it.Size
 			}
 		case storage.IsNotFound(err):

@@ -92,8 +92,11 @@ const (
 
 // Stats summarise a plan.
 type Stats struct {
-	Blobs            int   `json:"blobs"`
+	Blobs int `json:"blobs"`
+	// Bytes is everything a sweep frees: blobs, orphan segments, upload
+	// files. BlobBytes is the blobs' share.
 	Bytes            int64 `json:"bytes"`
+	BlobBytes        int64 `json:"blob_bytes"`
 	Manifests        int   `json:"manifests"`
 	TagIndexLinks    int   `json:"tag_index_links"`
 	LayerLinks       int   `json:"layer_links"`
@@ -264,7 +267,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			if newest.After(uploadCutoff) {
 				continue
 			}
-			reason = "segment of no blob"
+			reason = reasonOrphanSegment
 		}
 		for _, s := range segs {
 			p.Items = append(p.Items, Item{Kind: KindSegment, Key: s.Key, Size: s.Size, ModTime: s.ModTime.UTC(), Segments: prefix, Reason: reason})
@@ -295,10 +298,13 @@ func (p *Plan) computeStats(inv *walker.Inventory, res *mark.Result) Stats {
 	s := Stats{TotalBlobs: inv.Blobs.Len(), TotalBlobBytes: inv.BlobBytes, KeptBlobs: res.KeptBlobs.Len()}
 	uploads := map[string]bool{}
 	for _, it := range p.Items {
+		if freesBytes(it) {
+			s.Bytes += it.Size
+		}
 		switch it.Kind {
 		case KindBlob:
 			s.Blobs++
-			s.Bytes += it.Size
+			s.BlobBytes += it.Size
 		case KindRevisionLink:
 			s.Manifests++
 		case KindTagIndexLink:
@@ -311,9 +317,6 @@ func (p *Plan) computeStats(inv *walker.Inventory, res *mark.Result) Stats {
 			s.MultipartUploads++
 		case KindSegment:
 			s.Segments++
-			if it.Reason == "segment of no blob" {
-				s.Bytes += it.Size // a deleted blob's segments are its bytes, counted once
-			}
 		case KindRepository:
 			s.Repositories++
 		}
@@ -321,6 +324,20 @@ func (p *Plan) computeStats(inv *walker.Inventory, res *mark.Result) Stats {
 	s.Uploads = len(uploads)
 	return s
 }
+
+// freesBytes says whether deleting it frees its size. A DLO blob's size is
+// its segments' total, so its segments are not counted again.
+func freesBytes(it Item) bool {
+	switch it.Kind {
+	case KindBlob, KindUploadFile:
+		return true
+	case KindSegment:
+		return it.Reason == reasonOrphanSegment
+	}
+	return false
+}
+
+const reasonOrphanSegment = "segment of no blob"
 
 func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard {
 	g := []Guard{}
