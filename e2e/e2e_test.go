@@ -262,7 +262,7 @@ func pushCorpus(t *testing.T, reg *testenv.Registry) *corpus {
 		{"multi/arch", "latest"}, {"multi/arch", c1}, {"multi/arch", c2}, {"del/me", "v2"}}
 	c.emptiedRepo = "gone/repo"
 	c.repos = []string{"del/me", "gone/repo", "lib/app", "lib/app/sub", "multi/arch", "other/x"}
-	c.tags = 5      // lib/app:v1, lib/app/sub:v1, other/x:v1, multi/arch:latest, del/me:v2
+	c.tags = 5       // lib/app:v1, lib/app/sub:v1, other/x:v1, multi/arch:latest, del/me:v2
 	c.manifests = 10 // lib/app: dA, dB, 2 referrers; sub; other; multi: c1, c2, index; del/me: v2
 	c.uploads = 1
 	c.keptBlobs = map[string]bool{}
