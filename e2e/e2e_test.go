@@ -342,6 +342,9 @@ func runScenario(t *testing.T, b *backendUnderTest) {
 			names, inv.Totals.Tags, inv.Totals.Manifests, inv.Totals.Uploads, inv.Totals.Blobs, inv.Totals.UnknownKeys,
 			c.repos, c.tags, c.manifests, c.uploads, before.Blobs.Len())
 	}
+	if b.name == "s3" && len(before.Multipart) != 1 {
+		t.Errorf("the abandoned upload's multipart upload was not found: %v", before.Multipart)
+	}
 	garbage := diff(blobSet(before), c.keptBlobs)
 	if missing := diff(c.keptBlobs, blobSet(before)); len(missing) > 0 {
 		t.Fatalf("kept blobs not in storage before gc: %v", missing)
@@ -359,6 +362,9 @@ func runScenario(t *testing.T, b *backendUnderTest) {
 	}
 	if num(dry.Plan, "blobs") != int64(len(garbage)) || num(dry.Plan, "repositories") != 1 || num(dry.Plan, "uploads") != 1 {
 		t.Errorf("dry run plans %v; the garbage is %d blobs, 1 repository, 1 upload", dry.Plan, len(garbage))
+	}
+	if b.name == "s3" && num(dry.Plan, "multipart_uploads") != 1 {
+		t.Errorf("dry run plans %d multipart uploads, want the abandoned one", num(dry.Plan, "multipart_uploads"))
 	}
 	if after := b.inventory(t); after.Keys != before.Keys || after.Blobs.Len() != before.Blobs.Len() {
 		t.Errorf("the dry run changed storage: %d keys before, %d after", before.Keys, after.Keys)

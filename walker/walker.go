@@ -14,7 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -117,7 +119,7 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	// listing never waits behind a read it produced.
 	reads, rctx := errgroup.WithContext(gctx)
 	reads.SetLimit(opts.Concurrency)
-	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx}
+	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]bool{}, multipartSeen: map[string]bool{}}
 	w.largeObjects, _ = storage.LargeObjectsOf(d)
 
 	listings, lctx := errgroup.WithContext(gctx)
@@ -125,14 +127,19 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	for _, shard := range shards(opts.RepositoriesOnly) {
 		listings.Go(func() error { return w.list(lctx, shard) })
 	}
-	if mp, ok := storage.MultipartOf(d); ok && !opts.RepositoriesOnly {
-		listings.Go(func() error { return w.multipart(lctx, mp) })
+	mp, hasMultipart := storage.MultipartOf(d)
+	hasMultipart = hasMultipart && !opts.RepositoriesOnly
+	if hasMultipart {
+		listings.Go(func() error { return w.multipart(lctx, mp, layout.Root) })
 	}
 	if w.largeObjects != nil && !opts.RepositoriesOnly {
 		listings.Go(func() error { return w.segments(lctx) })
 	}
 	g.Go(func() error {
 		err := listings.Wait()
+		if err == nil && hasMultipart {
+			err = w.multipartByKey(gctx, mp)
+		}
 		// A failed read cancels the read pool, which then fails the
 		// listing that queued the next read: the read's error is the cause.
 		if rerr := reads.Wait(); rerr != nil {
@@ -184,6 +191,12 @@ func shards(repositoriesOnly bool) []string {
 }
 
 type walk struct {
+	mu sync.Mutex
+	// uploadData are the data keys of uploads seen in the listing, and
+	// multipartSeen the multipart uploads already reported.
+	uploadData    map[string]bool
+	multipartSeen map[string]bool
+
 	d            storage.Driver
 	opts         Options
 	out          chan<- Entry
@@ -241,8 +254,10 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 		e.Kind, e.UploadID = KindUploadFile, s.ID
 	case layout.UploadHashState:
 		e.Kind, e.UploadID = KindUploadFile, s.ID
+		w.noteUpload(s.Repo, s.ID)
 	case layout.UploadStartedAt:
 		e.Kind, e.UploadID = KindUploadFile, s.ID
+		w.noteUpload(s.Repo, s.ID)
 		return w.read(func(ctx context.Context) error { return w.readStartedAt(ctx, e) })
 	}
 	return w.emit(ctx, e)
@@ -361,8 +376,47 @@ func (w *walk) statLargeObject(ctx context.Context, e Entry) error {
 	return w.emit(ctx, e)
 }
 
-func (w *walk) multipart(ctx context.Context, mp storage.MultipartUploads) error {
-	return mp.WalkMultipartUploads(ctx, layout.Root, func(u storage.MultipartUpload) error {
+// noteUpload records an upload seen in the listing: on S3 its body is an
+// incomplete multipart upload at its data key.
+func (w *walk) noteUpload(repo, id string) {
+	if key, err := layout.Path(layout.UploadData{Repo: repo, ID: id}); err == nil {
+		w.mu.Lock()
+		w.uploadData[key] = true
+		w.mu.Unlock()
+	}
+}
+
+// multipartByKey asks for the multipart uploads of every upload the
+// listing showed that the prefix listing did not report: some stores
+// (MinIO after a restart) answer only an exact key.
+func (w *walk) multipartByKey(ctx context.Context, mp storage.MultipartUploads) error {
+	w.mu.Lock()
+	var keys []string
+	for k := range w.uploadData {
+		if !w.multipartSeen[k] {
+			keys = append(keys, k)
+		}
+	}
+	w.mu.Unlock()
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := w.multipart(ctx, mp, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *walk) multipart(ctx context.Context, mp storage.MultipartUploads, prefix string) error {
+	return mp.WalkMultipartUploads(ctx, prefix, func(u storage.MultipartUpload) error {
+		w.mu.Lock()
+		dup := w.multipartSeen[u.Key+"\x00"+u.UploadID]
+		w.multipartSeen[u.Key+"\x00"+u.UploadID] = true
+		w.multipartSeen[u.Key] = true
+		w.mu.Unlock()
+		if dup {
+			return nil
+		}
 		e := Entry{Kind: KindMultipartUpload, Key: u.Key, ModTime: u.Initiated, MultipartID: u.UploadID}
 		if spec, err := layout.Parse(u.Key); err == nil {
 			e.Repo = layout.Repo(spec)
