@@ -32,6 +32,9 @@ type Info struct {
 	Command     string    `json:"command"`
 	StartedAt   time.Time `json:"started_at"`
 	RefreshedAt time.Time `json:"refreshed_at"`
+	// Timeout is the holder's staleness timeout: a taker with a shorter
+	// one still waits this long.
+	Timeout time.Duration `json:"timeout"`
 }
 
 // ErrLocked means another run holds the lock.
@@ -115,7 +118,7 @@ func Read(ctx context.Context, d storage.Driver) (Info, error) {
 
 // Stale reports whether a lock may be taken over.
 func (o Options) stale(info Info) bool {
-	if o.Now().Sub(info.RefreshedAt) > o.Timeout {
+	if o.Now().Sub(info.RefreshedAt) > max(o.Timeout, info.Timeout) {
 		return true
 	}
 	return info.Hostname == o.Hostname && info.PID != o.PID && !o.ProcessAlive(info.PID)
@@ -141,7 +144,7 @@ func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, contex
 	}
 	now := opts.Now().UTC()
 	h := &Held{d: d, opts: opts, done: make(chan struct{}),
-		info: Info{Token: hex.EncodeToString(tok), Hostname: opts.Hostname, PID: opts.PID, Command: opts.Command, StartedAt: now, RefreshedAt: now}}
+		info: Info{Token: hex.EncodeToString(tok), Hostname: opts.Hostname, PID: opts.PID, Command: opts.Command, StartedAt: now, RefreshedAt: now, Timeout: opts.Timeout}}
 	if err := h.write(ctx); err != nil {
 		return nil, nil, fmt.Errorf("writing lock %s: %w", Key, err)
 	}

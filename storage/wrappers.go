@@ -45,8 +45,11 @@ func (readOnlyDirRemover) RemoveEmptyDirs(_ context.Context, prefix string) erro
 	return &PathError{Op: "rmdir", Key: prefix, Err: ErrReadOnly}
 }
 
-// Limit returns a driver that runs at most n calls at once. A Walk holds
-// one slot for its whole duration.
+// Limit returns a driver that runs at most n reads, writes and deletes at
+// once. Listings are not counted: a Walk lasts as long as its consumer, and
+// a consumer that reads while it lists (the walker reads links) would
+// otherwise wait for its own listing's slot. The walker bounds its
+// listings itself.
 func Limit(d Driver, n int) Driver {
 	if n < 1 {
 		n = 1
@@ -71,14 +74,6 @@ func (l *limitDriver) acquire(ctx context.Context) error {
 }
 
 func (l *limitDriver) release() { <-l.slots }
-
-func (l *limitDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	if err := l.acquire(ctx); err != nil {
-		return err
-	}
-	defer l.release()
-	return l.Driver.Walk(ctx, prefix, fn)
-}
 
 func (l *limitDriver) Stat(ctx context.Context, key string) (ObjectInfo, error) {
 	if err := l.acquire(ctx); err != nil {

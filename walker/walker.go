@@ -310,14 +310,19 @@ func (w *walk) readCurrent(ctx context.Context, e Entry) error {
 	return w.emit(ctx, e)
 }
 
-// readLink reads a link file. found is false when the key vanished after
-// it was listed (deleted meanwhile); any other read failure is an error of
-// the walk, because an unread link could be the only thing keeping a blob.
+// ErrVanished means a listed key was not found when read: storage changed
+// during the walk, or the store is only eventually consistent. Either way
+// the walk is not a snapshot to decide anything from.
+var ErrVanished = errors.New("listed but not found when read (storage changed during the walk, or the store lags): re-run")
+
+// readLink reads a link file. Any read failure, not-found included, is an
+// error of the walk, because an unread link could be the only thing
+// keeping a blob.
 func (w *walk) readLink(ctx context.Context, key string) (target digest.Digest, corruptReason string, found bool, err error) {
 	b, err := w.d.Get(ctx, key, w.opts.MaxLinkSize)
 	switch {
 	case storage.IsNotFound(err):
-		return "", "", false, nil
+		return "", "", false, fmt.Errorf("%s: %w", key, ErrVanished)
 	case errors.Is(err, storage.ErrTooLarge):
 		return "", fmt.Sprintf("link is larger than %d bytes", w.opts.MaxLinkSize), true, nil
 	case err != nil:
@@ -351,7 +356,7 @@ func (w *walk) readStartedAt(ctx context.Context, e Entry) error {
 	b, err := w.d.Get(ctx, e.Key, 256)
 	switch {
 	case storage.IsNotFound(err):
-		return nil
+		return fmt.Errorf("%s: %w", e.Key, ErrVanished)
 	case err == nil:
 		if t, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); perr == nil {
 			e.StartedAt = t
@@ -368,7 +373,7 @@ func (w *walk) statLargeObject(ctx context.Context, e Entry) error {
 	info, prefix, err := w.largeObjects.LargeObject(ctx, e.Key)
 	switch {
 	case storage.IsNotFound(err):
-		return nil
+		return fmt.Errorf("%s: %w", e.Key, ErrVanished)
 	case err != nil:
 		return err
 	}

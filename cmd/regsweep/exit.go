@@ -64,7 +64,7 @@ func exitCode(err error) int {
 		return exitFindings
 	case errors.As(err, &open), errors.Is(err, storage.ErrAccessDenied):
 		return exitStorage
-	case errors.Is(err, walker.ErrWalk):
+	case errors.Is(err, walker.ErrWalk), errors.Is(err, sweep.ErrWalkIncomplete):
 		return exitWalk
 	case errors.As(err, &guard):
 		return exitGuard

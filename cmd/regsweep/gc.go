@@ -123,13 +123,11 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if dbErr != nil && !storage.IsNotFound(dbErr) {
 		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
 	}
+	manifests := manifestReader(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
-	})
-	refs := manifestReferences(ctx, src)
-	// Links that stay (young ones too) keep what their manifests reference.
-	plan.Recheck(inv, true, refs)
+	}, manifests)
 
 	var result *sweep.Result
 	var recheck *sweep.RecheckStats
@@ -138,19 +136,8 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		// A dry run says so too: the real run would refuse.
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	} else if o.delete {
-		{
-			// Just before deleting: anything linked since the walk leaves the plan.
-			ropts := opts
-			ropts.RepositoriesOnly = true
-			fresh, err := walker.Collect(ctx, d, ropts)
-			if err != nil {
-				return err
-			}
-			st := plan.Recheck(fresh, false, refs)
-			recheck = &st
-			log.Info("rechecked before deleting", "dropped", st.Dropped)
-			result, execErr = plan.Execute(ctx, d, held, sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log})
-		}
+		result, recheck, execErr = executeWithRechecks(ctx, d, held, plan, opts, manifests, false, sweep.ExecOptions{
+			Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log})
 	}
 	if o.planOut != "" {
 		if err := writePlan(o.planOut, plan); err != nil {
@@ -181,50 +168,72 @@ func writePlan(path string, plan *sweep.Plan) error {
 	return f.Close()
 }
 
-// manifestReferences returns what a manifest references, recursively, from
-// the manifest source (the mark just read them, so the cache has them).
-func manifestReferences(ctx context.Context, src mark.Source) sweep.References {
-	var mu sync.Mutex
-	memo := map[digest.Digest][]digest.Digest{}
-	var walk func(d digest.Digest, seen map[digest.Digest]bool) ([]digest.Digest, bool)
-	walk = func(d digest.Digest, seen map[digest.Digest]bool) ([]digest.Digest, bool) {
-		if seen[d] {
-			return nil, true
+// executeWithRechecks runs a plan the way every deleting command does:
+// it proves dangling items really dangle, re-lists the repository tree
+// (the whole storage when blobsToo) and rechecks the plan just before
+// deleting, and again before the first blob goes.
+func executeWithRechecks(ctx context.Context, d storage.Driver, held *lock.Held, plan *sweep.Plan, opts walker.Options,
+	manifests sweep.Manifests, blobsToo bool, exec sweep.ExecOptions) (*sweep.Result, *sweep.RecheckStats, error) {
+	if err := plan.VerifyDangling(ctx, d); err != nil {
+		return nil, nil, err
+	}
+	total := &sweep.RecheckStats{}
+	recheck := func(ctx context.Context, plan *sweep.Plan, blobs bool) error {
+		ropts := opts
+		ropts.RepositoriesOnly = !blobs
+		fresh, err := walker.Collect(ctx, d, ropts)
+		if err != nil {
+			return err
 		}
-		seen[d] = true
+		if g := sweep.WalkGuards(fresh); len(g) > 0 && !exec.Force {
+			return &sweep.GuardError{Guards: g}
+		}
+		st := plan.Recheck(fresh, blobs, manifests)
+		total.Dropped += st.Dropped
+		total.Gone += st.Gone
+		total.Changed += st.Changed
+		total.Protected += st.Protected
+		total.BlobsChecked = total.BlobsChecked || st.BlobsChecked
+		exec.Log.Info("rechecked the plan against storage", "dropped", st.Dropped, "blobs_checked", blobs)
+		return nil
+	}
+	if err := recheck(ctx, plan, blobsToo); err != nil {
+		return nil, total, err
+	}
+	exec.BeforeBlobs = func(ctx context.Context, plan *sweep.Plan) error { return recheck(ctx, plan, false) }
+	result, err := plan.Execute(ctx, d, held, exec)
+	return result, total, err
+}
+
+// manifestReader reads what a manifest references directly, through the
+// mark's source (the mark just read them, so its cache has them).
+func manifestReader(ctx context.Context, src mark.Source) sweep.Manifests {
+	type entry struct {
+		children, blobs []digest.Digest
+		subject         digest.Digest
+		ok              bool
+	}
+	var mu sync.Mutex
+	memo := map[digest.Digest]entry{}
+	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
 		mu.Lock()
-		refs, ok := memo[d]
+		e, hit := memo[d]
 		mu.Unlock()
-		if ok {
-			return refs, true
+		if hit {
+			return e.children, e.blobs, e.subject, e.ok
 		}
 		body, err := src.Manifest(ctx, d)
-		if storage.IsNotFound(err) {
-			return nil, true // nothing stored, nothing referenced
-		}
-		if err != nil {
-			return nil, false
-		}
-		m, err := manifest.Parse(body)
-		if err != nil {
-			return nil, false
-		}
-		refs = append(refs, m.Blobs...)
-		if m.Subject != "" {
-			refs = append(refs, m.Subject)
-		}
-		for _, c := range m.Children {
-			refs = append(refs, c)
-			more, ok := walk(c, seen)
-			if !ok {
-				return nil, false
+		switch {
+		case storage.IsNotFound(err):
+			e.ok = true // nothing stored, nothing referenced
+		case err == nil:
+			if m, perr := manifest.Parse(body); perr == nil {
+				e = entry{children: m.Children, blobs: m.Blobs, subject: m.Subject, ok: true}
 			}
-			refs = append(refs, more...)
 		}
 		mu.Lock()
-		memo[d] = refs
+		memo[d] = e
 		mu.Unlock()
-		return refs, true
+		return e.children, e.blobs, e.subject, e.ok
 	}
-	return func(d digest.Digest) ([]digest.Digest, bool) { return walk(d, map[digest.Digest]bool{}) }
 }

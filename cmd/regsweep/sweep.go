@@ -98,22 +98,27 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	}
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
-	log.Info("re-listing storage before sweeping", "location", d.Location())
-	fresh, err := walker.Collect(ctx, d, opts)
-	if err != nil {
-		return err
-	}
 	src := mark.StorageSource(d, o.cacheDir, 0)
-	st := plan.Recheck(fresh, true, manifestReferences(ctx, src))
 	var result *sweep.Result
+	var st *sweep.RecheckStats
 	var execErr error
 	switch {
 	case len(plan.Guards) > 0 && !o.force:
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	case o.delete:
-		result, execErr = plan.Execute(ctx, d, held, sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log})
+		log.Info("re-listing storage before sweeping", "location", d.Location())
+		result, st, execErr = executeWithRechecks(ctx, d, held, plan, opts, manifestReader(ctx, src), true,
+			sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log})
+	default:
+		// A dry run shows what would go now.
+		fresh, err := walker.Collect(ctx, d, opts)
+		if err != nil {
+			return err
+		}
+		s := plan.Recheck(fresh, true, manifestReader(ctx, src))
+		st = &s
 	}
-	rep := reports.BuildGC(plan, result, &st, !o.delete, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	rep := reports.BuildGC(plan, result, st, !o.delete, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
 	if o.format == "json" {
 		err = rep.WriteJSON(g.stdout)
 	} else {

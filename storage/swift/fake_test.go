@@ -711,7 +711,7 @@ func TestStorageURLOverrideFake(t *testing.T) {
 	if d.StorageURL() != proxy.URL+f.storagePath {
 		t.Errorf("StorageURL() = %q", d.StorageURL())
 	}
-	if want := "swift://" + strings.TrimPrefix(proxy.URL, "http://") + "/" + fakeContainer + "/"; d.Location() != want {
+	if want := "swift://" + strings.TrimPrefix(proxy.URL, "http://") + f.storagePath + "/" + fakeContainer + "/"; d.Location() != want {
 		t.Errorf("Location() = %q, want %q", d.Location(), want)
 	}
 	if seen.Load() != 2 { // container HEAD and /info
@@ -750,7 +750,7 @@ func TestLocationFake(t *testing.T) {
 	d := f.open(t, cfg, nil)
 	host := strings.TrimPrefix(f.srv.URL, "http://")
 	host = strings.TrimSuffix(host, "/v1")
-	if want := "swift://" + host + "/regs/reg"; d.Location() != want {
+	if want := "swift://" + host + "/v1/AUTH_swifttest/regs/reg"; d.Location() != want {
 		t.Errorf("Location() = %q, want %q", d.Location(), want)
 	}
 	if strings.Contains(d.Location(), swifttest.TEST_ACCOUNT+":") {

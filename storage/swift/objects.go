@@ -256,10 +256,16 @@ func (d *Driver) deleteNames(ctx context.Context, op string, names []string, key
 	return results, err
 }
 
-func chunks(names []string, n int) func(func([]string) bool) {
+// chunks splits names into the fewest chunks of at most max names, of
+// even sizes: the chunks run in parallel, and Swift works through each
+// one serially, so 11,007 names go as 5,504 + 5,503 rather than 10,000 +
+// 1,007.
+func chunks(names []string, max int) func(func([]string) bool) {
 	return func(yield func([]string) bool) {
-		for i := 0; i < len(names); i += n {
-			if !yield(names[i:min(i+n, len(names))]) {
+		k := (len(names) + max - 1) / max
+		size := (len(names) + k - 1) / k
+		for i := 0; i < len(names); i += size {
+			if !yield(names[i:min(i+size, len(names))]) {
 				return
 			}
 		}

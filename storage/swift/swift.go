@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 		case strings.Contains(cfg.AuthURL, "v1"):
 			authVersion = 1
 		default:
-			return nil, openErr("config", fmt.Errorf("cannot tell the auth version from auth URL %s: set it explicitly (1, 2 or 3)", cfg.AuthURL))
+			return nil, openErr("config", fmt.Errorf("cannot tell the auth version from auth URL %s: set it explicitly (1, 2 or 3)", redact(cfg.AuthURL)))
 		}
 	}
 	if authVersion < 1 || authVersion > 3 {
@@ -197,8 +197,8 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 	storageURL := conn.StorageUrl
 	if cfg.StorageURL != "" {
 		storageURL = strings.TrimRight(cfg.StorageURL, "/")
-		if _, err := url.Parse(storageURL); err != nil {
-			return nil, openErr("config", fmt.Errorf("storage URL override: %w", err))
+		if u, err := url.Parse(storageURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, openErr("config", fmt.Errorf("StorageURL setting %s is not an http(s) URL", redact(storageURL)))
 		}
 		// Authenticate sets StorageUrl from the authenticator on every
 		// re-authentication, so the override lives in the authenticator.
@@ -207,17 +207,19 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 	}
 	su, err := url.Parse(storageURL)
 	if err != nil || su.Host == "" {
-		return nil, openErr("auth", fmt.Errorf("unusable storage URL %q", storageURL))
+		return nil, openErr("auth", fmt.Errorf("unusable storage URL %q", redact(storageURL)))
 	}
 	cp := su.Path + "/" + cfg.Container
 	containerPath.Store(&cp)
 
 	d := &Driver{
-		conn:        conn,
-		container:   cfg.Container,
-		filesRoot:   strings.TrimLeft(cfg.Prefix+"/files/", "/"),
-		segRoot:     strings.TrimLeft(cfg.Prefix+"/segments/", "/"),
-		location:    "swift://" + su.Host + "/" + cfg.Container + "/" + cfg.Prefix,
+		conn:      conn,
+		container: cfg.Container,
+		filesRoot: strings.TrimLeft(cfg.Prefix+"/files/", "/"),
+		segRoot:   strings.TrimLeft(cfg.Prefix+"/segments/", "/"),
+		// The account path (/v1/AUTH_x) is part of the identity: two accounts
+		// on one host may hold containers of the same name.
+		location:    "swift://" + su.Host + strings.TrimSuffix(su.Path, "/") + "/" + cfg.Container + "/" + cfg.Prefix,
 		storageURL:  storageURL,
 		pageSize:    listingLimit,
 		concurrency: concurrency,
@@ -298,20 +300,29 @@ func openErr(op string, err error) error {
 func authError(err error, cfg Config) error {
 	var se *swift.Error
 	if errors.As(err, &se) && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("user %q at %s: %w (%d %s)", cfg.Username, cfg.AuthURL, storage.ErrAccessDenied, se.StatusCode, http.StatusText(se.StatusCode))
+		return fmt.Errorf("user %q at %s: %w (%d %s)", cfg.Username, redact(cfg.AuthURL), storage.ErrAccessDenied, se.StatusCode, http.StatusText(se.StatusCode))
 	}
 	if tlsErr := describeTLS(err); tlsErr != nil {
-		return fmt.Errorf("auth endpoint %s: %w", cfg.AuthURL, tlsErr)
+		return fmt.Errorf("auth endpoint %s: %w", redact(cfg.AuthURL), tlsErr)
 	}
 	if isNetError(err) {
-		return fmt.Errorf("cannot reach the auth endpoint %s: %w", cfg.AuthURL, err)
+		return fmt.Errorf("cannot reach the auth endpoint %s: %w", redact(cfg.AuthURL), err)
 	}
-	return fmt.Errorf("auth endpoint %s: %w", cfg.AuthURL, translate(err))
+	return fmt.Errorf("auth endpoint %s: %w", redact(cfg.AuthURL), translate(err))
+}
+
+// redact hides a password written into a URL.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // containerError explains a failed check of the container.
 func (d *Driver) containerError(err error, overridden bool) error {
-	where := "storage URL " + d.storageURL
+	where := "storage URL " + redact(d.storageURL)
 	if overridden {
 		where += " (the StorageURL setting)"
 	} else {
