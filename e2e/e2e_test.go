@@ -439,3 +439,11 @@ func runScenario(t *testing.T, b *backendUnderTest) {
 func TestRegistryFilesystem(t *testing.T) { runScenario(t, filesystemBackend(t)) }
 func TestRegistryS3(t *testing.T)         { runScenario(t, minioBackend(t)) }
 func TestRegistrySwift(t *testing.T)      { runScenario(t, swiftBackend(t)) }
+
+func countUploads(repos map[string]*walker.Repository) int {
+	n := 0
+	for _, r := range repos {
+		n += len(r.Uploads)
+	}
+	return n
+}
