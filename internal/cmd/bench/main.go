@@ -11,8 +11,14 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +43,7 @@ var spec = regtree.Spec{Seed: 7, Repositories: 500, ImagesPerRepo: 20, TagsPerRe
 func run() error {
 	bin := flag.String("regsweep", "bin/regsweep", "regsweep binary")
 	bucket := flag.String("bucket", "regsweep-bench-100k", "bucket holding the generated store (generated once, then reused)")
+	reference := flag.Bool("reference", true, "also run distribution v3's `registry garbage-collect --dry-run` on the same bucket")
 	flag.Parse()
 	endpoint, access, secret := os.Getenv("REGSWEEP_TEST_MINIO_ENDPOINT"), os.Getenv("REGSWEEP_TEST_MINIO_ACCESS_KEY"), os.Getenv("REGSWEEP_TEST_MINIO_SECRET_KEY")
 	if endpoint == "" {
@@ -46,13 +53,19 @@ func run() error {
 	if err := ensureStore(ctx, endpoint, access, secret, *bucket); err != nil {
 		return err
 	}
+	// Every S3 request of both collectors goes through one counting proxy.
+	proxy, err := startCountingProxy(endpoint)
+	if err != nil {
+		return err
+	}
 	env := append(os.Environ(), "REGSWEEP_S3_ACCESS_KEY="+access, "REGSWEEP_S3_SECRET_KEY="+secret)
-	args := []string{"--s3-endpoint", "http://" + endpoint, "--s3-bucket", *bucket, "--s3-path-style", "--quiet"}
+	args := []string{"--s3-endpoint", "http://" + proxy.addr, "--s3-bucket", *bucket, "--s3-path-style", "--quiet"}
 
 	base, err := measure(*bin, env, "version")
 	if err != nil {
 		return err
 	}
+	proxy.reset()
 	inv, err := measure(*bin, env, append([]string{"inventory", "--format", "json"}, args...)...)
 	if err != nil {
 		return err
@@ -68,17 +81,160 @@ func run() error {
 		return fmt.Errorf("inventory output: %w", err)
 	}
 	floorLists := int64(math.Ceil(float64(doc.KeysListed) / 1000))
-	fmt.Printf("store: %d repositories, %d tags, %d manifests, %d blobs, %d keys listed\n",
-		doc.Totals.Repositories, doc.Totals.Tags, doc.Totals.Manifests, doc.Totals.Blobs, doc.KeysListed)
-	fmt.Printf("inventory: wall %s, peak RSS %.1f MiB (baseline %.1f MiB, %.0f bytes/blob above it)\n",
-		inv.wall.Round(time.Millisecond), mib(inv.maxRSS), mib(base.maxRSS), float64(inv.maxRSS-base.maxRSS)/float64(max(doc.Totals.Blobs, 1)))
-	fmt.Printf("requests: list %d, get %d, head %d, put %d, delete %d\n",
-		doc.Requests["list"], doc.Requests["get"], doc.Requests["head"], doc.Requests["put"], doc.Requests["delete"])
-	fmt.Printf("floor: %d LISTs (ceil(keys/1000)) + %d GETs (one per tag + %d upload start times)\n",
-		floorLists, doc.Totals.Tags+doc.Totals.Uploads, doc.Totals.Uploads)
-	fmt.Printf("ratio: LIST %.3fx the floor (target <= 1.05x); GETs %.3fx\n",
+	blobs := max(doc.Totals.Blobs, 1)
+	fmt.Printf("store: %d repositories, %d tags, %d manifests, %d layer links, %d blobs, %d keys listed\n",
+		doc.Totals.Repositories, doc.Totals.Tags, doc.Totals.Manifests, doc.Totals.LayerLinks, doc.Totals.Blobs, doc.KeysListed)
+	fmt.Printf("\ninventory: wall %s, peak RSS %.1f MiB (baseline %.1f MiB, %.0f bytes/blob above it)\n",
+		inv.wall.Round(time.Millisecond), mib(inv.maxRSS), mib(base.maxRSS), float64(inv.maxRSS-base.maxRSS)/float64(blobs))
+	fmt.Printf("  requests (its own count): %s\n  requests (at the proxy):   %s\n", fmtReqs(doc.Requests), fmtReqs(proxy.snapshot()))
+	fmt.Printf("  floor: %d LISTs (ceil(keys/1000)) + %d GETs (one per tag and upload start time)\n", floorLists, doc.Totals.Tags+doc.Totals.Uploads)
+	fmt.Printf("  ratio: LIST %.3fx the floor (target <= 1.05x); GET %.3fx\n",
 		float64(doc.Requests["list"])/float64(floorLists), float64(doc.Requests["get"])/float64(doc.Totals.Tags+doc.Totals.Uploads))
+
+	cache, err := os.MkdirTemp("", "regsweep-bench-cache")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cache)
+	gcArgs := append([]string{"gc", "--format", "json", "--cache-dir", cache, "--max-delete-fraction", "1"}, args...)
+	var gcRuns [2]result
+	var gcReqs [2]map[string]int64
+	var manifestReads [2]int64
+	for i := range gcRuns {
+		proxy.reset()
+		if gcRuns[i], err = measure(*bin, env, gcArgs...); err != nil {
+			return err
+		}
+		gcReqs[i] = proxy.snapshot()
+		var g struct {
+			ManifestReads int64 `json:"manifest_reads"`
+			Plan          struct {
+				Blobs     int   `json:"blobs"`
+				BlobBytes int64 `json:"blob_bytes"`
+			} `json:"plan"`
+		}
+		json.Unmarshal(gcRuns[i].stdout, &g)
+		manifestReads[i] = g.ManifestReads
+		if i == 0 {
+			fmt.Printf("\ngc --dry-run: plans %d blobs (%d bytes)\n", g.Plan.Blobs, g.Plan.BlobBytes)
+		}
+	}
+	gcFloor := floorLists + int64(doc.Totals.Tags+doc.Totals.Uploads) + int64(doc.Totals.Manifests)
+	for i, label := range []string{"cold cache", "warm cache"} {
+		fmt.Printf("gc dry run, %s: wall %s, peak RSS %.1f MiB (%.0f bytes/blob above baseline), manifest GETs %d\n  requests: %s (floor cold: %d = LISTs + tag/upload GETs + one GET per manifest; ratio %.3fx)\n",
+			label, gcRuns[i].wall.Round(time.Millisecond), mib(gcRuns[i].maxRSS), float64(gcRuns[i].maxRSS-base.maxRSS)/float64(blobs),
+			manifestReads[i], fmtReqs(gcReqs[i]), gcFloor, float64(total(gcReqs[i]))/float64(gcFloor))
+	}
+	if !*reference {
+		return nil
+	}
+	regBin := os.Getenv("REGSWEEP_TEST_REGISTRY_V3")
+	if regBin == "" {
+		return fmt.Errorf("registry v3 is not installed: run `make testenv-up` (REGSWEEP_TEST_REGISTRY_V3 unset)")
+	}
+	cfg, err := os.CreateTemp("", "regsweep-bench-registry-*.yml")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Name())
+	fmt.Fprintf(cfg, "version: 0.1\nlog:\n  level: error\nstorage:\n  s3:\n    region: us-east-1\n    bucket: %s\n    accesskey: %s\n    secretkey: %s\n    regionendpoint: http://%s\n    forcepathstyle: true\n    secure: false\n    v4auth: true\n",
+		*bucket, access, secret, proxy.addr)
+	cfg.Close()
+	var regEnv []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_CA_BUNDLE=") {
+			regEnv = append(regEnv, kv)
+		}
+	}
+	proxy.reset()
+	fmt.Printf("\nregistry garbage-collect --dry-run (distribution v3), sequential; this takes a while...\n")
+	ref, err := measure(regBin, regEnv, "garbage-collect", "--dry-run", cfg.Name())
+	if err != nil {
+		return err
+	}
+	refReqs := proxy.snapshot()
+	fmt.Printf("reference: wall %s, peak RSS %.1f MiB\n  requests: %s\n", ref.wall.Round(time.Millisecond), mib(ref.maxRSS), fmtReqs(refReqs))
+	fmt.Printf("\nregsweep gc dry run vs reference: %.1fx faster cold, %.1fx warm; %.1fx fewer requests cold\n",
+		ref.wall.Seconds()/gcRuns[0].wall.Seconds(), ref.wall.Seconds()/gcRuns[1].wall.Seconds(), float64(total(refReqs))/float64(total(gcReqs[0])))
 	return nil
+}
+
+func total(m map[string]int64) int64 {
+	var t int64
+	for _, v := range m {
+		t += v
+	}
+	return t
+}
+
+func fmtReqs(m map[string]int64) string {
+	return fmt.Sprintf("%d (list %d, get %d, head %d, put %d, delete %d)", total(m), m["list"], m["get"], m["head"], m["put"], m["delete"])
+}
+
+// countingProxy forwards to MinIO and counts S3 requests by operation.
+type countingProxy struct {
+	addr string
+	mu   sync.Mutex
+	n    map[string]int64
+}
+
+func (p *countingProxy) reset() {
+	p.mu.Lock()
+	p.n = map[string]int64{}
+	p.mu.Unlock()
+}
+
+func (p *countingProxy) snapshot() map[string]int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]int64{}
+	for k, v := range p.n {
+		out[k] = v
+	}
+	return out
+}
+
+func classify(r *http.Request) string {
+	q := r.URL.Query()
+	objectPath := strings.Count(strings.Trim(r.URL.Path, "/"), "/") > 0
+	switch r.Method {
+	case http.MethodGet:
+		if !objectPath || q.Has("list-type") || q.Has("uploads") || q.Has("prefix") {
+			return "list"
+		}
+		return "get"
+	case http.MethodHead:
+		return "head"
+	case http.MethodDelete:
+		return "delete"
+	case http.MethodPost:
+		if q.Has("delete") {
+			return "delete"
+		}
+		return "put"
+	}
+	return "put"
+}
+
+func startCountingProxy(target string) (*countingProxy, error) {
+	u, _ := url.Parse("http://" + target)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	p := &countingProxy{n: map[string]int64{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p.addr = ln.Addr().String()
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := classify(r)
+		p.mu.Lock()
+		p.n[op]++
+		p.mu.Unlock()
+		// The signature covers the Host header: keep the client's.
+		r.Host = p.addr
+		rp.ServeHTTP(w, r)
+	}))
+	return p, nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
