@@ -36,6 +36,8 @@ type Result struct {
 	Failed     map[string]int `json:"failed"`
 	FreedBytes int64          `json:"freed_bytes"`
 	Errors     []string       `json:"errors"`
+
+	goneKeys map[string]bool // blob digests deleted or found gone
 }
 
 // ExecOptions tune execution.
@@ -49,13 +51,18 @@ type ExecOptions struct {
 	// BeforePhase, if set, runs before each phase (tests use it to stop a
 	// run between phases).
 	BeforePhase func(phase int) error
+	// BeforeBlobs, if set, runs after the links are gone and before any
+	// blob is: gc re-lists the repository tree there and rechecks the
+	// rest of the plan, shrinking the window for concurrent pushes.
+	BeforeBlobs func(ctx context.Context, p *Plan) error
 }
 
 const maxReportedErrors = 100
 
-// Execute deletes the plan's items, phase by phase, under a held lock.
-// Failures are counted and reported, never fatal to the rest: a failed
-// deletion only leaves garbage for the next run.
+// Execute deletes the plan's items, phase by phase, under a held lock. A
+// phase with failed deletions ends the run after that phase: what a failed
+// link deletion keeps must keep its blob, so no later phase may run. The
+// next run retries.
 func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o ExecOptions) (*Result, error) {
 	if held == nil {
 		return nil, errors.New("sweep needs a held lock")
@@ -74,9 +81,13 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	}
 	r := &Result{Deleted: map[string]int{}, NotFound: map[string]int{}, Failed: map[string]int{}, Errors: []string{}}
 	var mu sync.Mutex
+	r.goneKeys = map[string]bool{}
 	record := func(it Item, err error) {
 		mu.Lock()
 		defer mu.Unlock()
+		if it.Kind == KindBlob && (err == nil || storage.IsNotFound(err)) {
+			r.goneKeys[it.Digest.String()] = true
+		}
 		switch {
 		case err == nil:
 			r.Deleted[it.Kind]++
@@ -92,14 +103,45 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 			}
 		}
 	}
-	byPhase := map[int][]Item{}
 	maxPhase := 0
 	for _, it := range p.Items {
-		byPhase[phase[it.Kind]] = append(byPhase[phase[it.Kind]], it)
 		maxPhase = max(maxPhase, phase[it.Kind])
 	}
+	blobsGone := map[string]bool{} // digests whose blob this run deleted or found gone
 	for ph := 1; ph <= maxPhase; ph++ {
-		items := byPhase[ph]
+		if ph == phase[KindBlob] && o.BeforeBlobs != nil {
+			// Only what is left is rechecked: the links this run deleted
+			// are not "gone" from the plan (they would leave its stats,
+			// count as dropped, and their repository and signature items
+			// would be dropped with them).
+			var done []Item
+			rest := make([]Item, 0, len(p.Items))
+			for _, it := range p.Items {
+				if phase[it.Kind] < ph {
+					done = append(done, it)
+				} else {
+					rest = append(rest, it)
+				}
+			}
+			p.Items = rest
+			err := o.BeforeBlobs(ctx, p)
+			p.Items = append(done, p.Items...)
+			p.Stats = p.itemStats(p.Stats)
+			if err != nil {
+				return r, err
+			}
+		}
+		var items []Item
+		for _, it := range p.Items {
+			if phase[it.Kind] != ph {
+				continue
+			}
+			// A blob's segments go only after the blob did.
+			if it.Kind == KindSegment && it.Digest != "" && !blobsGone[it.Digest.String()] {
+				continue
+			}
+			items = append(items, it)
+		}
 		if len(items) == 0 {
 			continue
 		}
@@ -115,13 +157,20 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 		if err := p.runPhase(ctx, d, items, o, record); err != nil {
 			return r, err
 		}
-	}
-	failed := 0
-	for _, n := range r.Failed {
-		failed += n
-	}
-	if failed > 0 {
-		return r, fmt.Errorf("%w: %d deletion(s) failed (first: %s); they stay for the next run", ErrIncomplete, failed, r.Errors[0])
+		failed := 0
+		for _, n := range r.Failed {
+			failed += n
+		}
+		if failed > 0 {
+			return r, fmt.Errorf("%w: %d deletion(s) failed (first: %s); the run stopped after that phase, the next run retries", ErrIncomplete, failed, r.Errors[0])
+		}
+		if ph == phase[KindBlob] {
+			mu.Lock()
+			for k := range r.goneKeys {
+				blobsGone[k] = true
+			}
+			mu.Unlock()
+		}
 	}
 	return r, nil
 }
@@ -212,3 +261,27 @@ func deleteBatches(ctx context.Context, items []Item, o ExecOptions, del func(co
 	}
 	return g.Wait()
 }
+
+// VerifyDangling stats the blob of every item planned because its blob is
+// missing. Finding one means the walk missed it (a listing that came back
+// short): nothing of this plan can be trusted.
+func (p *Plan) VerifyDangling(ctx context.Context, d storage.Driver) error {
+	for _, it := range p.Items {
+		if !strings.HasPrefix(it.Reason, "dangling") {
+			continue
+		}
+		key := keyOf(blobSpec(it.Digest))
+		_, err := d.Stat(ctx, key)
+		switch {
+		case storage.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("checking that %s is missing: %w", key, err)
+		default:
+			return fmt.Errorf("%w: blob %s exists but the walk did not list it; refusing to delete %s", ErrWalkIncomplete, key, it.Key)
+		}
+	}
+	return nil
+}
+
+// ErrWalkIncomplete means storage holds what the walk did not list.
+var ErrWalkIncomplete = errors.New("the walk missed objects")

@@ -24,3 +24,5 @@ func tagIndexSpec(repo, tag string, d digest.Digest) layout.Spec {
 	return layout.TagIndexLink{Repo: repo, Tag: tag, Digest: d}
 }
 func tagCurrentSpec(repo, tag string) layout.Spec { return layout.TagCurrentLink{Repo: repo, Tag: tag} }
+
+func blobSpec(d digest.Digest) layout.Spec { return layout.BlobData{Digest: d} }

@@ -55,9 +55,12 @@ type Item struct {
 	Size     int64         `json:"size"`
 	ModTime  time.Time     `json:"mtime"`
 	UploadID string        `json:"upload_id,omitempty"`
-	// Segments is the Swift segment prefix of a blob (deleted with it).
+	// Segments is the Swift segment prefix of a blob, or of a segment
+	// (whose Digest is then the blob it belongs to, "" for an orphan).
 	Segments string `json:"segments,omitempty"`
-	Reason   string `json:"reason"`
+	// Manifest is the revision a schema1 signature link belongs to.
+	Manifest digest.Digest `json:"manifest,omitempty"`
+	Reason   string        `json:"reason"`
 }
 
 // Options decide what is garbage.
@@ -144,7 +147,11 @@ type Problem struct {
 
 // Build computes the plan. It never reads storage: everything comes from
 // the walk and the mark.
-func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options) *Plan {
+//
+// Links that stay (young ones too) keep what they need: Build ends with a
+// Recheck against the walk itself, which reads manifests through
+// manifests (the mark just read them; a cache serves them).
+func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options, manifests Manifests) *Plan {
 	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
 	for _, mp := range res.Problems {
 		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
@@ -190,7 +197,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d))
 			add(candidate, Item{Kind: KindRevisionLink, Key: key(layout.RevisionLink{Repo: name, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
 			for _, sig := range r.Signatures[d] {
-				add(candidate, Item{Kind: KindSignatureLink, Key: key(layout.SignatureLink{Repo: name, Digest: d, Signature: sig}), Digest: sig, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
+				add(candidate, Item{Kind: KindSignatureLink, Key: key(layout.SignatureLink{Repo: name, Digest: d, Signature: sig}), Digest: sig, Manifest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
 			}
 		}
 		for tagName, t := range r.Tags {
@@ -236,7 +243,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		}
 	}
 	keptSegments := map[string]bool{}
-	deletedSegments := map[string]bool{}
+	deletedSegments := map[string]digest.Digest{}
 	for d, b := range inv.Blobs.All() {
 		if res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime) {
 			if b.Segments != "" {
@@ -247,7 +254,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		k, _ := layout.Path(layout.BlobData{Digest: d})
 		p.Items = append(p.Items, Item{Kind: KindBlob, Key: k, Digest: d, Size: b.Size, ModTime: time.Unix(b.ModTime, 0).UTC(), Segments: b.Segments, Reason: "blob not referenced by any kept manifest"})
 		if b.Segments != "" {
-			deletedSegments[b.Segments] = true
+			deletedSegments[b.Segments] = d
 		}
 	}
 	for prefix, segs := range inv.Segments {
@@ -255,7 +262,8 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			continue
 		}
 		reason := "segment of a deleted blob"
-		if !deletedSegments[prefix] {
+		owner, ownerDeleted := deletedSegments[prefix]
+		if !ownerDeleted {
 			// Segments of an upload in progress have no blob yet: only
 			// segment sets older than the upload grace are orphans.
 			newest := time.Time{}
@@ -270,7 +278,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			reason = reasonOrphanSegment
 		}
 		for _, s := range segs {
-			p.Items = append(p.Items, Item{Kind: KindSegment, Key: s.Key, Size: s.Size, ModTime: s.ModTime.UTC(), Segments: prefix, Reason: reason})
+			p.Items = append(p.Items, Item{Kind: KindSegment, Key: s.Key, Digest: owner, Size: s.Size, ModTime: s.ModTime.UTC(), Segments: prefix, Reason: reason})
 		}
 	}
 	for _, m := range inv.Multipart {
@@ -280,6 +288,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
+	p.Recheck(inv, true, manifests)
 	p.Guards = guards(inv, res, p.Stats, o)
 	return p
 }
@@ -295,7 +304,12 @@ func (p *Plan) sortItems() {
 }
 
 func (p *Plan) computeStats(inv *walker.Inventory, res *mark.Result) Stats {
-	s := Stats{TotalBlobs: inv.Blobs.Len(), TotalBlobBytes: inv.BlobBytes, KeptBlobs: res.KeptBlobs.Len()}
+	return p.itemStats(Stats{TotalBlobs: inv.Blobs.Len(), TotalBlobBytes: inv.BlobBytes, KeptBlobs: res.KeptBlobs.Len()})
+}
+
+// itemStats counts the items, keeping the totals of base.
+func (p *Plan) itemStats(base Stats) Stats {
+	s := Stats{TotalBlobs: base.TotalBlobs, TotalBlobBytes: base.TotalBlobBytes, KeptBlobs: base.KeptBlobs}
 	uploads := map[string]bool{}
 	for _, it := range p.Items {
 		if freesBytes(it) {
@@ -323,6 +337,27 @@ func (p *Plan) computeStats(inv *walker.Inventory, res *mark.Result) Stats {
 	}
 	s.Uploads = len(uploads)
 	return s
+}
+
+// WalkGuards are the guards a walk alone can trip; the walk just before
+// deleting is held to them too.
+func WalkGuards(inv *walker.Inventory) []Guard {
+	var g []Guard
+	var strays []string
+	for _, e := range inv.Unknown {
+		if strings.HasPrefix(e.Key, layout.RepositoriesPrefix) {
+			strays = append(strays, e.Key)
+		}
+	}
+	if len(strays) > 0 {
+		// Some stores hide every key below an object named like a directory
+		// (MinIO does): a stray key in the repository tree may hide links.
+		g = append(g, Guard{GuardUnknownKeys, fmt.Sprintf("%d key(s) under repositories/ fit no layout (first: %s); they may hide links from the walk", len(strays), strays[0])})
+	}
+	if len(inv.Corrupt) > 0 {
+		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d corrupt link file(s) (first: %s: %s)", len(inv.Corrupt), inv.Corrupt[0].Key, inv.Corrupt[0].CorruptReason)})
+	}
+	return g
 }
 
 // freesBytes says whether deleting it frees its size. A DLO blob's size is
@@ -354,17 +389,7 @@ func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard
 	if b := res.Blocking(); len(b) > 0 {
 		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d problem(s) make liveness unprovable (first: %s %s): %v", len(b), b[0].Kind, b[0].Key, b[0].Err)})
 	}
-	var strays []string
-	for _, e := range inv.Unknown {
-		if strings.HasPrefix(e.Key, layout.RepositoriesPrefix) {
-			strays = append(strays, e.Key)
-		}
-	}
-	if len(strays) > 0 {
-		// Some stores hide every key below an object named like a directory
-		// (MinIO does): a stray key in the repository tree may hide links.
-		g = append(g, Guard{GuardUnknownKeys, fmt.Sprintf("%d key(s) under repositories/ fit no layout (first: %s); they may hide links from the walk", len(strays), strays[0])})
-	}
+	g = append(g, WalkGuards(inv)...)
 	if o.DatabaseInUse {
 		g = append(g, Guard{GuardDatabaseInUse, "docker/registry/lockfiles/database-in-use exists: this registry is managed by GitLab's metadata database, offline garbage collection would corrupt it"})
 	}

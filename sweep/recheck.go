@@ -6,14 +6,11 @@ import (
 	"github.com/regsweep/regsweep/walker"
 )
 
-// droppedRepo reports whether some item of repo left the plan.
-func droppedRepo(p *Plan, repo string, kept []Item) bool {
-	return false
-}
-
-// References returns every digest manifest d references, recursively
-// (children and blobs). ok is false when d cannot be read or parsed.
-type References func(d digest.Digest) (refs []digest.Digest, ok bool)
+// Manifests says what manifest d references directly (children and blobs,
+// children first in refs as manifests) and what it is attached to
+// (subject). ok is false when d cannot be read or parsed. A missing
+// manifest references nothing (ok true, nothing returned).
+type Manifests func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
 
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {
@@ -24,121 +21,141 @@ type RecheckStats struct {
 	BlobsChecked bool `json:"blobs_checked"`
 }
 
+// protection is what the links that stay need, per repository and
+// overall.
+type protection struct {
+	manifests Manifests
+	perRepo   map[string]map[digest.Digest]bool
+	global    map[digest.Digest]bool
+	// referrers[repo][subject] are the revisions attached to subject.
+	referrers  map[string]map[digest.Digest][]digest.Digest
+	unreadable map[string]bool
+}
+
+func (p *protection) mark(repo string, d digest.Digest) bool {
+	set := p.perRepo[repo]
+	if set == nil {
+		set = map[digest.Digest]bool{}
+		p.perRepo[repo] = set
+	}
+	if set[d] {
+		return false
+	}
+	set[d] = true
+	p.global[d] = true
+	return true
+}
+
+// blob protects a digest that is only a blob (a layer or config).
+func (p *protection) blob(repo string, d digest.Digest) {
+	if d != "" {
+		p.mark(repo, d)
+	}
+}
+
+// manifest protects a manifest and, transitively, what it references,
+// what it is attached to and what is attached to it.
+func (p *protection) manifest(repo string, d digest.Digest) {
+	work := []digest.Digest{d}
+	for len(work) > 0 {
+		d := work[len(work)-1]
+		work = work[:len(work)-1]
+		if d == "" || !p.mark(repo, d) {
+			continue
+		}
+		children, blobs, subject, ok := p.manifests(d)
+		if !ok {
+			p.unreadable[repo] = true
+			continue
+		}
+		for _, b := range blobs {
+			p.blob(repo, b)
+		}
+		work = append(work, children...)
+		work = append(work, subject)
+		work = append(work, p.referrers[repo][d]...)
+	}
+}
+
 // Recheck compares the plan with a fresh walk taken just before deleting
-// and drops every item that is no longer garbage: keys rewritten since
-// (another mtime), keys already gone, and whatever a link that stays now
-// points to, with everything that manifest references. fresh may hold only
-// the repository tree (blobsListed false): blob items are then judged by
-// the links alone.
-func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, refs References) RecheckStats {
+// and drops every item that is no longer garbage: keys already gone, keys
+// rewritten since (another mtime: they count as links that stay), and
+// whatever a link that stays needs — the manifest it names, everything that
+// manifest references, its subject and its referrers, transitively. fresh
+// may hold only the repository tree (blobsListed false): blob items are
+// then judged by the links alone. Stats are recomputed.
+func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests) RecheckStats {
 	st := RecheckStats{BlobsChecked: blobsListed}
-	planned := make(map[string]bool, len(p.Items))
+	planned := make(map[string]Item, len(p.Items))
 	for _, it := range p.Items {
-		planned[it.Key] = true
+		planned[it.Key] = it
 	}
-	// Digests that links which stay point to, per repository and overall.
-	perRepo := map[string]map[digest.Digest]bool{}
-	global := map[digest.Digest]bool{}
-	unreadable := map[string]bool{}
-	protect := func(repo string, d digest.Digest) {
-		if d == "" {
-			return
-		}
-		set := perRepo[repo]
-		if set == nil {
-			set = map[digest.Digest]bool{}
-			perRepo[repo] = set
-		}
-		if set[d] {
-			return
-		}
-		set[d] = true
-		global[d] = true
+	staying := func(key string, mtime int64) bool {
+		it, ok := planned[key]
+		return !ok || it.ModTime.Unix() != mtime
 	}
-	linkKeys := map[string]int64{} // fresh link key -> mtime
+	prot := &protection{manifests: manifests, perRepo: map[string]map[digest.Digest]bool{}, global: map[digest.Digest]bool{},
+		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}}
+
+	linkMTime := map[string]int64{} // every fresh link key
+	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
-		staying := func(key string) bool { return !planned[key] }
+		refs := map[digest.Digest][]digest.Digest{}
+		for d := range r.Revisions.All() {
+			if _, _, subject, ok := manifests(d); ok && subject != "" {
+				refs[subject] = append(refs[subject], d)
+			}
+		}
+		prot.referrers[name] = refs
+	}
+	for name, r := range fresh.Repositories {
 		var roots []digest.Digest
+		note := func(key string, mtime int64) bool {
+			linkMTime[key] = mtime
+			if staying(key, mtime) {
+				repoHasStaying[name] = true
+				return true
+			}
+			return false
+		}
 		for d, l := range r.Revisions.All() {
-			k := keyOf(revisionSpec(name, d))
-			linkKeys[k] = l.ModTime
-			if staying(k) {
+			if note(keyOf(revisionSpec(name, d)), l.ModTime) {
 				roots = append(roots, d)
 			}
 		}
 		for d, l := range r.Layers.All() {
-			k := keyOf(layerSpec(name, d))
-			linkKeys[k] = l.ModTime
-			if staying(k) {
-				protect(name, d)
+			if note(keyOf(layerSpec(name, d)), l.ModTime) {
+				prot.blob(name, d)
 			}
 		}
 		for tag, t := range r.Tags {
 			for d, l := range t.Index {
-				k := keyOf(tagIndexSpec(name, tag, d))
-				linkKeys[k] = l.ModTime
-				if staying(k) {
+				if note(keyOf(tagIndexSpec(name, tag, d)), l.ModTime) {
 					roots = append(roots, d)
 				}
 			}
-			if t.HasCurrent {
-				k := keyOf(tagCurrentSpec(name, tag))
-				linkKeys[k] = t.CurrentModTime
-				if staying(k) && t.Current != "" {
-					roots = append(roots, t.Current)
+			if t.HasCurrent && note(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime) && t.Current != "" {
+				roots = append(roots, t.Current)
+			}
+		}
+		for _, u := range r.Uploads {
+			for _, f := range u.Files {
+				if staying(f.Key, f.ModTime.Unix()) {
+					repoHasStaying[name] = true
 				}
 			}
 		}
 		for _, d := range roots {
-			protect(name, d)
-			more, ok := refs(d)
-			if !ok {
-				unreadable[name] = true
-				continue
-			}
-			for _, ref := range more {
-				protect(name, ref)
-			}
+			prot.manifest(name, d)
 		}
 	}
-	kept := p.Items[:0]
-	for _, it := range p.Items {
-		drop, why := false, ""
-		switch it.Kind {
-		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink, KindSignatureLink:
-			mtime, exists := linkKeys[it.Key]
-			switch {
-			case it.Kind != KindSignatureLink && !exists:
-				drop, why = true, "gone"
-			case exists && mtime != it.ModTime.Unix():
-				drop, why = true, "changed"
-			case it.Kind != KindTagCurrentLink && (perRepo[it.Repo][it.Digest] || unreadable[it.Repo]):
-				drop, why = true, "protected"
-			}
-		case KindBlob:
-			if global[it.Digest] || len(unreadable) > 0 {
-				drop, why = true, "protected"
-			} else if blobsListed {
-				b, exists := fresh.Blobs.Get(it.Digest)
-				switch {
-				case !exists:
-					drop, why = true, "gone"
-				case b.ModTime != it.ModTime.Unix():
-					drop, why = true, "changed"
-				}
-			}
-		case KindRepository:
-			// A repository that gained anything since the plan stays.
-			for k := range linkKeys {
-				if len(k) > len(it.Key) && k[:len(it.Key)] == it.Key && !planned[k] {
-					drop, why = true, "changed"
-					break
-				}
-			}
-		}
-		if !drop {
-			kept = append(kept, it)
-			continue
+
+	dropped := map[string]bool{} // keys of dropped items
+	droppedRepo := map[string]bool{}
+	count := func(it Item, why string) {
+		dropped[it.Key] = true
+		if it.Repo != "" {
+			droppedRepo[it.Repo] = true
 		}
 		st.Dropped++
 		switch why {
@@ -146,26 +163,101 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, refs Reference
 			st.Gone++
 		case "changed":
 			st.Changed++
-		case "protected":
+		default:
 			st.Protected++
 		}
 	}
-	// A repository with anything left in it is not removed.
-	remaining := map[string]bool{}
-	for _, it := range kept {
-		if it.Kind != KindRepository {
-			remaining[it.Repo] = true
+	// Links first: later passes depend on which of them stay.
+	changedUploads := map[string]bool{}
+	for _, it := range p.Items {
+		switch it.Kind {
+		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink:
+			mtime, exists := linkMTime[it.Key]
+			switch {
+			case !exists:
+				count(it, "gone")
+			case mtime != it.ModTime.Unix():
+				count(it, "changed")
+			case it.Kind != KindTagCurrentLink && (prot.perRepo[it.Repo][it.Digest] || prot.unreadable[it.Repo]):
+				count(it, "protected")
+			}
+		case KindUploadFile:
+			if u := fresh.Repositories[it.Repo]; u != nil && u.Uploads[it.UploadID] != nil {
+				for _, f := range u.Uploads[it.UploadID].Files {
+					if staying(f.Key, f.ModTime.Unix()) {
+						changedUploads[it.Repo+"/"+it.UploadID] = true
+					}
+				}
+			}
 		}
 	}
-	final := kept[:0]
-	for _, it := range kept {
-		if it.Kind == KindRepository && droppedRepo(p, it.Repo, kept) {
-			st.Dropped++
-			st.Changed++
+	for _, it := range p.Items {
+		switch it.Kind {
+		case KindUploadFile:
+			if changedUploads[it.Repo+"/"+it.UploadID] {
+				count(it, "changed")
+			}
+		case KindSignatureLink:
+			// A signature goes only with its revision.
+			revKey := keyOf(revisionSpec(it.Repo, it.Manifest))
+			if dropped[revKey] || prot.perRepo[it.Repo][it.Manifest] || prot.unreadable[it.Repo] {
+				count(it, "protected")
+				prot.global[it.Digest] = true
+			}
+		}
+	}
+	deletedBlobs := map[digest.Digest]bool{}
+	for _, it := range p.Items {
+		if it.Kind != KindBlob {
 			continue
 		}
-		final = append(final, it)
+		switch {
+		case prot.global[it.Digest] || len(prot.unreadable) > 0:
+			count(it, "protected")
+		case blobsListed:
+			b, exists := fresh.Blobs.Get(it.Digest)
+			switch {
+			case !exists:
+				count(it, "gone")
+			case b.ModTime != it.ModTime.Unix():
+				count(it, "changed")
+			default:
+				deletedBlobs[it.Digest] = true
+			}
+		default:
+			deletedBlobs[it.Digest] = true
+		}
 	}
-	p.Items = final
+	liveSegments := map[string]bool{}
+	if blobsListed {
+		for d, b := range fresh.Blobs.All() {
+			if b.Segments != "" && !deletedBlobs[d] {
+				liveSegments[b.Segments] = true
+			}
+		}
+	}
+	for _, it := range p.Items {
+		if it.Kind != KindSegment {
+			continue
+		}
+		// A deleted blob's segments go only with the blob; an orphan set
+		// only while no blob points at it.
+		if (it.Digest != "" && !deletedBlobs[it.Digest]) || liveSegments[it.Segments] {
+			count(it, "protected")
+		}
+	}
+	for _, it := range p.Items {
+		if it.Kind == KindRepository && (droppedRepo[it.Repo] || repoHasStaying[it.Repo]) {
+			count(it, "changed")
+		}
+	}
+	kept := p.Items[:0]
+	for _, it := range p.Items {
+		if !dropped[it.Key] {
+			kept = append(kept, it)
+		}
+	}
+	p.Items = kept
+	p.Stats = p.itemStats(p.Stats)
 	return st
 }

@@ -38,9 +38,7 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 		t.Fatal(err)
 	}
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()},
-		sweep.Options{Now: time.Now(), Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9})
-	refs := references(ctx, src)
-	plan.Recheck(inv, true, refs)
+		sweep.Options{Now: time.Now(), Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}, manifests(ctx, src))
 	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -50,31 +48,21 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 	return gcRun{plan, result, err}
 }
 
-func references(ctx context.Context, src mark.Source) sweep.References {
-	var walk func(d digest.Digest) ([]digest.Digest, bool)
-	walk = func(d digest.Digest) ([]digest.Digest, bool) {
+func manifests(ctx context.Context, src mark.Source) sweep.Manifests {
+	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
 		body, err := src.Manifest(ctx, d)
 		if storage.IsNotFound(err) {
-			return nil, true
+			return nil, nil, "", true
 		}
 		if err != nil {
-			return nil, false
+			return nil, nil, "", false
 		}
 		m, err := manifest.Parse(body)
 		if err != nil {
-			return nil, false
+			return nil, nil, "", false
 		}
-		refs := append([]digest.Digest{}, m.Blobs...)
-		for _, c := range m.Children {
-			more, ok := walk(c)
-			if !ok {
-				return nil, false
-			}
-			refs = append(append(refs, c), more...)
-		}
-		return refs, true
+		return m.Children, m.Blobs, m.Subject, true
 	}
-	return walk
 }
 
 // checkIntact asserts that every tag resolves to a manifest whose whole
