@@ -122,20 +122,22 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]bool{}, multipartSeen: map[string]bool{}}
 	w.largeObjects, _ = storage.LargeObjectsOf(d)
 
-	listings, lctx := errgroup.WithContext(gctx)
-	listings.SetLimit(opts.Concurrency)
-	for _, shard := range shards(opts.RepositoriesOnly) {
-		listings.Go(func() error { return w.list(lctx, shard) })
-	}
 	mp, hasMultipart := storage.MultipartOf(d)
 	hasMultipart = hasMultipart && !opts.RepositoriesOnly
-	if hasMultipart {
-		listings.Go(func() error { return w.multipart(lctx, mp, layout.Root) })
-	}
-	if w.largeObjects != nil && !opts.RepositoriesOnly {
-		listings.Go(func() error { return w.segments(lctx) })
-	}
+	// Listings are started from their own goroutine: starting one waits
+	// for a free slot, and slots free only while this goroutine drains out.
 	g.Go(func() error {
+		listings, lctx := errgroup.WithContext(gctx)
+		listings.SetLimit(opts.Concurrency)
+		for _, shard := range shards(opts.RepositoriesOnly) {
+			listings.Go(func() error { return w.list(lctx, shard) })
+		}
+		if hasMultipart {
+			listings.Go(func() error { return w.multipart(lctx, mp, layout.Root) })
+		}
+		if w.largeObjects != nil && !opts.RepositoriesOnly {
+			listings.Go(func() error { return w.segments(lctx) })
+		}
 		err := listings.Wait()
 		if err == nil && hasMultipart {
 			err = w.multipartByKey(gctx, mp)

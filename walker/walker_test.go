@@ -3,6 +3,7 @@ package walker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -227,5 +228,36 @@ func TestUploadStartTimeIsRead(t *testing.T) {
 	u := inv.Repositories["r"].Uploads["u1"]
 	if u == nil || !u.StartedAt.Equal(started) || len(u.Files) != 3 {
 		t.Fatalf("upload: %+v", u)
+	}
+}
+
+// TestWalkMoreEntriesThanBuffered walks far more entries than the walker
+// buffers, with fewer listing slots than shards (a walk like that once
+// deadlocked: the goroutine that drains entries was starting listings).
+func TestWalkMoreEntriesThanBuffered(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(mem, 8)
+	for i := 0; i < 20000; i++ {
+		w.Blob([]byte(fmt.Sprintf("blob %d", i)))
+	}
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []int{1, 2, 16} {
+		opts := walker.DefaultOptions()
+		opts.Concurrency = c
+		done := make(chan error, 1)
+		var n int
+		go func() {
+			done <- walker.Walk(context.Background(), mem, opts, func(walker.Entry) error { n++; return nil })
+		}()
+		select {
+		case err := <-done:
+			if err != nil || n != 20000 {
+				t.Fatalf("concurrency %d: %d entries, %v", c, n, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("concurrency %d: walk hangs", c)
+		}
 	}
 }

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Installs the tools regsweep's real-server tests need, skipping whatever is
+# already installed at the pinned version:
+#
+#   crane, registry (Distribution v3), registry28 (Distribution v2.8.3, built
+#   from testenv/registry28), minio    -> $REGSWEEP_TOOLS (go install)
+#   swift (all-in-one), memcached, redis, postgresql -> Debian packages
+#
+# Environment:
+#   REGSWEEP_TOOLS        where Go tools go (default ~/.cache/regsweep-testenv/bin)
+#   REGSWEEP_TESTENV_DIR  state dir; install logs go to $REGSWEEP_TESTENV_DIR/log
+#
+# Quiet on success; on failure prints the tail of the failing step's log.
+set -euo pipefail
+
+# Pinned versions. crane and minio are what @latest resolved to when the
+# environment was set up; bump them deliberately.
+CRANE_VERSION=v0.22.1
+REGISTRY_VERSION=v3.1.2
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TOOLS=${REGSWEEP_TOOLS:-$HOME/.cache/regsweep-testenv/bin}
+STATE=${REGSWEEP_TESTENV_DIR:-/tmp/regsweep-testenv}
+LOGDIR=$STATE/log
+mkdir -p "$TOOLS" "$LOGDIR"
+
+die() {
+	echo "testenv/install.sh: $*" >&2
+	exit 1
+}
+
+fail_with_log() { # step log
+	echo "testenv/install.sh: $1 failed; last lines of $2:" >&2
+	tail -n 40 "$2" >&2 || true
+	exit 1
+}
+
+SUDO=()
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null 2>&1 || die "not root and no sudo: cannot install Debian packages"
+	SUDO=(sudo)
+fi
+
+# ---------------------------------------------------------------- Debian ----
+apt_pkgs=(swift swift-proxy swift-account swift-container swift-object
+	python3-swiftclient memcached redis-server curl ca-certificates)
+
+pg_bin_ok() {
+	local d
+	for d in /usr/lib/postgresql/*/bin; do
+		[ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && return 0
+	done
+	return 1
+}
+pg_bin_ok || apt_pkgs+=(postgresql)
+
+missing=()
+for p in "${apt_pkgs[@]}"; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	log=$LOGDIR/install-apt.log
+	{
+		echo "installing: ${missing[*]}"
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+				--no-install-recommends "${missing[@]}"
+	} >"$log" 2>&1 || fail_with_log "apt-get install ${missing[*]}" "$log"
+fi
+
+# ------------------------------------------------------------------- Go -----
+command -v go >/dev/null 2>&1 || die "go is not on PATH"
+
+# mod_version BINARY MODULE: the version of MODULE the binary was built from.
+mod_version() {
+	[ -x "$1" ] || return 0
+	go version -m "$1" 2>/dev/null | awk -v m="$2" '($1 == "mod" || $1 == "dep") && $2 == m { print $3; exit }'
+}
+
+pids=()
+names=()
+logs=()
+start_go() { # name log command...
+	local name=$1 log=$2
+	shift 2
+	("$@") >"$log" 2>&1 &
+	pids+=($!)
+	names+=("$name")
+	logs+=("$log")
+}
+
+go_install() { # name module version package
+	local name=$1 module=$2 version=$3 pkg=$4
+	if [ "$(mod_version "$TOOLS/$name" "$module")" = "$version" ]; then
+		return 0
+	fi
+	# GOFLAGS=-mod=... is not allowed with `go install pkg@version`.
+	start_go "$name" "$LOGDIR/install-$name.log" \
+		env GOBIN="$TOOLS" GOFLAGS=-buildvcs=false go install "$pkg@$version"
+}
+
+go_install crane github.com/google/go-containerregistry "$CRANE_VERSION" \
+	github.com/google/go-containerregistry/cmd/crane
+go_install registry github.com/distribution/distribution/v3 "$REGISTRY_VERSION" \
+	github.com/distribution/distribution/v3/cmd/registry
+go_install minio github.com/minio/minio "$MINIO_VERSION" github.com/minio/minio
+
+# registry28: our wrapper module; rebuilt when its sources change.
+r28_stamp=$TOOLS/.registry28.stamp
+r28_sum=$(cat "$HERE/registry28/go.mod" "$HERE/registry28/go.sum" "$HERE/registry28/"*.go | sha256sum | cut -d' ' -f1)
+if [ ! -x "$TOOLS/registry28" ] || [ "$(cat "$r28_stamp" 2>/dev/null)" != "$r28_sum" ]; then
+	build_r28() {
+		cd "$HERE/registry28" &&
+			GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -o "$TOOLS/registry28.tmp" . &&
+			mv "$TOOLS/registry28.tmp" "$TOOLS/registry28" &&
+			echo "$r28_sum" >"$r28_stamp"
+	}
+	start_go registry28 "$LOGDIR/install-registry28.log" build_r28
+fi
+
+failed=0
+for i in "${!pids[@]}"; do
+	if ! wait "${pids[$i]}"; then
+		echo "testenv/install.sh: building ${names[$i]} failed; last lines of ${logs[$i]}:" >&2
+		tail -n 40 "${logs[$i]}" >&2 || true
+		failed=1
+	fi
+done
+[ "$failed" = 0 ] || exit 1
+
+for b in crane registry registry28 minio; do
+	[ -x "$TOOLS/$b" ] || die "$TOOLS/$b missing after install"
+done
