@@ -234,6 +234,7 @@ use = egg:swift#proxy_logging
 [filter:cache]
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:$SWIFT_MEMCACHED_PORT
+memcache_max_connections = 64
 
 [filter:listing_formats]
 use = egg:swift#listing_formats
