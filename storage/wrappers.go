@@ -150,6 +150,12 @@ func Retry(d Driver, p RetryPolicy) Driver {
 	if p.Transient == nil {
 		p.Transient = IsTransient
 	}
+	if p.Base <= 0 {
+		p.Base = 200 * time.Millisecond
+	}
+	if p.Max < p.Base {
+		p.Max = max(p.Base, 15*time.Second)
+	}
 	if p.Sleep == nil {
 		p.Sleep = sleepCtx
 	}
@@ -203,23 +209,54 @@ type callbackError struct{ err error }
 
 func (c callbackError) Error() string { return c.err.Error() }
 
+// unresumable marks a listing that failed after handing out keys in no
+// particular order: a retry could not tell which keys it already gave.
+type unresumable struct{ err error }
+
+func (u unresumable) Error() string { return u.err.Error() }
+func (u unresumable) Unwrap() error { return u.err }
+
+// Walk retries a failed listing and resumes after the last key it handed
+// out, so fn never sees a key twice. Object stores list in key order; a
+// listing that was not in order (a parallel filesystem walk) is not
+// retried once it has handed out keys. Remembering order costs one key,
+// where remembering every key would cost the whole listing.
 func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	delivered := make(map[string]struct{})
-	err := r.do(ctx, func() error {
-		return r.Driver.Walk(ctx, prefix, func(oi ObjectInfo) error {
-			if _, seen := delivered[oi.Key]; seen {
+	var last string
+	delivered, inOrder := false, true
+	p := r.p
+	transient := p.Transient
+	p.Transient = func(err error) bool {
+		var u unresumable
+		return !errors.As(err, &u) && transient(err)
+	}
+	err := (&retryDriver{Driver: r.Driver, p: p}).do(ctx, func() error {
+		resumeAfter, resuming := last, delivered
+		err := r.Driver.Walk(ctx, prefix, func(oi ObjectInfo) error {
+			if resuming && oi.Key <= resumeAfter {
 				return nil
 			}
-			delivered[oi.Key] = struct{}{}
+			if delivered && oi.Key <= last {
+				inOrder = false
+			}
+			delivered, last = true, oi.Key
 			if err := fn(oi); err != nil {
 				return callbackError{err}
 			}
 			return nil
 		})
+		if err != nil && delivered && !inOrder {
+			return unresumable{err}
+		}
+		return err
 	})
 	var cb callbackError
 	if errors.As(err, &cb) {
 		return cb.err
+	}
+	var u unresumable
+	if errors.As(err, &u) {
+		return u.err
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package sweep
 import (
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -25,8 +26,8 @@ type RecheckStats struct {
 // overall.
 type protection struct {
 	manifests Manifests
-	perRepo   map[string]map[digest.Digest]bool
-	global    map[digest.Digest]bool
+	perRepo   map[string]*walker.DigestMap[struct{}]
+	global    *walker.DigestMap[struct{}]
 	// referrers[repo][subject] are the revisions attached to subject.
 	referrers  map[string]map[digest.Digest][]digest.Digest
 	unreadable map[string]bool
@@ -35,15 +36,21 @@ type protection struct {
 func (p *protection) mark(repo string, d digest.Digest) bool {
 	set := p.perRepo[repo]
 	if set == nil {
-		set = map[digest.Digest]bool{}
+		set = walker.NewDigestMap[struct{}]()
 		p.perRepo[repo] = set
 	}
-	if set[d] {
+	if set.Has(d) {
 		return false
 	}
-	set[d] = true
-	p.global[d] = true
+	set.Set(d, struct{}{})
+	p.global.Set(d, struct{}{})
 	return true
+}
+
+// protected reports whether repo's links that stay need d.
+func (p *protection) protected(repo string, d digest.Digest) bool {
+	set := p.perRepo[repo]
+	return set != nil && set.Has(d)
 }
 
 // blob protects a digest that is only a blob (a layer or config).
@@ -94,10 +101,9 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		it, ok := planned[key]
 		return !ok || it.ModTime.Unix() != mtime
 	}
-	prot := &protection{manifests: manifests, perRepo: map[string]map[digest.Digest]bool{}, global: map[digest.Digest]bool{},
+	prot := &protection{manifests: manifests, perRepo: map[string]*walker.DigestMap[struct{}]{}, global: walker.NewDigestMap[struct{}](),
 		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}}
 
-	linkMTime := map[string]int64{} // every fresh link key
 	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
 		refs := map[digest.Digest][]digest.Digest{}
@@ -111,7 +117,6 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	for name, r := range fresh.Repositories {
 		var roots []digest.Digest
 		note := func(key string, mtime int64) bool {
-			linkMTime[key] = mtime
 			if staying(key, mtime) {
 				repoHasStaying[name] = true
 				return true
@@ -172,13 +177,13 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	for _, it := range p.Items {
 		switch it.Kind {
 		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink:
-			mtime, exists := linkMTime[it.Key]
+			mtime, exists := freshLinkMTime(fresh, it.Key)
 			switch {
 			case !exists:
 				count(it, "gone")
 			case mtime != it.ModTime.Unix():
 				count(it, "changed")
-			case it.Kind != KindTagCurrentLink && (prot.perRepo[it.Repo][it.Digest] || prot.unreadable[it.Repo]):
+			case it.Kind != KindTagCurrentLink && (prot.protected(it.Repo, it.Digest) || prot.unreadable[it.Repo]):
 				count(it, "protected")
 			}
 		case KindUploadFile:
@@ -200,9 +205,9 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		case KindSignatureLink:
 			// A signature goes only with its revision.
 			revKey := keyOf(revisionSpec(it.Repo, it.Manifest))
-			if dropped[revKey] || prot.perRepo[it.Repo][it.Manifest] || prot.unreadable[it.Repo] {
+			if dropped[revKey] || prot.protected(it.Repo, it.Manifest) || prot.unreadable[it.Repo] {
 				count(it, "protected")
-				prot.global[it.Digest] = true
+				prot.global.Set(it.Digest, struct{}{})
 			}
 		}
 	}
@@ -212,7 +217,7 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			continue
 		}
 		switch {
-		case prot.global[it.Digest] || len(prot.unreadable) > 0:
+		case prot.global.Has(it.Digest) || len(prot.unreadable) > 0:
 			count(it, "protected")
 		case blobsListed:
 			b, exists := fresh.Blobs.Get(it.Digest)
@@ -260,4 +265,34 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	p.Items = kept
 	p.Stats = p.itemStats(p.Stats)
 	return st
+}
+
+// freshLinkMTime finds a link key in a walk without an index of every key.
+func freshLinkMTime(fresh *walker.Inventory, key string) (int64, bool) {
+	spec, err := layout.Parse(key)
+	if err != nil {
+		return 0, false
+	}
+	r := fresh.Repositories[layout.Repo(spec)]
+	if r == nil {
+		return 0, false
+	}
+	switch s := spec.(type) {
+	case layout.RevisionLink:
+		l, ok := r.Revisions.Get(s.Digest)
+		return l.ModTime, ok
+	case layout.LayerLink:
+		l, ok := r.Layers.Get(s.Digest)
+		return l.ModTime, ok
+	case layout.TagIndexLink:
+		if t := r.Tags[s.Tag]; t != nil {
+			l, ok := t.Index[s.Digest]
+			return l.ModTime, ok
+		}
+	case layout.TagCurrentLink:
+		if t := r.Tags[s.Tag]; t != nil && t.HasCurrent {
+			return t.CurrentModTime, true
+		}
+	}
+	return 0, false
 }

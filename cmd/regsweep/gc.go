@@ -119,6 +119,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
+	g.writeHeapProfile()
 	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
 	if dbErr != nil && !storage.IsNotFound(dbErr) {
 		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)

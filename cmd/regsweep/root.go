@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -33,6 +35,7 @@ type globalOptions struct {
 	logFormat   string
 	logLevel    string
 	quiet       bool
+	memProfile  string
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -45,6 +48,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd.Flags())
 		},
+
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -91,6 +95,8 @@ func (g *globalOptions) addFlags(f *pflag.FlagSet) {
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "log only warnings and errors")
+	f.StringVar(&g.memProfile, "memprofile", "", "write a heap profile here when the command ends (for performance work)")
+	f.MarkHidden("memprofile")
 }
 
 // applyEnv fills every flag not given on the command line from its
@@ -110,6 +116,19 @@ func applyEnv(f *pflag.FlagSet) error {
 		}
 	})
 	return err
+}
+
+// writeHeapProfile writes the heap in use now to --memprofile, if set:
+// commands call it where their memory peaks.
+func (g *globalOptions) writeHeapProfile() {
+	if g.memProfile == "" {
+		return
+	}
+	runtime.GC()
+	if f, err := os.Create(g.memProfile); err == nil {
+		pprof.WriteHeapProfile(f)
+		f.Close()
+	}
 }
 
 func (g *globalOptions) logger() *slog.Logger {

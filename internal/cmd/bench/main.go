@@ -72,7 +72,12 @@ func run() error {
 	}
 	var doc struct {
 		Totals struct {
-			Repositories, Tags, Manifests, LayerLinks, Blobs, Uploads int
+			Repositories int `json:"repositories"`
+			Tags         int `json:"tags"`
+			Manifests    int `json:"manifests"`
+			LayerLinks   int `json:"layer_links"`
+			Blobs        int `json:"blobs"`
+			Uploads      int `json:"uploads"`
 		} `json:"totals"`
 		Requests   map[string]int64 `json:"requests"`
 		KeysListed int64            `json:"keys_listed"`
@@ -96,7 +101,9 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(cache)
-	gcArgs := append([]string{"gc", "--format", "json", "--cache-dir", cache, "--max-delete-fraction", "1"}, args...)
+	// Grace 0: the store was generated minutes ago, and the dry run should
+	// plan its garbage as a real collection would.
+	gcArgs := append([]string{"gc", "--format", "json", "--cache-dir", cache, "--max-delete-fraction", "1", "--grace", "0s", "--upload-grace", "0s"}, args...)
 	var gcRuns [2]result
 	var gcReqs [2]map[string]int64
 	var manifestReads [2]int64
