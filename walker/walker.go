@@ -91,6 +91,12 @@ type Options struct {
 	// RepositoriesOnly lists just the repository tree (links, tags and
 	// uploads): the re-list before deleting.
 	RepositoriesOnly bool
+	// ProbeUploadsBefore, when set, asks the store for the multipart
+	// upload of every upload that started before it, by exact key (two
+	// listing requests each on MinIO, which after a restart answers
+	// nothing else). gc sets it to its upload grace cutoff; an inventory
+	// needs no probe.
+	ProbeUploadsBefore time.Time
 }
 
 // DefaultOptions suit a registry on any backend.
@@ -119,7 +125,7 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	// listing never waits behind a read it produced.
 	reads, rctx := errgroup.WithContext(gctx)
 	reads.SetLimit(opts.Concurrency)
-	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]bool{}, multipartSeen: map[string]bool{}}
+	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]time.Time{}, multipartSeen: map[string]bool{}}
 	w.largeObjects, _ = storage.LargeObjectsOf(d)
 
 	mp, hasMultipart := storage.MultipartOf(d)
@@ -139,8 +145,8 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 			listings.Go(func() error { return w.segments(lctx) })
 		}
 		err := listings.Wait()
-		if err == nil && hasMultipart {
-			err = w.multipartByKey(gctx, mp)
+		if err == nil && hasMultipart && !opts.ProbeUploadsBefore.IsZero() {
+			err = w.multipartByKey(gctx, mp, opts.ProbeUploadsBefore)
 		}
 		// A failed read cancels the read pool, which then fails the
 		// listing that queued the next read: the read's error is the cause.
@@ -194,9 +200,10 @@ func shards(repositoriesOnly bool) []string {
 
 type walk struct {
 	mu sync.Mutex
-	// uploadData are the data keys of uploads seen in the listing, and
-	// multipartSeen the multipart uploads already reported.
-	uploadData    map[string]bool
+	// uploadData are the data keys of uploads seen in the listing with
+	// the earliest mtime seen, and multipartSeen the multipart uploads
+	// already reported.
+	uploadData    map[string]time.Time
 	multipartSeen map[string]bool
 
 	d            storage.Driver
@@ -256,10 +263,10 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 		e.Kind, e.UploadID = KindUploadFile, s.ID
 	case layout.UploadHashState:
 		e.Kind, e.UploadID = KindUploadFile, s.ID
-		w.noteUpload(s.Repo, s.ID)
+		w.noteUpload(s.Repo, s.ID, oi.ModTime)
 	case layout.UploadStartedAt:
 		e.Kind, e.UploadID = KindUploadFile, s.ID
-		w.noteUpload(s.Repo, s.ID)
+		w.noteUpload(s.Repo, s.ID, oi.ModTime)
 		return w.read(func(ctx context.Context) error { return w.readStartedAt(ctx, e) })
 	}
 	return w.emit(ctx, e)
@@ -385,10 +392,12 @@ func (w *walk) statLargeObject(ctx context.Context, e Entry) error {
 
 // noteUpload records an upload seen in the listing: on S3 its body is an
 // incomplete multipart upload at its data key.
-func (w *walk) noteUpload(repo, id string) {
+func (w *walk) noteUpload(repo, id string, mtime time.Time) {
 	if key, err := layout.Path(layout.UploadData{Repo: repo, ID: id}); err == nil {
 		w.mu.Lock()
-		w.uploadData[key] = true
+		if seen, ok := w.uploadData[key]; !ok || mtime.Before(seen) {
+			w.uploadData[key] = mtime
+		}
 		w.mu.Unlock()
 	}
 }
@@ -396,11 +405,11 @@ func (w *walk) noteUpload(repo, id string) {
 // multipartByKey asks for the multipart uploads of every upload the
 // listing showed that the prefix listing did not report: some stores
 // (MinIO after a restart) answer only an exact key.
-func (w *walk) multipartByKey(ctx context.Context, mp storage.MultipartUploads) error {
+func (w *walk) multipartByKey(ctx context.Context, mp storage.MultipartUploads, before time.Time) error {
 	w.mu.Lock()
 	var keys []string
-	for k := range w.uploadData {
-		if !w.multipartSeen[k] {
+	for k, started := range w.uploadData {
+		if !w.multipartSeen[k] && started.Before(before) {
 			keys = append(keys, k)
 		}
 	}
