@@ -134,3 +134,41 @@ func (m *Memory) Keys() []string {
 	sort.Strings(keys)
 	return keys
 }
+
+var _ DirLister = (*Memory)(nil)
+
+// ListDir lists one level below prefix.
+func (m *Memory) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
+	m.reqs.Add(OpList)
+	m.mu.Lock()
+	dirs := map[string]bool{}
+	var objects []ObjectInfo
+	for k, o := range m.objects {
+		rest, ok := strings.CutPrefix(k, prefix)
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			dirs[prefix+rest[:i+1]] = true
+		} else {
+			objects = append(objects, m.info(k, o))
+		}
+	}
+	m.mu.Unlock()
+	names := make([]string, 0, len(dirs))
+	for d := range dirs {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
+		if err := fn(ObjectInfo{Key: d}, true); err != nil {
+			return err
+		}
+	}
+	for _, oi := range objects {
+		if err := fn(oi, false); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}

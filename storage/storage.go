@@ -126,6 +126,23 @@ type DirRemover interface {
 	RemoveEmptyDirs(ctx context.Context, prefix string) error
 }
 
+// DirLister is implemented by stores that can list one level below a
+// prefix in one request (an S3 delimiter listing): the walker uses it to
+// split a large tree into parallel listings.
+type DirLister interface {
+	// ListDir calls fn for each direct child of prefix (which ends in
+	// "/"): dir is true for a child with keys below it (its key then ends
+	// in "/"), false for an object, whose info is complete.
+	ListDir(ctx context.Context, prefix string, fn func(child ObjectInfo, dir bool) error) error
+}
+
+// DirListerOf finds the capability; it only reads, so no wrapper needs to
+// guard it.
+func DirListerOf(d Driver) (DirLister, bool) {
+	c, _, ok := find[DirLister](d)
+	return c, ok
+}
+
 // Unwrapper is implemented by wrappers.
 type Unwrapper interface {
 	Unwrap() Driver

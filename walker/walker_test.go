@@ -65,11 +65,18 @@ func TestCollectCountsWhatWasWritten(t *testing.T) {
 	if len(inv.Corrupt) != 0 || len(inv.Unknown) != 0 {
 		t.Errorf("healthy tree reported corrupt %v unknown %v", inv.Corrupt, inv.Unknown)
 	}
-	// ETags prove every link but tag current links and startedat files,
-	// which are the only reads.
+	// ETags prove every link, tag current links included (their ETag names
+	// one of the tag's index entries): only startedat files are read.
 	after := reqs.Snapshot()
-	if gets := after["get"] - before["get"]; gets != int64(tags+uploads) {
-		t.Errorf("GETs: got %d, want one per tag and per upload start time (%d)", gets, tags+uploads)
+	if gets := after["get"] - before["get"]; gets != int64(uploads) {
+		t.Errorf("GETs: got %d, want one per upload start time (%d)", gets, uploads)
+	}
+	for _, r := range inv.Repositories {
+		for name, tag := range r.Tags {
+			if _, inIndex := tag.Index[tag.Current]; !tag.HasCurrent || !inIndex {
+				t.Errorf("%s:%s: current %s not resolved to an index entry", r.Name, name, tag.Current)
+			}
+		}
 	}
 }
 
@@ -259,5 +266,31 @@ func TestWalkMoreEntriesThanBuffered(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("concurrency %d: walk hangs", c)
 		}
+	}
+}
+
+func TestShardedRepositoriesWalkFindsTheSame(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	generate(t, mem, smallSpec)
+	w := regtree.NewWriter(mem, 2)
+	img := w.Image("0digit/first", []byte(`{"c":2}`), []byte("l"))
+	w.Tag("0digit/first", "v", img.Digest)
+	w.Raw("docker/registry/v2/repositories/zz", []byte("stray object named like a repository"))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	one, err := walker.Collect(context.Background(), mem, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := walker.DefaultOptions()
+	opts.ShardRepositories = true
+	sharded, err := walker.Collect(context.Background(), mem, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Keys != sharded.Keys || len(one.Repositories) != len(sharded.Repositories) || len(one.Unknown) != len(sharded.Unknown) || len(sharded.Unknown) != 1 {
+		t.Fatalf("one pass: %d keys, %d repos, %d unknown; sharded: %d keys, %d repos, %d unknown",
+			one.Keys, len(one.Repositories), len(one.Unknown), sharded.Keys, len(sharded.Repositories), len(sharded.Unknown))
 	}
 }

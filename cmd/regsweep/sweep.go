@@ -98,6 +98,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	}
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
+	opts.ShardRepositories = true
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	var result *sweep.Result
 	var st *sweep.RecheckStats

@@ -429,6 +429,36 @@ func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Object
 	return ctx.Err()
 }
 
+var _ storage.DirLister = (*Driver)(nil)
+
+// ListDir lists one level below prefix with a delimiter listing.
+func (d *Driver) ListDir(ctx context.Context, prefix string, fn func(storage.ObjectInfo, bool) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fetchOwner := false
+	opts := minio.ListObjectsOptions{Prefix: d.key(prefix), Recursive: false, UseV1: d.listV1, FetchOwner: &fetchOwner}
+	for obj := range d.client.ListObjectsIter(lctx, d.bucket, opts) {
+		if obj.Err != nil {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return d.pathErr("list", prefix, obj.Err)
+		}
+		key, ok := d.logical(obj.Key)
+		if !ok {
+			continue
+		}
+		isDir := strings.HasSuffix(key, "/")
+		if err := fn(storage.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: trimETag(obj.ETag)}, isDir); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
 func trimETag(etag string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(etag, `"`), `"`)
 }
