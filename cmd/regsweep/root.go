@@ -48,7 +48,6 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			return applyEnv(cmd.Flags())
 		},
-
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
