@@ -216,16 +216,7 @@ func (h *Held) Release(ctx context.Context) error {
 	if cur.Token != h.info.Token {
 		return nil
 	}
-	res, err := h.d.Delete(ctx, []string{Key})
-	if err != nil {
-		return err
-	}
-	for _, r := range res {
-		if r.Err != nil && !storage.IsNotFound(r.Err) {
-			return r.Err
-		}
-	}
-	return nil
+	return Remove(ctx, h.d)
 }
 
 // Remove deletes whatever lock is there (`regsweep unlock`).

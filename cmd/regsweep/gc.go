@@ -97,13 +97,12 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	started := time.Now()
 	var held *lock.Held
 	if o.delete {
-		var lctx context.Context
-		held, lctx, err = lock.Acquire(ctx, d, lock.Options{Timeout: o.lockTimeout, Command: "regsweep gc"})
+		var release func()
+		held, ctx, release, err = acquireLock(ctx, d, o.lockTimeout, "regsweep gc")
 		if err != nil {
 			return err
 		}
-		defer held.Release(context.WithoutCancel(ctx))
-		ctx = lctx
+		defer release()
 	}
 
 	opts := walker.DefaultOptions()
@@ -169,6 +168,16 @@ func writePlan(path string, plan *sweep.Plan) error {
 		return err
 	}
 	return f.Close()
+}
+
+// acquireLock takes the storage lock for a deleting command. The returned
+// context ends if the lock is lost; release gives the lock back.
+func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, command string) (*lock.Held, context.Context, func(), error) {
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Timeout: timeout, Command: command})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
 }
 
 // executeWithRechecks runs a plan the way every deleting command does:

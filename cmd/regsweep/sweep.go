@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"time"
@@ -88,13 +87,12 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	started := time.Now()
 	var held *lock.Held
 	if o.delete {
-		var lctx context.Context
-		held, lctx, err = lock.Acquire(ctx, d, lock.Options{Timeout: o.lockTimeout, Command: "regsweep sweep"})
+		var release func()
+		held, ctx, release, err = acquireLock(ctx, d, o.lockTimeout, "regsweep sweep")
 		if err != nil {
 			return err
 		}
-		defer held.Release(context.WithoutCancel(ctx))
-		ctx = lctx
+		defer release()
 	}
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
