@@ -89,7 +89,7 @@ func (g *globalOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVar(&g.swiftInsecure, "swift-insecure", false, "do not verify the Swift endpoint's TLS certificate")
 	f.StringVar(&g.swift.CAFile, "swift-ca-file", "", "PEM file of CA certificates for the Swift endpoint")
 
-	f.IntVar(&g.concurrency, "concurrency", 16, "requests in flight")
+	f.IntVar(&g.concurrency, "concurrency", 32, "requests in flight")
 	f.Float64Var(&g.rateLimit, "rate-limit", 0, "at most this many storage calls a second (0: no limit)")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
