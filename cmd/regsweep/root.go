@@ -53,7 +53,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root.PersistentFlags())
-	root.AddCommand(newVersionCommand(g), newInventoryCommand(g), newGCCommand(g), newSweepCommand(g), newUnlockCommand(g))
+	root.AddCommand(newVersionCommand(g), newInventoryCommand(g), newGCCommand(g), newSweepCommand(g), newUnlockCommand(g), newAuditCommand(g))
 	return root
 }
 
