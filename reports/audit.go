@@ -103,11 +103,7 @@ func BuildAudit(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan, stora
 	for k := range severity {
 		a.FindingsByKind[k] = 0
 	}
-	add := func(f Finding) {
-		f.Severity = severity[f.Kind]
-		a.Findings = append(a.Findings, f)
-		a.FindingsByKind[f.Kind]++
-	}
+	add := a.add
 	uploads := map[string]*Finding{}
 	orphanSegments := map[string]*Finding{}
 	for _, it := range plan.Items {
@@ -178,6 +174,24 @@ func BuildAudit(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan, stora
 	for _, e := range inv.Unknown {
 		add(Finding{Kind: KindUnknownKey, Key: e.Key, Size: e.Size, Explanation: "key under docker/registry/v2/ that fits no registry layout"})
 	}
+	a.sortFindings()
+	return a
+}
+
+// Add records a finding (with its kind's severity), keeping the order:
+// broken first, then by kind and key.
+func (a *Audit) Add(f Finding) {
+	a.add(f)
+	a.sortFindings()
+}
+
+func (a *Audit) add(f Finding) {
+	f.Severity = severity[f.Kind]
+	a.Findings = append(a.Findings, f)
+	a.FindingsByKind[f.Kind]++
+}
+
+func (a *Audit) sortFindings() {
 	sort.SliceStable(a.Findings, func(i, j int) bool {
 		x, y := a.Findings[i], a.Findings[j]
 		if x.Severity != y.Severity {
@@ -188,7 +202,6 @@ func BuildAudit(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan, stora
 		}
 		return x.Key < y.Key
 	})
-	return a
 }
 
 // Count returns how many findings have the severity.

@@ -1,7 +1,10 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"math"
 	"crypto/md5"
 	"encoding/hex"
 	"sort"
@@ -171,4 +174,15 @@ func (m *Memory) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo,
 		}
 	}
 	return ctx.Err()
+}
+
+var _ Streamer = (*Memory)(nil)
+
+// Open streams an object.
+func (m *Memory) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	b, err := m.Get(ctx, key, math.MaxInt64)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(b)), nil
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -124,6 +125,18 @@ type DirRemover interface {
 	// RemoveEmptyDirs removes every empty directory under prefix, deepest
 	// first, and prefix itself if it ends empty.
 	RemoveEmptyDirs(ctx context.Context, prefix string) error
+}
+
+// Streamer is implemented by stores that can stream an object of any size
+// (audit --verify hashes whole blobs).
+type Streamer interface {
+	Open(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// StreamerOf finds the capability; it only reads.
+func StreamerOf(d Driver) (Streamer, bool) {
+	c, _, ok := find[Streamer](d)
+	return c, ok
 }
 
 // DirLister is implemented by stores that can list one level below a

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
+	"github.com/regsweep/regsweep/verify"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -20,6 +22,8 @@ type auditOptions struct {
 	grace          time.Duration
 	uploadGrace    time.Duration
 	cacheDir       string
+	verify         bool
+	verifyRate     float64
 }
 
 func newAuditCommand(g *globalOptions) *cobra.Command {
@@ -47,6 +51,8 @@ never fails on findings).`,
 	f.DurationVar(&o.grace, "grace", 2*time.Hour, "objects younger than this are not reclaimable")
 	f.DurationVar(&o.uploadGrace, "upload-grace", 168*time.Hour, "uploads younger than this are not stale")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache (by digest, verified on read); empty disables it")
+	f.BoolVar(&o.verify, "verify", false, "hash every blob and report those whose content does not match their digest")
+	f.Float64Var(&o.verifyRate, "verify-rate", 0, "with --verify, read at most this many bytes a second in all (0: no bound)")
 	return cmd
 }
 
@@ -82,8 +88,29 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 	}, manifestReader(ctx, src))
+	var mismatches []verify.Result
+	if o.verify {
+		var digests []digest.Digest
+		for dg := range inv.Blobs.All() {
+			digests = append(digests, dg)
+		}
+		log.Info("verifying blobs", "blobs", len(digests), "bytes", inv.BlobBytes)
+		err := verify.Blobs(ctx, d, digests, verify.Options{Concurrency: g.concurrency, BytesPerSecond: o.verifyRate}, func(r verify.Result) error {
+			if r.Actual != r.Digest {
+				mismatches = append(mismatches, r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	info := reports.StorageInfo{Driver: d.Name(), Location: d.Location()}
 	rep := reports.BuildAudit(inv, res, plan, info, reqs.Snapshot(), started, time.Now())
+	for _, m := range mismatches {
+		rep.Add(reports.Finding{Kind: reports.KindDigestMismatch, Digest: m.Digest, Key: m.Key, Size: m.Bytes,
+			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
+	}
 	if o.format == "json" {
 		err = rep.WriteJSON(g.stdout)
 	} else {

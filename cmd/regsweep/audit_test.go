@@ -98,3 +98,30 @@ func TestAuditFindsInjectedDamage(t *testing.T) {
 		t.Errorf("--fail-on none: exit %d\n%s", code, stdout)
 	}
 }
+
+func TestAuditVerifyFlagsAFlippedByteOnly(t *testing.T) {
+	root := sampleTree(t)
+	stdout, stderr, code := run(t, "audit", "--fs-root", root, "--verify", "--fail-on", "broken", "--format", "json", "--cache-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("intact tree: exit %d: %s %s", code, stderr, stdout)
+	}
+	// Flip one byte of one layer blob.
+	var victim string
+	filepath.Walk(filepath.Join(root, "docker/registry/v2/blobs"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Name() == "data" && victim == "" && info.Size() > 100 {
+			victim = p
+		}
+		return nil
+	})
+	b, _ := os.ReadFile(victim)
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(victim, b, 0o644)
+	stdout, _, code = run(t, "audit", "--fs-root", root, "--verify", "--format", "json", "--cache-dir", t.TempDir())
+	var doc struct {
+		FindingsByKind map[string]int `json:"findings_by_kind"`
+	}
+	json.Unmarshal([]byte(stdout), &doc)
+	if code != exitFindings || doc.FindingsByKind["digest_mismatch"] != 1 {
+		t.Fatalf("flipped byte: exit %d, findings %v", code, doc.FindingsByKind)
+	}
+}

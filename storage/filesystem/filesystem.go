@@ -389,3 +389,19 @@ func (d *Driver) RemoveEmptyDirs(ctx context.Context, prefix string) error {
 	}
 	return nil
 }
+
+var _ storage.Streamer = (*Driver)(nil)
+
+// Open streams a file.
+func (d *Driver) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	p, err := d.fullPath(key)
+	if err != nil {
+		return nil, d.pathErr("get", key, err)
+	}
+	d.reqs.Add(storage.OpGet)
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, d.pathErr("get", key, err)
+	}
+	return f, nil
+}

@@ -507,6 +507,20 @@ func (d *Driver) Get(ctx context.Context, key string, limit int64) ([]byte, erro
 	return b, nil
 }
 
+var _ storage.Streamer = (*Driver)(nil)
+
+// Open streams an object with one GET.
+func (d *Driver) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	if err := checkKey(key); err != nil {
+		return nil, d.pathErr("get", key, err)
+	}
+	body, _, _, err := d.core.GetObject(ctx, d.bucket, d.key(key), minio.GetObjectOptions{})
+	if err != nil {
+		return nil, d.pathErr("get", key, err)
+	}
+	return body, nil
+}
+
 // Put writes a small object with one PUT request.
 func (d *Driver) Put(ctx context.Context, key string, data []byte) error {
 	if err := checkKey(key); err != nil {

@@ -137,6 +137,21 @@ func (d *Driver) Stat(ctx context.Context, key string) (storage.ObjectInfo, erro
 // Get is one GET; for a DLO manifest the proxy returns the concatenated
 // segments. An object whose Content-Length is above max is refused before
 // its body is read. A plain object's MD5 is checked against its ETag.
+var _ storage.Streamer = (*Driver)(nil)
+
+// Open streams an object (a DLO's segments, concatenated) with one GET.
+func (d *Driver) Open(ctx context.Context, key string) (io.ReadCloser, error) {
+	name, err := d.objectName(key)
+	if err != nil {
+		return nil, d.pathErr("get", key, err)
+	}
+	f, _, err := d.conn.ObjectOpen(ctx, d.container, name, false, nil)
+	if err != nil {
+		return nil, d.pathErr("get", key, err)
+	}
+	return f, nil
+}
+
 func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
 	name, err := d.objectName(key)
 	if err != nil {
