@@ -246,15 +246,15 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	deletedSegments := map[string]digest.Digest{}
 	for d, b := range inv.Blobs.All() {
 		if res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime) {
-			if b.Segments != "" {
-				keptSegments[b.Segments] = true
+			if seg := inv.SegmentsOf(d); seg != "" {
+				keptSegments[seg] = true
 			}
 			continue
 		}
 		k, _ := layout.Path(layout.BlobData{Digest: d})
-		p.Items = append(p.Items, Item{Kind: KindBlob, Key: k, Digest: d, Size: b.Size, ModTime: time.Unix(b.ModTime, 0).UTC(), Segments: b.Segments, Reason: "blob not referenced by any kept manifest"})
-		if b.Segments != "" {
-			deletedSegments[b.Segments] = d
+		p.Items = append(p.Items, Item{Kind: KindBlob, Key: k, Digest: d, Size: b.Size, ModTime: time.Unix(b.ModTime, 0).UTC(), Segments: inv.SegmentsOf(d), Reason: "blob not referenced by any kept manifest"})
+		if seg := inv.SegmentsOf(d); seg != "" {
+			deletedSegments[seg] = d
 		}
 	}
 	for prefix, segs := range inv.Segments {

@@ -235,9 +235,9 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	}
 	liveSegments := map[string]bool{}
 	if blobsListed {
-		for d, b := range fresh.Blobs.All() {
-			if b.Segments != "" && !deletedBlobs[d] {
-				liveSegments[b.Segments] = true
+		for d, segments := range fresh.BlobSegments.All() {
+			if !deletedBlobs[d] {
+				liveSegments[segments] = true
 			}
 		}
 	}

@@ -10,18 +10,17 @@ import (
 	"github.com/regsweep/regsweep/storage"
 )
 
-// Blob is a blob's data object as storage holds it.
+// Blob is a blob's data object as storage holds it. Kept small: there are
+// millions of blobs.
 type Blob struct {
 	Size    int64
-	ModTime int64 // unix seconds; kept small: there are millions of blobs
-	// Segments is the Swift DLO segment prefix, "" elsewhere.
-	Segments string
+	ModTime int64 // unix seconds
 }
 
-// Link is a link file: its mtime, and for a corrupt one why.
+// Link is a link file. Corrupt ones are also in Inventory.Corrupt, with
+// the reason.
 type Link struct {
-	ModTime       int64
-	CorruptReason string
+	ModTime int64
 }
 
 // Tag is a tag's current link and its index.
@@ -52,8 +51,11 @@ type Repository struct {
 
 // Inventory is a whole walk, aggregated.
 type Inventory struct {
-	Blobs        *DigestMap[Blob]
-	BlobBytes    int64
+	Blobs     *DigestMap[Blob]
+	BlobBytes int64
+	// BlobSegments maps a Swift DLO blob to its segment prefix (empty
+	// elsewhere).
+	BlobSegments *DigestMap[string]
 	Repositories map[string]*Repository
 	// Corrupt holds links whose content is not the digest they should hold.
 	Corrupt []Entry
@@ -69,7 +71,7 @@ type Inventory struct {
 
 // NewInventory returns an empty inventory.
 func NewInventory() *Inventory {
-	return &Inventory{Blobs: NewDigestMap[Blob](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo)}
+	return &Inventory{Blobs: NewDigestMap[Blob](), BlobSegments: NewDigestMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo)}
 }
 
 // Collect walks d and aggregates the result.
@@ -110,13 +112,16 @@ func (inv *Inventory) Add(e Entry) {
 	if e.Kind != KindMultipartUpload {
 		inv.Keys++
 	}
-	link := Link{ModTime: e.ModTime.Unix(), CorruptReason: e.CorruptReason}
+	link := Link{ModTime: e.ModTime.Unix()}
 	if e.Corrupt {
 		inv.Corrupt = append(inv.Corrupt, e)
 	}
 	switch e.Kind {
 	case KindBlob:
-		inv.Blobs.Set(e.Digest, Blob{Size: e.Size, ModTime: e.ModTime.Unix(), Segments: e.SegmentPrefix})
+		inv.Blobs.Set(e.Digest, Blob{Size: e.Size, ModTime: e.ModTime.Unix()})
+		if e.SegmentPrefix != "" {
+			inv.BlobSegments.Set(e.Digest, e.SegmentPrefix)
+		}
 		inv.BlobBytes += e.Size
 	case KindRevisionLink:
 		inv.Repo(e.Repo).Revisions.Set(e.Digest, link)
@@ -176,4 +181,10 @@ func (inv *Inventory) RepositoryNames() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// SegmentsOf is the segment prefix of a Swift DLO blob, "" for others.
+func (inv *Inventory) SegmentsOf(d digest.Digest) string {
+	s, _ := inv.BlobSegments.Get(d)
+	return s
 }

@@ -7,10 +7,17 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// A collector holds one large live set that only grows while it
+		// walks and marks: collecting at 25% growth instead of 100% costs
+		// little CPU and a third of the peak memory.
+		debug.SetGCPercent(25)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCommand(os.Stdout, os.Stderr)
