@@ -36,13 +36,15 @@ func main() {
 	}
 }
 
-// The store the issues name: 100k blobs, 10k manifests, 500 repositories.
-var spec = regtree.Spec{Seed: 7, Repositories: 500, ImagesPerRepo: 20, TagsPerRepo: 5, LayersPerImg: 8,
+// The store the issues name: 100k blobs, 10k manifests, 500 repositories
+// (101,150 blobs: 10,100 manifests, 10,000 configs, 80,000 layers, 50
+// shared base layers and 1,000 orphans).
+var spec = regtree.Spec{Seed: 7, Repositories: 500, ImagesPerRepo: 20, TagsPerRepo: 5, LayersPerImg: 9,
 	SharedLayers: 50, OrphanBlobs: 1000, LayerSize: 64, MultiArch: true, Uploads: 20}
 
 func run() error {
 	bin := flag.String("regsweep", "bin/regsweep", "regsweep binary")
-	bucket := flag.String("bucket", "regsweep-bench-100k", "bucket holding the generated store (generated once, then reused)")
+	bucket := flag.String("bucket", "regsweep-bench-101k", "bucket holding the generated store (generated once, then reused)")
 	reference := flag.Bool("reference", true, "also run distribution v3's `registry garbage-collect --dry-run` on the same bucket")
 	flag.Parse()
 	endpoint, access, secret := os.Getenv("REGSWEEP_TEST_MINIO_ENDPOINT"), os.Getenv("REGSWEEP_TEST_MINIO_ACCESS_KEY"), os.Getenv("REGSWEEP_TEST_MINIO_SECRET_KEY")
