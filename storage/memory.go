@@ -3,10 +3,10 @@ package storage
 import (
 	"bytes"
 	"context"
-	"io"
-	"math"
 	"crypto/md5"
 	"encoding/hex"
+	"io"
+	"math"
 	"sort"
 	"strings"
 	"sync"
