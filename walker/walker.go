@@ -91,14 +91,18 @@ type Options struct {
 	// RepositoriesOnly lists just the repository tree (links, tags and
 	// uploads): the re-list before deleting.
 	RepositoriesOnly bool
-	// ShardRepositories lists the repository tree in 36 parallel shards,
-	// by the first character of the repository name, instead of one pass:
-	// much faster on a large registry, for up to 36 extra listing
-	// requests (each shard ends in a partly empty page). gc sets it: its
-	// requests are dominated by manifest reads. Keys under repositories/
-	// whose name starts with anything else than [a-z0-9] are then not
-	// listed; no repository name can.
-	ShardRepositories bool
+	// Parallel lists in parallel shards: blobs/sha256/ by the first hex
+	// digit (digests are uniform), the repository tree by its top-level
+	// names when the store lists one level in a request, else by the 36
+	// characters a repository name can start with. Much faster on a large
+	// registry, for about one partly empty listing page per shard. gc and
+	// audit set it (their requests are dominated by manifest reads);
+	// inventory does not unless asked, for the fewest requests. Unsharded,
+	// blobs/ and repositories/ are one pass each and every key under them
+	// is listed; sharded, keys under blobs/ other than sha256/[0-9a-f],
+	// sha384/ and sha512/, and repository names not starting with
+	// [a-z0-9], are not (no valid key can be there).
+	Parallel bool
 	// ProbeUploadsBefore, when set, asks the store for the multipart
 	// upload of every upload that started before it, by exact key (two
 	// listing requests each on MinIO, which after a restart answers
@@ -143,11 +147,11 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	g.Go(func() error {
 		listings, lctx := errgroup.WithContext(gctx)
 		listings.SetLimit(opts.Concurrency)
-		repoShards, err := w.repositoryShards(gctx, opts.ShardRepositories)
+		repoShards, err := w.repositoryShards(gctx, opts.Parallel)
 		if err != nil {
 			return err
 		}
-		for _, shard := range append(repoShards, blobShards(opts.RepositoriesOnly)...) {
+		for _, shard := range append(repoShards, blobShards(opts.RepositoriesOnly, opts.Parallel)...) {
 			listings.Go(func() error { return w.list(lctx, shard) })
 		}
 		if hasMultipart {
@@ -198,13 +202,14 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	return ctx.Err()
 }
 
-// blobShards splits blobs/ into prefixes listed in parallel. Blob digests
-// are uniform, so sixteen first-digit shards are even. Keys under blobs/
-// outside these prefixes (not a digest algorithm distribution writes) are
-// not listed, so never deleted.
-func blobShards(repositoriesOnly bool) []string {
+// blobShards splits blobs/ into prefixes listed in parallel (see
+// Options.Parallel).
+func blobShards(repositoriesOnly, parallel bool) []string {
 	if repositoriesOnly {
 		return nil
+	}
+	if !parallel {
+		return []string{layout.BlobsPrefix}
 	}
 	var s []string
 	for _, h := range "0123456789abcdef" {

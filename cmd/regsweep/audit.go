@@ -73,7 +73,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
 	started := time.Now()
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
-	opts.ShardRepositories = true
+	opts.Parallel = true
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	log.Info("walking storage", "location", d.Location())
 	inv, err := walker.Collect(ctx, d, opts)

@@ -108,7 +108,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
-	opts.ShardRepositories = true
+	opts.Parallel = true
 	log.Info("walking storage", "location", d.Location())
 	inv, err := walker.Collect(ctx, d, opts)
 	if err != nil {

@@ -96,7 +96,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	}
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
-	opts.ShardRepositories = true
+	opts.Parallel = true
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	var result *sweep.Result
 	var st *sweep.RecheckStats
