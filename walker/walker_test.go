@@ -118,7 +118,7 @@ func TestCorruptLinksAndUnknownKeys(t *testing.T) {
 	w.Raw("docker/registry/v2/repositories/a/_manifests/stray", []byte("x"))
 	w.Raw("docker/registry/v2/blobs/sha256/ab/notablob", []byte("x"))
 	w.Raw("docker/registry/v2/blobs/md5/zz", []byte("x")) // listed by the one-pass walk only
-	w.Raw("scheduler-state.json", []byte("{}")) // outside the registry tree: never listed
+	w.Raw("scheduler-state.json", []byte("{}"))           // outside the registry tree: never listed
 	if err := w.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
