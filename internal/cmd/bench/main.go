@@ -254,8 +254,21 @@ type result struct {
 	stdout []byte
 }
 
+// measure runs bin and reports its wall time and peak RSS. The RSS comes
+// from GNU time when installed: the rusage of a child started by a large
+// process (this one, after generating a store) counts the parent's pages.
 func measure(bin string, env []string, args ...string) (result, error) {
+	rssFile := ""
 	cmd := exec.Command(bin, args...)
+	if gnuTime, err := exec.LookPath("/usr/bin/time"); err == nil {
+		f, ferr := os.CreateTemp("", "regsweep-bench-rss")
+		if ferr == nil {
+			f.Close()
+			rssFile = f.Name()
+			defer os.Remove(rssFile)
+			cmd = exec.Command(gnuTime, append([]string{"-o", rssFile, "-f", "%M", bin}, args...)...)
+		}
+	}
 	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -264,6 +277,14 @@ func measure(bin string, env []string, args ...string) (result, error) {
 	r := result{wall: time.Since(start), stdout: out.Bytes()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss * 1024
+	}
+	if rssFile != "" {
+		if b, err := os.ReadFile(rssFile); err == nil {
+			var kb int64
+			if _, err := fmt.Sscan(strings.TrimSpace(string(b)), &kb); err == nil && kb > 0 {
+				r.maxRSS = kb * 1024
+			}
+		}
 	}
 	if err != nil {
 		return r, fmt.Errorf("%s %v: %v\n%s", bin, args, err, errb.String())
