@@ -5,6 +5,7 @@ package sweep
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -415,10 +416,71 @@ func ReadPlan(r io.Reader) (*Plan, error) {
 		return nil, fmt.Errorf("plan version %d is not %d", p.Version, PlanVersion)
 	}
 	for _, it := range p.Items {
-		if _, ok := phase[it.Kind]; !ok {
-			return nil, fmt.Errorf("plan has an item of unknown kind %q (%s)", it.Kind, it.Key)
+		if err := checkItem(it); err != nil {
+			return nil, fmt.Errorf("plan item %s %q: %w", it.Kind, it.Key, err)
 		}
 	}
 	p.sortItems()
 	return &p, nil
+}
+
+// checkItem proves that an item's key is the key its kind, repository and
+// digest name. The recheck goes by digest and repository while deletion
+// goes by key: an edited plan whose key named something else could
+// otherwise delete any key, a kept blob or the lock included.
+func checkItem(it Item) error {
+	if _, ok := phase[it.Kind]; !ok {
+		return errors.New("unknown kind")
+	}
+	var want layout.Spec
+	switch it.Kind {
+	case KindBlob:
+		want = layout.BlobData{Digest: it.Digest}
+	case KindRevisionLink:
+		want = layout.RevisionLink{Repo: it.Repo, Digest: it.Digest}
+	case KindLayerLink:
+		want = layout.LayerLink{Repo: it.Repo, Digest: it.Digest}
+	case KindSignatureLink:
+		want = layout.SignatureLink{Repo: it.Repo, Digest: it.Manifest, Signature: it.Digest}
+	case KindRepository:
+		if !layout.ValidRepo(it.Repo) || it.Key != layout.RepoPrefix(it.Repo) {
+			return errors.New("key is not the repository's directory")
+		}
+		return nil
+	case KindSegment:
+		// Segment names are the store's own (Swift: [prefix/]segments/...);
+		// the driver refuses names outside its segment area.
+		if it.Segments == "" || !strings.HasPrefix(it.Key, it.Segments+"/") || strings.HasPrefix(it.Key, layout.Root) {
+			return errors.New("key is not a segment of its prefix")
+		}
+		return nil
+	}
+	spec, err := layout.Parse(it.Key)
+	if err != nil {
+		return err
+	}
+	if want != nil {
+		if spec != want {
+			return errors.New("key does not match the item's repository and digest")
+		}
+		return nil
+	}
+	ok := false
+	switch s := spec.(type) {
+	case layout.TagIndexLink:
+		ok = it.Kind == KindTagIndexLink && s.Repo == it.Repo && s.Digest == it.Digest
+	case layout.TagCurrentLink:
+		ok = it.Kind == KindTagCurrentLink && s.Repo == it.Repo
+	case layout.UploadData:
+		ok = (it.Kind == KindUploadFile && s.Repo == it.Repo && s.ID == it.UploadID) ||
+			(it.Kind == KindMultipartUpload && (it.Repo == "" || s.Repo == it.Repo))
+	case layout.UploadStartedAt:
+		ok = it.Kind == KindUploadFile && s.Repo == it.Repo && s.ID == it.UploadID
+	case layout.UploadHashState:
+		ok = it.Kind == KindUploadFile && s.Repo == it.Repo && s.ID == it.UploadID
+	}
+	if !ok {
+		return errors.New("key does not match the item's kind, repository and digest")
+	}
+	return nil
 }

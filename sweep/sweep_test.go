@@ -1,9 +1,12 @@
 package sweep_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -253,5 +256,76 @@ func TestExecuteNeedsALock(t *testing.T) {
 	p := &sweep.Plan{}
 	if _, err := p.Execute(context.Background(), storage.NewMemory(nil, nil), nil, sweep.ExecOptions{}); err == nil {
 		t.Fatal("Execute without a lock must refuse")
+	}
+}
+
+// TestReadPlanRefusesKeysThatNameSomethingElse: deletion goes by key, the
+// recheck by digest; an edited plan must not get a kept key past both.
+func TestReadPlanRefusesKeysThatNameSomethingElse(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	if _, err := regtree.Generate(context.Background(), d, spec, 4); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := mark.StorageSource(d, "", 0)
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: "memory"}, sweep.Options{Now: time.Now(), DeleteUntagged: true, MaxDeleteFraction: 1}, manifests(ctx, src))
+	var buf bytes.Buffer
+	if err := plan.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sweep.ReadPlan(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatalf("an untouched plan must read back: %v", err)
+	}
+	kept := "docker/registry/v2/blobs/sha256/00/" + strings.Repeat("0", 64) + "/data"
+	edits := []func(it *sweep.Item) bool{
+		func(it *sweep.Item) bool { // a blob item pointed at another blob
+			if it.Kind != sweep.KindBlob {
+				return false
+			}
+			it.Key = kept
+			return true
+		},
+		func(it *sweep.Item) bool { // an upload file item pointed at a blob
+			if it.Kind != sweep.KindUploadFile {
+				return false
+			}
+			it.Key = kept
+			return true
+		},
+		func(it *sweep.Item) bool { // a layer link item pointed at the lock
+			if it.Kind != sweep.KindLayerLink {
+				return false
+			}
+			it.Key = "regsweep/lock.json"
+			return true
+		},
+	}
+	for i, edit := range edits {
+		var p sweep.Plan
+		if err := json.Unmarshal(buf.Bytes(), &p); err != nil {
+			t.Fatal(err)
+		}
+		edited := false
+		for j := range p.Items {
+			if edit(&p.Items[j]) {
+				edited = true
+				break
+			}
+		}
+		if !edited {
+			t.Fatalf("edit %d found no item to edit", i)
+		}
+		b, _ := json.Marshal(&p)
+		if _, err := sweep.ReadPlan(bytes.NewReader(b)); err == nil {
+			t.Errorf("edit %d: an edited plan was accepted", i)
+		}
 	}
 }
