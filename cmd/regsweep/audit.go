@@ -45,7 +45,7 @@ never fails on findings).`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAudit(cmd, o, g) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.format, "format", "text", "output format: text or json")
+	addFormatFlag(f, &o.format)
 	f.StringVar(&o.failOn, "fail-on", "broken", "exit 3 on findings of this severity or worse: broken, reclaimable or none")
 	f.BoolVar(&o.deleteUntagged, "delete-untagged", true, "count manifests no tag reaches as reclaimable")
 	f.DurationVar(&o.grace, "grace", 2*time.Hour, "objects younger than this are not reclaimable")
@@ -57,8 +57,8 @@ never fails on findings).`,
 }
 
 func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
-	if o.format != "text" && o.format != "json" {
-		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	if err := checkFormat(o.format); err != nil {
+		return err
 	}
 	if o.failOn != "broken" && o.failOn != "reclaimable" && o.failOn != "none" {
 		return usageError{fmt.Errorf("--fail-on must be broken, reclaimable or none, not %q", o.failOn)}
@@ -105,17 +105,13 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
 			return err
 		}
 	}
-	info := reports.StorageInfo{Driver: d.Name(), Location: d.Location()}
+	info := storageInfo(d)
 	rep := reports.BuildAudit(inv, res, plan, info, reqs.Snapshot(), started, time.Now())
 	for _, m := range mismatches {
 		rep.Add(reports.Finding{Kind: reports.KindDigestMismatch, Digest: m.Digest, Key: m.Key, Size: m.Bytes,
 			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
 	}
-	if o.format == "json" {
-		err = rep.WriteJSON(g.stdout)
-	} else {
-		err = rep.WriteText(g.stdout)
-	}
+	err = writeReport(g.stdout, o.format, rep.WriteJSON, rep.WriteText)
 	if err != nil {
 		return err
 	}

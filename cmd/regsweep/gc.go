@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -62,7 +63,7 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.Float64Var(&o.maxDeleteFraction, "max-delete-fraction", 0.5, "refuse to delete more than this fraction of blobs")
 	f.StringVar(&o.planOut, "plan-out", "", "write the plan as JSON to this file (mode 0600)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache (by digest, verified on read); empty disables it")
-	f.StringVar(&o.format, "format", "text", "output format: text or json")
+	addFormatFlag(f, &o.format)
 	f.BoolVar(&o.list, "list", false, "list every planned deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
 	f.IntVar(&o.batchSize, "delete-batch-size", 1000, "keys per delete request (S3 allows at most 1000)")
@@ -80,8 +81,8 @@ func defaultCacheDir() string {
 }
 
 func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
-	if o.format != "text" && o.format != "json" {
-		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	if err := checkFormat(o.format); err != nil {
+		return err
 	}
 	if o.grace < 0 || o.uploadGrace < 0 {
 		return usageError{errors.New("--grace and --upload-grace cannot be negative")}
@@ -146,12 +147,8 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 			return err
 		}
 	}
-	rep := reports.BuildGC(plan, result, recheck, !o.delete, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
-	if o.format == "json" {
-		err = rep.WriteJSON(g.stdout)
-	} else {
-		err = rep.WriteText(g.stdout, o.list)
-	}
+	rep := reports.BuildGC(plan, result, recheck, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	err = writeReport(g.stdout, o.format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, o.list) })
 	if err != nil {
 		return err
 	}

@@ -30,15 +30,15 @@ Exits 3 when storage holds corrupt link files or keys that fit no registry layou
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runInventory(cmd, o, g) },
 	}
-	cmd.Flags().StringVar(&o.format, "format", "text", "output format: text or json")
+	addFormatFlag(cmd.Flags(), &o.format)
 	cmd.Flags().BoolVar(&o.trustETags, "trust-etags", true, "skip reading link files whose listing ETag proves their content")
 	cmd.Flags().BoolVar(&o.parallel, "parallel-listing", false, "list blobs and repositories in parallel shards: faster on large stores, for about one extra listing request per shard")
 	return cmd
 }
 
 func runInventory(cmd *cobra.Command, o *inventoryOptions, g *globalOptions) error {
-	if o.format != "text" && o.format != "json" {
-		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	if err := checkFormat(o.format); err != nil {
+		return err
 	}
 	ctx := cmd.Context()
 	reqs := &storage.Requests{}
@@ -55,12 +55,8 @@ func runInventory(cmd *cobra.Command, o *inventoryOptions, g *globalOptions) err
 	if err != nil {
 		return err
 	}
-	rep := reports.BuildInventory(inv, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), started, time.Now())
-	if o.format == "json" {
-		err = rep.WriteJSON(g.stdout)
-	} else {
-		err = rep.WriteText(g.stdout)
-	}
+	rep := reports.BuildInventory(inv, storageInfo(d), reqs.Snapshot(), started, time.Now())
+	err = writeReport(g.stdout, o.format, rep.WriteJSON, rep.WriteText)
 	if err != nil {
 		return err
 	}

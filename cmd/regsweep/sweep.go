@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -44,7 +45,7 @@ then points to, leaves the plan. Without --delete it shows what would be deleted
 	f.BoolVar(&o.force, "force", false, "delete even when the plan's safety guards tripped")
 	f.DurationVar(&o.maxPlanAge, "max-plan-age", 24*time.Hour, "refuse plans older than this")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache")
-	f.StringVar(&o.format, "format", "text", "output format: text or json")
+	addFormatFlag(f, &o.format)
 	f.BoolVar(&o.list, "list", false, "list every deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
 	return cmd
@@ -59,8 +60,8 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	if o.planFile == "" {
 		return usageError{fmt.Errorf("--plan is required")}
 	}
-	if o.format != "text" && o.format != "json" {
-		return usageError{fmt.Errorf("--format must be text or json, not %q", o.format)}
+	if err := checkFormat(o.format); err != nil {
+		return err
 	}
 	f, err := os.Open(o.planFile)
 	if err != nil {
@@ -117,12 +118,8 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		s := plan.Recheck(fresh, true, manifestReader(ctx, src))
 		st = &s
 	}
-	rep := reports.BuildGC(plan, result, st, !o.delete, reports.StorageInfo{Driver: d.Name(), Location: d.Location()}, reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
-	if o.format == "json" {
-		err = rep.WriteJSON(g.stdout)
-	} else {
-		err = rep.WriteText(g.stdout, o.list)
-	}
+	rep := reports.BuildGC(plan, result, st, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	err = writeReport(g.stdout, o.format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, o.list) })
 	if err != nil {
 		return err
 	}
