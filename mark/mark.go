@@ -38,6 +38,12 @@ type Options struct {
 	DeleteUntagged bool
 	// Concurrency is the number of manifest reads in flight; 16 when <= 0.
 	Concurrency int
+	// Roots, when set, replaces storage tags and revisions as the roots of
+	// each repository: Harbor mode, where liveness is Harbor's database
+	// (and Harbor 2.15 writes no tags to storage). all makes every
+	// revision of the repository a root (Harbor's sys_harb0r). Index
+	// children, blobs and referrers are still followed from the manifests.
+	Roots func(repo string) (roots []digest.Digest, all bool)
 }
 
 // Problem kinds.
@@ -58,6 +64,10 @@ const (
 	KindCorruptLink = "corrupt_link"
 	// A tag whose current link points at a missing manifest. Reported.
 	KindMissingTaggedManifest = "missing_tagged_manifest"
+	// A root given by Options.Roots (a Harbor artifact) whose manifest
+	// blob storage lacks. Reported: the artifact is broken, and nothing
+	// else changes.
+	KindMissingRootManifest = "missing_root_manifest"
 )
 
 // Problem is something wrong found while marking.
@@ -146,6 +156,13 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		r := inv.Repositories[name]
 		for d := range r.Revisions.All() {
 			g.want(d)
+		}
+		if opts.Roots != nil {
+			roots, _ := opts.Roots(name)
+			for _, d := range roots {
+				g.want(d)
+			}
+			continue
 		}
 		for _, t := range r.Tags {
 			if t.Current != "" {
@@ -265,9 +282,26 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		return id, g.nodes[id]
 	}
 
+	keepAllRevisions := !m.opts.DeleteUntagged
+	if m.opts.Roots != nil {
+		roots, all := m.opts.Roots(r.Name)
+		keepAllRevisions = all
+		for _, d := range roots {
+			id, n := lookup(d)
+			if n.state == stateMissing {
+				m.report(Problem{Kind: KindMissingRootManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}),
+					Err: errors.New("the database names this manifest, but storage lacks its blob")})
+			}
+			keep(id)
+		}
+	}
+
 	// Tags. A tag whose current target is unknown keeps everything it
 	// ever pointed to.
 	for _, name := range sortedKeys(r.Tags) {
+		if m.opts.Roots != nil {
+			break // tags in storage mean nothing when the roots are given
+		}
 		t := r.Tags[name]
 		if t.Current != "" {
 			id, n := lookup(t.Current)
@@ -311,7 +345,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			}
 		}
 		// An unparseable revision could be a referrer of anything: keep it.
-		if !m.opts.DeleteUntagged || n.state == stateBad {
+		if keepAllRevisions || n.state == stateBad {
 			keep(id)
 		}
 	}

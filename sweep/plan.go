@@ -207,10 +207,17 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 					Item{Kind: KindTagIndexLink, Key: key(layout.TagIndexLink{Repo: name, Tag: tagName, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "tag history entry of a deleted manifest"})
 			}
 			if t.HasCurrent {
-				// A tag goes only with its whole repository, when nothing in
-				// it is kept: a broken tag elsewhere is a finding, not garbage.
-				add(noKept && old(t.CurrentModTime),
-					Item{Kind: KindTagCurrentLink, Key: key(layout.TagCurrentLink{Repo: name, Tag: tagName}), Digest: t.Current, ModTime: time.Unix(t.CurrentModTime, 0).UTC(), Reason: "tag of a repository with no live manifest"})
+				// A tag goes with its whole repository, when nothing in it is
+				// kept (a broken tag elsewhere is a finding, not garbage), or
+				// when the manifest it names is not kept: only when the roots
+				// are not tags (Harbor mode), since a tag's target is a root.
+				reason := "tag of a repository with no live manifest"
+				orphaned := noKept
+				if !orphaned && t.Current != "" && !keptManifest(t.Current) {
+					orphaned, reason = true, "tag of a manifest that is not kept"
+				}
+				add(orphaned && old(t.CurrentModTime),
+					Item{Kind: KindTagCurrentLink, Key: key(layout.TagCurrentLink{Repo: name, Tag: tagName}), Digest: t.Current, ModTime: time.Unix(t.CurrentModTime, 0).UTC(), Reason: reason})
 			}
 		}
 		for d, l := range r.Layers.All() {

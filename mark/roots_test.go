@@ -1,0 +1,49 @@
+package mark_test
+
+import (
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/mark"
+)
+
+// Harbor mode: the database names the roots; storage tags mean nothing.
+func TestRootsReplaceTagsAndRevisions(t *testing.T) {
+	f := newFixture(t)
+	shared := f.blob()
+	live := f.image(shared, f.blob())
+	trashed := f.image(shared, f.blob())
+	la, lb := f.blob(), f.blob()
+	amd, arm := f.image(la), f.image(lb)
+	list := f.index(amd, arm)
+	sig := f.referrer(live)
+	f.push("lib/app", "", live)
+	f.push("lib/app", "old", trashed) // a storage tag the database no longer has
+	f.push("lib/app", "", amd)
+	f.push("lib/app", "", arm)
+	f.push("lib/app", "", list)
+	f.push("lib/app", "", sig)
+	sys := f.image(f.blob())
+	f.push("sys_harb0r/sys", "", sys)
+	absent := f.absentBlob()
+
+	roots := map[string][]digest.Digest{"lib/app": {live, list, absent}}
+	res := f.run(mark.Options{Roots: func(repo string) ([]digest.Digest, bool) {
+		return roots[repo], repo == "sys_harb0r/sys"
+	}})
+	manifestKept(t, res, "lib/app", live, list, amd, arm, sig)
+	manifestNotKept(t, res, "lib/app", trashed)
+	manifestKept(t, res, "sys_harb0r/sys", sys)
+	layersKept(t, res, "lib/app", shared, la, lb)
+	if res.KeptBlobs.Has(trashed) || res.KeptBlobs.Has(f.blobsOf(trashed)[2]) {
+		t.Errorf("a manifest only a storage tag names is kept in Harbor mode")
+	}
+	want := []problemID{{mark.KindMissingRootManifest, "lib/app", absent}}
+	if got := problemIDs(res.Problems); len(got) != 1 || got[0] != want[0] {
+		t.Errorf("problems = %v, want %v", got, want)
+	}
+	if len(res.Blocking()) != 0 {
+		t.Errorf("a root missing in storage blocks the sweep: %v", res.Blocking())
+	}
+}
