@@ -31,6 +31,11 @@ type protection struct {
 	// referrers[repo][subject] are the revisions attached to subject.
 	referrers  map[string]map[digest.Digest][]digest.Digest
 	unreadable map[string]bool
+	// walked holds repo@digest of manifests already followed. It is not
+	// the protected set: a digest first protected as a blob (a layer link
+	// to a manifest, as registry 2.1 wrote) must still be followed when a
+	// link names it as a manifest.
+	walked map[string]bool
 }
 
 func (p *protection) mark(repo string, d digest.Digest) bool {
@@ -67,9 +72,11 @@ func (p *protection) manifest(repo string, d digest.Digest) {
 	for len(work) > 0 {
 		d := work[len(work)-1]
 		work = work[:len(work)-1]
-		if d == "" || !p.mark(repo, d) {
+		if d == "" || p.walked[repo+"@"+string(d)] {
 			continue
 		}
+		p.walked[repo+"@"+string(d)] = true
+		p.mark(repo, d)
 		children, blobs, subject, ok := p.manifests(d)
 		if !ok {
 			p.unreadable[repo] = true
@@ -102,7 +109,7 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		return !ok || it.ModTime.Unix() != mtime
 	}
 	prot := &protection{manifests: manifests, perRepo: map[string]*walker.DigestMap[struct{}]{}, global: walker.NewDigestMap[struct{}](),
-		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}}
+		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]bool{}}
 
 	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
