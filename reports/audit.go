@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -38,6 +39,13 @@ const (
 	KindDigestMismatch        = "digest_mismatch"
 	KindUnknownKey            = "unknown_key"
 	KindMissingTaggedManifest = "missing_tagged_manifest"
+
+	// Harbor (with --harbor-db).
+	KindHarborMissingInStorage = "harbor_missing_in_storage"
+	KindHarborUnknownInDB      = "harbor_unknown_in_db"
+	KindHarborQuotaDrift       = "harbor_quota_drift"
+	KindHarborStuckBlob        = "harbor_stuck_blob"
+	KindHarborStaleTrash       = "harbor_stale_trash"
 )
 
 // Severities.
@@ -53,17 +61,37 @@ var severity = map[string]string{
 	KindDanglingRevisionLink: SeverityBroken, KindDanglingLayerLink: SeverityBroken, KindMissingBlobReference: SeverityBroken,
 	KindMissingChildManifest: SeverityBroken, KindUnparseableManifest: SeverityBroken, KindCorruptLink: SeverityBroken,
 	KindDigestMismatch: SeverityBroken, KindUnknownKey: SeverityBroken, KindMissingTaggedManifest: SeverityBroken,
+	KindHarborMissingInStorage: SeverityBroken, KindHarborQuotaDrift: SeverityBroken, KindHarborStuckBlob: SeverityBroken,
+	KindHarborUnknownInDB: SeverityReclaimable, KindHarborStaleTrash: SeverityReclaimable,
 }
 
-// Finding is one thing an audit found.
+// Kinds returns every finding kind, sorted.
+func Kinds() []string {
+	out := make([]string, 0, len(severity))
+	for k := range severity {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// SeverityOf is the severity of a finding kind ("" for an unknown kind).
+func SeverityOf(kind string) string { return severity[kind] }
+
+// Finding is one thing an audit found. Project, Tags and Details are set
+// where they mean something (Harbor findings name their project; broken
+// manifests name the tags they break).
 type Finding struct {
-	Kind        string        `json:"kind"`
-	Severity    string        `json:"severity"`
-	Repo        string        `json:"repository,omitempty"`
-	Digest      digest.Digest `json:"digest,omitempty"`
-	Key         string        `json:"key,omitempty"`
-	Size        int64         `json:"size"`
-	Explanation string        `json:"explanation"`
+	Kind        string            `json:"kind"`
+	Severity    string            `json:"severity"`
+	Repo        string            `json:"repository,omitempty"`
+	Project     string            `json:"project,omitempty"`
+	Digest      digest.Digest     `json:"digest,omitempty"`
+	Key         string            `json:"key,omitempty"`
+	Size        int64             `json:"size"`
+	Tags        []string          `json:"tags,omitempty"`
+	Details     map[string]string `json:"details,omitempty"`
+	Explanation string            `json:"explanation"`
 }
 
 // Reclaimable sums what a gc with the audit's options would free.
@@ -80,30 +108,38 @@ type Reclaimable struct {
 
 // Audit is the `regsweep audit` document.
 type Audit struct {
-	SchemaVersion  int              `json:"schema_version"`
-	StartedAt      time.Time        `json:"started_at"`
-	FinishedAt     time.Time        `json:"finished_at"`
-	Storage        StorageInfo      `json:"storage"`
-	Totals         Counts           `json:"totals"`
-	Reclaimable    Reclaimable      `json:"reclaimable"`
-	FindingsByKind map[string]int   `json:"findings_by_kind"`
-	Findings       []Finding        `json:"findings"`
-	Requests       map[string]int64 `json:"requests"`
+	SchemaVersion int         `json:"schema_version"`
+	StartedAt     time.Time   `json:"started_at"`
+	FinishedAt    time.Time   `json:"finished_at"`
+	Storage       StorageInfo `json:"storage"`
+	Summary
+	Findings []Finding        `json:"findings"`
+	Requests map[string]int64 `json:"requests"`
 }
 
 // BuildAudit turns a walk, its mark and the plan a gc would make into
-// findings.
+// findings and the space accounting.
 func BuildAudit(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan, storage StorageInfo, requests map[string]int64, started, finished time.Time) *Audit {
 	a := &Audit{SchemaVersion: AuditSchemaVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(), Storage: storage,
-		Requests: requests, FindingsByKind: map[string]int{}, Findings: []Finding{}}
-	a.Totals = BuildInventory(inv, storage, requests, started, finished).Totals
-	s := plan.Stats
-	a.Reclaimable = Reclaimable{Blobs: s.Blobs, Bytes: s.Bytes, Manifests: s.Manifests, LayerLinks: s.LayerLinks, Uploads: s.Uploads,
-		MultipartUploads: s.MultipartUploads, Segments: s.Segments, Repositories: s.Repositories}
+		Requests: requests, Findings: []Finding{}}
+	var findings []Finding
+	a.Summary, findings = Summarize(inv, res, plan)
+	a.FindingsByKind = map[string]int{}
 	for k := range severity {
 		a.FindingsByKind[k] = 0
 	}
-	add := a.add
+	for _, f := range findings {
+		a.add(f)
+	}
+	a.tally()
+	return a
+}
+
+// findingsOf lists the findings of a mark and its plan (the storage-only
+// ones: no verify, no Harbor).
+func findingsOf(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) []Finding {
+	var out []Finding
+	add := func(f Finding) { out = append(out, f) }
 	uploads := map[string]*Finding{}
 	orphanSegments := map[string]*Finding{}
 	for _, it := range plan.Items {
@@ -142,6 +178,28 @@ func BuildAudit(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan, stora
 			add(Finding{Kind: KindEmptyRepository, Repo: it.Repo, Key: it.Key, Explanation: "repository with no live manifest: gc removes it whole"})
 		}
 	}
+	// A layer link to a missing blob that a kept manifest references stays
+	// in the plan's eyes (fail closed), but pulls through it fail all the
+	// same: report it too.
+	plannedLinks := map[string]bool{}
+	for _, it := range plan.Items {
+		if it.Kind == sweep.KindLayerLink {
+			plannedLinks[it.Key] = true
+		}
+	}
+	for _, name := range inv.RepositoryNames() {
+		for d := range inv.Repositories[name].Layers.All() {
+			if inv.Blobs.Has(d) {
+				continue
+			}
+			k, err := layout.Path(layout.LayerLink{Repo: name, Digest: d})
+			if err != nil || plannedLinks[k] {
+				continue
+			}
+			add(Finding{Kind: KindDanglingLayerLink, Repo: name, Digest: d, Key: k,
+				Explanation: "layer link to a blob storage lacks: pulls of it fail (a kept manifest references it, so gc keeps the link)"})
+		}
+	}
 	for _, f := range uploads {
 		add(*f)
 	}
@@ -174,24 +232,27 @@ func BuildAudit(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan, stora
 	for _, e := range inv.Unknown {
 		add(Finding{Kind: KindUnknownKey, Key: e.Key, Size: e.Size, Explanation: "key under docker/registry/v2/ that fits no registry layout"})
 	}
-	a.sortFindings()
-	return a
+	return out
 }
 
-// Add records a finding (with its kind's severity), keeping the order:
-// broken first, then by kind and key.
+// Add records a finding (with its kind's severity). Findings stay
+// ordered broken first, then by kind and key.
 func (a *Audit) Add(f Finding) {
 	a.add(f)
-	a.sortFindings()
+	a.tally()
 }
 
 func (a *Audit) add(f Finding) {
 	f.Severity = severity[f.Kind]
+	if f.Project == "" && f.Repo != "" {
+		f.Project = ProjectOf(f.Repo)
+	}
 	a.Findings = append(a.Findings, f)
 	a.FindingsByKind[f.Kind]++
 }
 
-func (a *Audit) sortFindings() {
+// tally sorts the findings and recounts them per repository and project.
+func (a *Audit) tally() {
 	sort.SliceStable(a.Findings, func(i, j int) bool {
 		x, y := a.Findings[i], a.Findings[j]
 		if x.Severity != y.Severity {
@@ -200,8 +261,12 @@ func (a *Audit) sortFindings() {
 		if x.Kind != y.Kind {
 			return x.Kind < y.Kind
 		}
-		return x.Key < y.Key
+		if x.Key != y.Key {
+			return x.Key < y.Key
+		}
+		return x.Digest < y.Digest
 	})
+	a.Accounting.countFindings(a.Findings)
 }
 
 // Count returns how many findings have the severity.
@@ -217,21 +282,41 @@ func (a *Audit) Count(sev string) int {
 
 // WriteJSON writes the document and nothing else.
 func (a *Audit) WriteJSON(w io.Writer) error {
+	a.tally()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(a)
 }
 
-// WriteText writes a summary and the findings, a sigil each: "!" broken,
-// "-" reclaimable.
-func (a *Audit) WriteText(w io.Writer) error {
+// WriteText writes the text report with the default table sizes.
+func (a *Audit) WriteText(w io.Writer) error { return a.WriteTextOpts(w, TextOptions{Top: 10}) }
+
+// TextOptions size the text report.
+type TextOptions struct {
+	// Top is how many repositories and projects the space tables show
+	// (all when <= 0).
+	Top int
+	// Width is the terminal's width; names are shortened to fit it (0:
+	// never shortened).
+	Width int
+}
+
+// WriteTextOpts writes a summary, where the space goes (the top
+// repositories and projects by total bytes) and the findings, a sigil
+// each: "!" broken, "-" reclaimable.
+func (a *Audit) WriteTextOpts(w io.Writer, o TextOptions) error {
+	a.tally()
 	t, r := a.Totals, a.Reclaimable
 	fmt.Fprintf(w, "Storage:      %s (%s)\n", a.Storage.Location, a.Storage.Driver)
 	fmt.Fprintf(w, "Holds:        %d repositories, %d tags, %d manifests, %d blobs (%s)\n", t.Repositories, t.Tags, t.Manifests, t.Blobs, HumanBytes(t.BlobBytes))
 	fmt.Fprintf(w, "Reclaimable:  %s: %d blobs, %d manifests, %d layer links, %d uploads, %d multipart uploads, %d segments, %d repositories\n",
 		HumanBytes(r.Bytes), r.Blobs, r.Manifests, r.LayerLinks, r.Uploads, r.MultipartUploads, r.Segments, r.Repositories)
 	fmt.Fprintf(w, "Findings:     %d broken, %d reclaimable\n", a.Count(SeverityBroken), a.Count(SeverityReclaimable))
+	fmt.Fprintf(w, "Took:         %s\n", a.FinishedAt.Sub(a.StartedAt).Round(time.Millisecond))
 	fmt.Fprintf(w, "Requests:     %s\n\n", formatRequests(a.Requests))
+	if err := writeSpaceTables(w, &a.Accounting, o); err != nil {
+		return err
+	}
 	for _, f := range a.Findings {
 		sigil := "-"
 		if f.Severity == SeverityBroken {
@@ -244,4 +329,62 @@ func (a *Audit) WriteText(w io.Writer) error {
 		fmt.Fprintf(w, "%s %-24s %s  (%s)\n", sigil, f.Kind, what, f.Explanation)
 	}
 	return nil
+}
+
+// writeSpaceTables writes the top projects and repositories by total
+// bytes.
+func writeSpaceTables(w io.Writer, acc *Accounting, o TextOptions) error {
+	const numbers = 70 // the width of the numeric columns
+	nameWidth := 0
+	if o.Width > 0 {
+		nameWidth = max(o.Width-numbers, 12)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(name string, s Space, extra string) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t\n", fitName(name, nameWidth), HumanBytes(s.TotalBytes), HumanBytes(s.UniqueBytes),
+			HumanBytes(s.SharedBytes), HumanBytes(s.ReclaimableBytes), s.Findings, extra)
+	}
+	if len(acc.Projects) > 0 {
+		top := acc.TopProjects(o.Top, ByTotal)
+		fmt.Fprintf(w, "Projects by space (top %d of %d):\n", len(top), len(acc.Projects))
+		fmt.Fprintln(tw, "PROJECT\tTOTAL\tUNIQUE\tSHARED\tRECLAIMABLE\tFINDINGS\tREPOSITORIES\t")
+		for _, p := range top {
+			row(projectLabel(p.Name), p.Space, fmt.Sprint(p.Repositories))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	if len(acc.Repositories) > 0 {
+		top := acc.TopRepositories(o.Top, ByTotal)
+		fmt.Fprintf(w, "Repositories by space (top %d of %d):\n", len(top), len(acc.Repositories))
+		fmt.Fprintln(tw, "REPOSITORY\tTOTAL\tUNIQUE\tSHARED\tRECLAIMABLE\tFINDINGS\tTAGS\t")
+		for _, r := range top {
+			row(r.Name, r.Space, fmt.Sprint(r.Tags))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(w)
+	}
+	return nil
+}
+
+// projectLabel names the project of repositories without '/'.
+func projectLabel(name string) string {
+	if name == "" {
+		return "(none)"
+	}
+	return name
+}
+
+// fitName shortens name to width runes, keeping its end (the distinctive
+// part of a repository path).
+func fitName(name string, width int) string {
+	r := []rune(name)
+	if width <= 0 || len(r) <= width {
+		return name
+	}
+	return "…" + string(r[len(r)-width+1:])
 }

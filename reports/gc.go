@@ -28,6 +28,9 @@ type GC struct {
 	Requests      map[string]int64    `json:"requests"`
 	ManifestReads int64               `json:"manifest_reads"`
 	CacheHits     int64               `json:"manifest_cache_hits"`
+	// The summary audit shares (totals, reclaimable, findings_by_kind,
+	// repositories, projects, durations_seconds); set by the command.
+	*Summary
 
 	items []sweep.Item
 }

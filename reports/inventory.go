@@ -47,9 +47,28 @@ type Problem struct {
 }
 
 // StorageInfo names the storage a report is about (never credentials).
+// Root is where in the store the registry lives: the directory on a
+// filesystem, <bucket>/<rootdirectory> on S3, <container>/<prefix> on
+// Swift.
 type StorageInfo struct {
 	Driver   string `json:"driver"`
 	Location string `json:"location"`
+	Root     string `json:"root"`
+}
+
+// NewStorageInfo names a storage by its driver and location (the
+// driver's Location(): scheme://[host/]root).
+func NewStorageInfo(driver, location string) StorageInfo {
+	root := location
+	if i := strings.Index(root, "://"); i >= 0 {
+		root = root[i+3:]
+		if driver == "s3" || driver == "swift" {
+			if j := strings.IndexByte(root, '/'); j >= 0 {
+				root = root[j+1:]
+			}
+		}
+	}
+	return StorageInfo{Driver: driver, Location: location, Root: strings.TrimSuffix(root, "/")}
 }
 
 // Inventory is the `regsweep inventory` document.

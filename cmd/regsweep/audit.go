@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -39,13 +41,20 @@ ones (what ` + "`gc`" + ` with the same options would delete: orphan blobs, unta
 unused layer links, stale uploads and multipart uploads, orphan segments, empty
 repositories).
 
+It also accounts for the space, per repository and per project (the first
+component of the repository name): total bytes, bytes unique to it (what deleting
+it would free), shared bytes and reclaimable bytes. --format json, csv and html
+carry it all (docs/report-schema.md); --metrics-file and --pushgateway export
+Prometheus metrics.
+
 Exits 3 when there are findings at or above --fail-on (broken, reclaimable; none
 never fails on findings).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runAudit(cmd, o, g) },
 	}
 	f := cmd.Flags()
-	addFormatFlag(f, &o.format)
+	f.StringVar(&o.format, "format", "text", "output format: text, json, csv (one row per repository) or html (one self-contained file)")
+	addReportFlags(cmd)
 	f.StringVar(&o.failOn, "fail-on", "broken", "exit 3 on findings of this severity or worse: broken, reclaimable or none")
 	f.BoolVar(&o.deleteUntagged, "delete-untagged", true, "count manifests no tag reaches as reclaimable")
 	f.DurationVar(&o.grace, "grace", 2*time.Hour, "objects younger than this are not reclaimable")
@@ -56,38 +65,61 @@ never fails on findings).`,
 	return cmd
 }
 
-func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
-	if err := checkFormat(o.format); err != nil {
+func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error) {
+	if err := checkFormatOf(o.format, "text", "json", "csv", "html"); err != nil {
 		return err
 	}
 	if o.failOn != "broken" && o.failOn != "reclaimable" && o.failOn != "none" {
 		return usageError{fmt.Errorf("--fail-on must be broken, reclaimable or none, not %q", o.failOn)}
 	}
+	ro := reportFlags(cmd)
 	ctx := cmd.Context()
 	reqs := &storage.Requests{}
+	started := time.Now()
+	var rep *reports.Audit
+	// Metrics are written whatever happens: a run that fails says so
+	// (findings are not a failure: the audit did its work).
+	defer func() {
+		run := reports.Run{Command: "audit", Started: started, Finished: time.Now(), Requests: reqs.Snapshot()}
+		var findings findingsError
+		run.Success = err == nil || errors.As(err, &findings)
+		if rep != nil {
+			run.Finished, run.Summary = rep.FinishedAt, &rep.Summary
+		}
+		err = errors.Join(err, emitMetrics(ctx, ro, run))
+	}()
 	d, _, err := g.openStorage(ctx, cmd.Flags(), true, reqs)
 	if err != nil {
 		return err
 	}
 	log := g.logger()
-	started := time.Now()
+	prog := newProgress(g)
+	defer prog.Stop()
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
 	opts.Parallel = true
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	log.Info("walking storage", "location", d.Location())
-	inv, err := walker.Collect(ctx, d, opts)
+	prog.Phase("listing", "keys", 0, false)
+	inv, err := walker.Collect(ctx, countingDriver{d, prog}, opts)
 	if err != nil {
 		return err
 	}
+	walked := time.Now()
+	prog.Pause()
+	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
+	prog.Phase("marking", "manifests", manifestRoots(inv), false)
 	src := mark.StorageSource(d, o.cacheDir, 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency})
+	res, err := mark.Run(ctx, inv, countingSource{src, prog}, mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency})
 	if err != nil {
 		return err
 	}
+	manifests := manifestReader(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-	}, manifestReader(ctx, src))
+	}, manifests)
+	marked := time.Now()
+	prog.Pause()
 	var mismatches []verify.Result
 	if o.verify {
 		var digests []digest.Digest
@@ -95,7 +127,9 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
 			digests = append(digests, dg)
 		}
 		log.Info("verifying blobs", "blobs", len(digests), "bytes", inv.BlobBytes)
+		prog.Phase("verifying", "", inv.BlobBytes, true)
 		err := verify.Blobs(ctx, d, digests, verify.Options{Concurrency: g.concurrency, BytesPerSecond: o.verifyRate}, func(r verify.Result) error {
+			prog.Add(r.Bytes)
 			if r.Actual != r.Digest {
 				mismatches = append(mismatches, r)
 			}
@@ -104,14 +138,37 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
 		if err != nil {
 			return err
 		}
+		prog.Pause()
 	}
-	info := storageInfo(d)
-	rep := reports.BuildAudit(inv, res, plan, info, reqs.Snapshot(), started, time.Now())
+	verified := time.Now()
+	rep = reports.BuildAudit(inv, res, plan, storageInfo(d), reqs.Snapshot(), started, time.Now())
 	for _, m := range mismatches {
 		rep.Add(reports.Finding{Kind: reports.KindDigestMismatch, Digest: m.Digest, Key: m.Key, Size: m.Bytes,
 			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
 	}
-	err = writeReport(g.stdout, o.format, rep.WriteJSON, rep.WriteText)
+	rep.NameAffectedTags(inv, manifests)
+	rep.SetDuration("walk", walked.Sub(started).Seconds())
+	rep.SetDuration("mark", marked.Sub(walked).Seconds())
+	if o.verify {
+		rep.SetDuration("verify", verified.Sub(marked).Seconds())
+	}
+	rep.SetDuration("total", rep.FinishedAt.Sub(rep.StartedAt).Seconds())
+	prog.Stop()
+	err = writeOutput(g.stdout, ro.output, func(w io.Writer) error {
+		switch o.format {
+		case "json":
+			return rep.WriteJSON(w)
+		case "csv":
+			return rep.WriteCSV(w)
+		case "html":
+			return rep.WriteHTML(w)
+		}
+		width := 0
+		if ro.output == "" {
+			width = terminalWidth(g.stdout)
+		}
+		return rep.WriteTextOpts(w, reports.TextOptions{Top: ro.top, Width: width})
+	})
 	if err != nil {
 		return err
 	}
@@ -123,4 +180,21 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) error {
 		return findingsError{fmt.Sprintf("%d reclaimable finding(s)", reclaimable)}
 	}
 	return nil
+}
+
+// manifestRoots is how many distinct manifests the mark starts from (its
+// progress total; index children and referrers can add a few).
+func manifestRoots(inv *walker.Inventory) int64 {
+	seen := walker.NewDigestMap[struct{}]()
+	for _, r := range inv.Repositories {
+		for d := range r.Revisions.All() {
+			seen.Set(d, struct{}{})
+		}
+		for _, t := range r.Tags {
+			if t.Current != "" {
+				seen.Set(t.Current, struct{}{})
+			}
+		}
+	}
+	return int64(seen.Len())
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,9 +12,13 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage/filesystem"
 )
 
@@ -67,8 +73,10 @@ func TestAuditFindsInjectedDamage(t *testing.T) {
 		"orphan_blob":       4, // the orphan, and the untagged image's manifest, config and layer
 		"unused_layer_link": 2, // the untagged image's config and layer
 		"stale_upload":      1,
-		// The injected one, and broken's link to the layer removed below.
-		"dangling_layer_link":    2,
+		// The injected one, broken's link to the layer removed below (a
+		// kept manifest needs it), and the corrupt link, whose path names
+		// a blob storage lacks.
+		"dangling_layer_link":    3,
 		"corrupt_link":           1,
 		"unknown_key":            1,
 		"missing_blob_reference": 1,
@@ -124,4 +132,146 @@ func TestAuditVerifyFlagsAFlippedByteOnly(t *testing.T) {
 	if code != exitFindings || doc.FindingsByKind["digest_mismatch"] != 1 {
 		t.Fatalf("flipped byte: exit %d, findings %v", code, doc.FindingsByKind)
 	}
+}
+
+// TestReportFilesAndMetrics checks --output, --format csv/html and
+// --metrics-file for audit and gc: files are private, metrics parse, gc's
+// JSON carries the summary audit has.
+func TestReportFilesAndMetrics(t *testing.T) {
+	root := sampleTree(t)
+	dir := t.TempDir()
+	common := []string{"--fs-root", root, "--cache-dir", t.TempDir(), "--grace", "0s", "--upload-grace", "0s"}
+	csvPath, htmlPath, prom := filepath.Join(dir, "r.csv"), filepath.Join(dir, "r.html"), filepath.Join(dir, "regsweep.prom")
+	stdout, stderr, code := run(t, append([]string{"audit", "--format", "csv", "--output", csvPath, "--metrics-file", prom, "--fail-on", "none"}, common...)...)
+	if code != 0 || stdout != "" {
+		t.Fatalf("audit csv: exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+	if strings.Contains(stderr, "\r") {
+		t.Errorf("progress drawn on a non-terminal stderr: %q", stderr)
+	}
+	_, _, code = run(t, append([]string{"audit", "--format", "html", "--output", htmlPath, "--fail-on", "none"}, common...)...)
+	if code != 0 {
+		t.Fatalf("audit html: exit %d", code)
+	}
+	for _, p := range []string{csvPath, htmlPath, prom} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v (want mode 0600)", p, fi, err)
+		}
+	}
+	b, _ := os.ReadFile(csvPath)
+	rows, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil || strings.Join(rows[0], ",") != strings.Join(reports.CSVHeader, ",") || len(rows) != 1+4 {
+		t.Errorf("csv: %v %v", rows, err)
+	}
+	if h, _ := os.ReadFile(htmlPath); !strings.Contains(string(h), `id="table-repositories"`) {
+		t.Errorf("html report lacks its tables")
+	}
+	fams := parseMetrics(t, prom)
+	if v := metricValue(fams, reports.MetricLastSuccess, map[string]string{"command": "audit"}); v <= 0 {
+		t.Errorf("last success %v", v)
+	}
+
+	// gc: the same summary in JSON, and its own metrics.
+	gcProm := filepath.Join(dir, "gc.prom")
+	stdout, stderr, code = run(t, append([]string{"gc", "--format", "json", "--metrics-file", gcProm, "--delete-untagged", "--max-delete-fraction", "1"}, common...)...)
+	if code != 0 {
+		t.Fatalf("gc: exit %d: %s", code, stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"plan", "guards", "totals", "reclaimable", "findings_by_kind", "repositories", "projects", "durations_seconds", "requests"} {
+		if _, ok := doc[k]; !ok {
+			t.Errorf("gc JSON lacks %q", k)
+		}
+	}
+	planBytes := doc["plan"].(map[string]any)["bytes"].(float64)
+	if rb := doc["reclaimable"].(map[string]any)["bytes"].(float64); rb != planBytes || rb == 0 {
+		t.Errorf("gc reclaimable.bytes %v, plan.bytes %v", rb, planBytes)
+	}
+	g := parseMetrics(t, gcProm)
+	if v := metricValue(g, reports.MetricReclaimableBytes, map[string]string{"command": "gc"}); v != planBytes {
+		t.Errorf("gc reclaimable metric %v, want %v", v, planBytes)
+	}
+	if v := metricValue(g, reports.MetricDryRun, map[string]string{"command": "gc"}); v != 1 {
+		t.Errorf("dry run metric %v", v)
+	}
+	// A format gc does not have is a usage error.
+	if _, _, code := run(t, append([]string{"gc", "--format", "html"}, common...)...); code != exitUsage {
+		t.Errorf("gc --format html: exit %d", code)
+	}
+}
+
+// TestFailedAuditKeepsLastSuccess: a run that cannot open its storage
+// still writes metrics, with last_run_success 0 and the old success time.
+func TestFailedAuditKeepsLastSuccess(t *testing.T) {
+	root := sampleTree(t)
+	prom := filepath.Join(t.TempDir(), "a.prom")
+	if _, _, code := run(t, "audit", "--fs-root", root, "--cache-dir", t.TempDir(), "--metrics-file", prom, "--fail-on", "none"); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	good := metricValue(parseMetrics(t, prom), reports.MetricLastSuccess, nil)
+	_, _, code := run(t, "audit", "--s3-bucket", "b", "--s3-endpoint", "http://127.0.0.1:1", "--s3-http", "--metrics-file", prom)
+	if code == 0 {
+		t.Fatal("audit of an unreachable store succeeded")
+	}
+	fams := parseMetrics(t, prom)
+	if v := metricValue(fams, reports.MetricLastRunSuccess, nil); v != 0 {
+		t.Errorf("last_run_success %v", v)
+	}
+	if v := metricValue(fams, reports.MetricLastSuccess, nil); v != good || good == 0 {
+		t.Errorf("last success %v, want the good run's %v", v, good)
+	}
+}
+
+func TestProgressLine(t *testing.T) {
+	p := &progress{phase: "verifying", bytes: true, total: 400 << 20, started: time.Unix(100, 0)}
+	p.done.Store(100 << 20)
+	line := p.line(time.Unix(110, 0)) // 10 MiB/s, 300 MiB to go
+	for _, want := range []string{"verifying: 100.0 MiB", "(10.0 MiB/s)", "25% of 400.0 MiB", "ETA 30s"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("%q lacks %q", line, want)
+		}
+	}
+	p = &progress{phase: "listing", unit: "keys", started: time.Unix(100, 0)}
+	p.done.Store(500)
+	if line := p.line(time.Unix(102, 0)); line != "listing: 500 keys (250 keys/s)" {
+		t.Errorf("unknown total: %q", line)
+	}
+}
+
+func parseMetrics(t *testing.T, path string) map[string]*dto.MetricFamily {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(f)
+	if err != nil {
+		t.Fatalf("%s does not parse: %v", path, err)
+	}
+	return fams
+}
+
+// metricValue is the gauge value of the series with these labels (-1 when
+// there is none).
+func metricValue(fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	for _, m := range fams[name].GetMetric() {
+		have := map[string]string{}
+		for _, l := range m.GetLabel() {
+			have[l.GetName()] = l.GetValue()
+		}
+		match := true
+		for k, v := range labels {
+			match = match && have[k] == v
+		}
+		if match {
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }
