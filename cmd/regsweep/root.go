@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"runtime"
 	"runtime/pprof"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -20,6 +18,14 @@ import (
 // globalOptions are the flags every command shares.
 type globalOptions struct {
 	stdout, stderr io.Writer
+
+	configFile string
+	// configSearch is where a configuration file is looked for when
+	// neither --config nor REGSWEEP_CONFIG names one.
+	configSearch []string
+	// layers is what PersistentPreRunE resolved: the file and where each
+	// flag's value came from (config check prints it).
+	layers *flagLayers
 
 	registryConfig string
 	storageDriver  string
@@ -39,26 +45,30 @@ type globalOptions struct {
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	g := &globalOptions{stdout: stdout, stderr: stderr}
+	g := &globalOptions{stdout: stdout, stderr: stderr, configSearch: defaultConfigSearch()}
 	root := &cobra.Command{
 		Use:           "regsweep",
 		Short:         "Offline garbage collector and storage auditor for Docker Distribution registries",
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// Every flag not given on the command line comes from its REGSWEEP_*
+		// variable, else from the configuration file, else its default.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd.Flags())
+			return g.resolveFlags(cmd)
 		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root.PersistentFlags())
-	root.AddCommand(newVersionCommand(g), newInventoryCommand(g), newGCCommand(g), newSweepCommand(g), newUnlockCommand(g), newAuditCommand(g))
+	root.AddCommand(newVersionCommand(g), newInventoryCommand(g), newGCCommand(g), newSweepCommand(g), newUnlockCommand(g), newAuditCommand(g),
+		newConfigCommand(g), newGenManCommand(g))
 	return root
 }
 
 func (g *globalOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&g.registryConfig, "registry-config", "", "read the storage from the registry's own config.yml (distribution's REGISTRY_STORAGE_* env overrides apply)")
+	f.StringVar(&g.configFile, configFlag, "", "read flag values from this YAML file (default: the first of ./regsweep.yaml, $XDG_CONFIG_HOME/regsweep/regsweep.yaml, /etc/regsweep/regsweep.yaml that exists; empty: no file)")
+	f.StringVar(&g.registryConfig, "registry-config", "", "read the storage from the registry's own config.yml (distribution's REGISTRY_STORAGE env overrides apply)")
 	f.StringVar(&g.storageDriver, "storage-driver", "", "storage driver: filesystem, s3 or swift (default filesystem)")
 	f.StringVar(&g.fsRoot, "fs-root", "", "filesystem root directory (default /var/lib/registry)")
 
@@ -96,25 +106,6 @@ func (g *globalOptions) addFlags(f *pflag.FlagSet) {
 	f.BoolVarP(&g.quiet, "quiet", "q", false, "log only warnings and errors")
 	f.StringVar(&g.memProfile, "memprofile", "", "write a heap profile here when the command ends (for performance work)")
 	f.MarkHidden("memprofile")
-}
-
-// applyEnv fills every flag not given on the command line from its
-// REGSWEEP_* variable (--s3-secret-key from REGSWEEP_S3_SECRET_KEY), so
-// flags win over the environment.
-func applyEnv(f *pflag.FlagSet) error {
-	var err error
-	f.VisitAll(func(fl *pflag.Flag) {
-		if fl.Changed || err != nil {
-			return
-		}
-		name := "REGSWEEP_" + strings.ToUpper(strings.ReplaceAll(fl.Name, "-", "_"))
-		if v, ok := os.LookupEnv(name); ok {
-			if serr := f.Set(fl.Name, v); serr != nil {
-				err = usageError{fmt.Errorf("%s: %v", name, serr)}
-			}
-		}
-	})
-	return err
 }
 
 // writeHeapProfile writes the heap in use now to --memprofile, if set:
@@ -161,7 +152,9 @@ func (g *globalOptions) storageConfig(f *pflag.FlagSet) (backend.Config, error) 
 		}
 	}
 	changed := func(name string) bool { return f.Changed(name) }
-	if changed("storage-driver") {
+	// An empty --storage-driver or --fs-root (a template's "" or an empty
+	// variable) means the default, as their help says.
+	if changed("storage-driver") && g.storageDriver != "" {
 		cfg.Driver = g.storageDriver
 	} else if g.registryConfig == "" {
 		switch {
@@ -171,7 +164,7 @@ func (g *globalOptions) storageConfig(f *pflag.FlagSet) (backend.Config, error) 
 			cfg.Driver = "swift"
 		}
 	}
-	if changed("fs-root") {
+	if changed("fs-root") && g.fsRoot != "" {
 		cfg.Filesystem.RootDirectory = g.fsRoot
 	}
 	s := &cfg.S3
