@@ -158,9 +158,14 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 			g.want(d)
 		}
 		if opts.Roots != nil {
-			roots, _ := opts.Roots(name)
+			roots, all := opts.Roots(name)
 			for _, d := range roots {
 				g.want(d)
+			}
+			if all {
+				for d := range r.Layers.All() {
+					g.intern(d) // kept below: ids are fixed before marking
+				}
 			}
 			continue
 		}
@@ -286,6 +291,14 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 	if m.opts.Roots != nil {
 		roots, all := m.opts.Roots(r.Name)
 		keepAllRevisions = all
+		if all {
+			// Everything linked stays: Harbor's system artifacts are blobs
+			// served through their layer links, with no manifest.
+			for d := range r.Layers.All() {
+				id, _ := g.find(d)
+				keepLayer(id, d)
+			}
+		}
 		for _, d := range roots {
 			id, n := lookup(d)
 			if n.state == stateMissing {

@@ -5,7 +5,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/walker"
 )
 
 // Harbor mode: the database names the roots; storage tags mean nothing.
@@ -45,5 +47,18 @@ func TestRootsReplaceTagsAndRevisions(t *testing.T) {
 	}
 	if len(res.Blocking()) != 0 {
 		t.Errorf("a root missing in storage blocks the sweep: %v", res.Blocking())
+	}
+}
+
+// Harbor's system artifacts are bare blobs behind layer links: a
+// repository whose roots are "all" keeps every link.
+func TestRootsAllKeepsLayerLinks(t *testing.T) {
+	f := newFixture(t)
+	b := f.blob()
+	f.inv.Add(walker.Entry{Kind: walker.KindLayerLink, Key: mustKey(t, layout.LayerLink{Repo: "sys_harb0r/v/r", Digest: b}), Repo: "sys_harb0r/v/r", Digest: b, ModTime: t0})
+	res := f.run(mark.Options{Roots: func(repo string) ([]digest.Digest, bool) { return nil, true }})
+	layersKept(t, res, "sys_harb0r/v/r", b)
+	if !res.KeptBlobs.Has(b) {
+		t.Errorf("the system artifact's blob is not kept")
 	}
 }

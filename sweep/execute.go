@@ -55,6 +55,9 @@ type ExecOptions struct {
 	// blob is: gc re-lists the repository tree there and rechecks the
 	// rest of the plan, shrinking the window for concurrent pushes.
 	BeforeBlobs func(ctx context.Context, p *Plan) error
+	// OnItem, if set, is told each attempted deletion's result (nil,
+	// not-found or the error): Harbor mode updates its rows from it.
+	OnItem func(it Item, err error)
 }
 
 const maxReportedErrors = 100
@@ -83,6 +86,9 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	var mu sync.Mutex
 	r.goneKeys = map[string]bool{}
 	record := func(it Item, err error) {
+		if o.OnItem != nil {
+			o.OnItem(it, err)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		if it.Kind == KindBlob && (err == nil || storage.IsNotFound(err)) {

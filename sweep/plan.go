@@ -129,6 +129,9 @@ type Plan struct {
 		DeleteUntagged bool   `json:"delete_untagged"`
 		Grace          string `json:"grace"`
 		UploadGrace    string `json:"upload_grace"`
+		// Harbor marks a plan made in Harbor mode: only gc, with the
+		// database taking part, may execute it.
+		Harbor bool `json:"harbor,omitempty"`
 	} `json:"options"`
 	Stats    Stats     `json:"stats"`
 	Guards   []Guard   `json:"guards"`
@@ -360,10 +363,10 @@ func WalkGuards(inv *walker.Inventory) []Guard {
 	if len(strays) > 0 {
 		// Some stores hide every key below an object named like a directory
 		// (MinIO does): a stray key in the repository tree may hide links.
-		g = append(g, Guard{GuardUnknownKeys, fmt.Sprintf("%d key(s) under repositories/ fit no layout (first: %s); they may hide links from the walk", len(strays), strays[0])})
+		g = append(g, Guard{GuardUnknownKeys, fmt.Sprintf("%d key(s) under repositories/ fit no layout (first: %q); they may hide links from the walk", len(strays), strays[0])})
 	}
 	if len(inv.Corrupt) > 0 {
-		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d corrupt link file(s) (first: %s: %s)", len(inv.Corrupt), inv.Corrupt[0].Key, inv.Corrupt[0].CorruptReason)})
+		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d corrupt link file(s) (first: %q: %s)", len(inv.Corrupt), inv.Corrupt[0].Key, inv.Corrupt[0].CorruptReason)})
 	}
 	return g
 }
@@ -490,4 +493,22 @@ func checkItem(it Item) error {
 		return errors.New("key does not match the item's kind, repository and digest")
 	}
 	return nil
+}
+
+// Drop removes the items drop selects and recomputes the stats; it returns
+// how many went. Harbor mode uses it for blobs whose database row a push
+// touched since the mark.
+func (p *Plan) Drop(drop func(Item) bool) int {
+	kept := p.Items[:0]
+	n := 0
+	for _, it := range p.Items {
+		if drop(it) {
+			n++
+			continue
+		}
+		kept = append(kept, it)
+	}
+	p.Items = kept
+	p.Stats = p.itemStats(p.Stats)
+	return n
 }

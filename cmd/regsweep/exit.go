@@ -15,15 +15,16 @@ import (
 // operators' alerting relies on them, so codes are added, never changed.
 const (
 	exitOK       = 0
-	exitError    = 1 // anything not classified below
-	exitUsage    = 2 // bad flags or configuration
-	exitFindings = 3 // the run finished and found problems in storage
-	exitStorage  = 4 // storage unreachable, credentials refused, bucket or container missing
-	exitWalk     = 5 // the storage walk could not complete: nothing was decided from it
-	exitGuard    = 6 // a safety guard refused the sweep (or a blocking problem in storage)
-	exitLocked   = 7 // another regsweep run holds the storage lock
-	exitPartial  = 8 // the sweep ran but some deletions failed; they stay for the next run
-	exitPlan     = 9 // a plan file that is invalid, for another storage, or too old
+	exitError    = 1  // anything not classified below
+	exitUsage    = 2  // bad flags or configuration
+	exitFindings = 3  // the run finished and found problems in storage
+	exitStorage  = 4  // storage unreachable, credentials refused, bucket or container missing
+	exitWalk     = 5  // the storage walk could not complete: nothing was decided from it
+	exitGuard    = 6  // a safety guard refused the sweep (or a blocking problem in storage)
+	exitLocked   = 7  // another regsweep run holds the storage lock
+	exitPartial  = 8  // the sweep ran but some deletions failed; they stay for the next run
+	exitPlan     = 9  // a plan file that is invalid, for another storage, or too old
+	exitHarbor   = 10 // Harbor mode: the database or the registry's Redis failed (unreachable, standby, unknown schema, a query)
 	exitCanceled = 130
 )
 
@@ -52,6 +53,7 @@ func exitCode(err error) int {
 		unsupported *backend.UnsupportedDriverError
 		guard       *sweep.GuardError
 		badPlan     planError
+		harbor      harborError
 	)
 	switch {
 	case err == nil:
@@ -74,6 +76,8 @@ func exitCode(err error) int {
 		return exitPartial
 	case errors.As(err, &badPlan):
 		return exitPlan
+	case errors.As(err, &harbor):
+		return exitHarbor
 	}
 	return exitError
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,6 +34,7 @@ type gcOptions struct {
 	list              bool
 	lockTimeout       time.Duration
 	batchSize         int
+	harbor            harborOptions
 }
 
 func newGCCommand(g *globalOptions) *cobra.Command {
@@ -64,9 +64,11 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.StringVar(&o.planOut, "plan-out", "", "write the plan as JSON to this file (mode 0600)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache (by digest, verified on read); empty disables it")
 	addFormatFlag(f, &o.format)
+	addReportFlags(cmd) // --output, --metrics-file, --pushgateway, --pushgateway-job, --top (output.go)
 	f.BoolVar(&o.list, "list", false, "list every planned deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
 	f.IntVar(&o.batchSize, "delete-batch-size", 1000, "keys per delete request (S3 allows at most 1000)")
+	o.harbor.addFlags(f, true)
 	return cmd
 }
 
@@ -96,6 +98,13 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		return err
 	}
 	started := time.Now()
+	// Harbor's database first: if it cannot be read, nothing is walked,
+	// let alone deleted.
+	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
+	if err != nil {
+		return err
+	}
+	defer hb.Close()
 	var held *lock.Held
 	if o.delete {
 		var release func()
@@ -117,9 +126,19 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency})
+	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
+	if hb != nil {
+		if hb.snap.Schema.Harbor1 {
+			hb.live.AddStorageTags(inv)
+		}
+		markOpts.Roots = hb.live.Roots
+	}
+	res, err := mark.Run(ctx, inv, src, markOpts)
 	if err != nil {
 		return err
+	}
+	if hb != nil {
+		hb.live.Protect(res)
 	}
 	g.writeHeapProfile()
 	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
@@ -132,15 +151,18 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
 	}, manifests)
 
+	plan.Options.Harbor = hb != nil
 	var result *sweep.Result
 	var recheck *sweep.RecheckStats
 	var execErr error
 	if len(plan.Guards) > 0 && !o.force {
 		// A dry run says so too: the real run would refuse.
 		execErr = &sweep.GuardError{Guards: plan.Guards}
-	} else if o.delete {
+	} else if o.delete && hb == nil {
 		result, recheck, execErr = executeWithRechecks(ctx, d, held, plan, opts, manifests, false, sweep.ExecOptions{
 			Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log})
+	} else if o.delete {
+		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
 	}
 	if o.planOut != "" {
 		if err := writePlan(o.planOut, plan); err != nil {
@@ -148,7 +170,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		}
 	}
 	rep := reports.BuildGC(plan, result, recheck, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
-	err = writeReport(g.stdout, o.format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, o.list) })
+	err = emitGC(cmd, g, o.format, o.list, rep, inv, res, plan, execErr) // summary, --output, metrics (metrics.go)
 	if err != nil {
 		return err
 	}
@@ -209,7 +231,13 @@ func executeWithRechecks(ctx context.Context, d storage.Driver, held *lock.Held,
 	if err := recheck(ctx, plan, blobsToo); err != nil {
 		return nil, total, err
 	}
-	exec.BeforeBlobs = func(ctx context.Context, plan *sweep.Plan) error { return recheck(ctx, plan, false) }
+	then := exec.BeforeBlobs
+	exec.BeforeBlobs = func(ctx context.Context, plan *sweep.Plan) error {
+		if err := recheck(ctx, plan, false); err != nil || then == nil {
+			return err
+		}
+		return then(ctx, plan)
+	}
 	result, err := plan.Execute(ctx, d, held, exec)
 	return result, total, err
 }

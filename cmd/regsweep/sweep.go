@@ -72,6 +72,10 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	if err != nil {
 		return planError{fmt.Sprintf("%s: %v", o.planFile, err)}
 	}
+	if plan.Options.Harbor {
+		// Harbor's rows must change with storage, under its protocol.
+		return planError{fmt.Sprintf("plan %s was made in Harbor mode: review it, then run `regsweep gc --delete --harbor-db ...` so that Harbor's database takes part", o.planFile)}
+	}
 	ctx := cmd.Context()
 	log := g.logger()
 	reqs := &storage.Requests{}

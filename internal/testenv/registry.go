@@ -36,6 +36,9 @@ type RegistryOptions struct {
 	Storage string
 	// ReadOnly sets storage.maintenance.readonly.enabled.
 	ReadOnly bool
+	// Extra is appended to the configuration at the top level, e.g. a
+	// redis: section for storage.cache.blobdescriptor: redis.
+	Extra string
 }
 
 // Registry is a running Docker Distribution registry on 127.0.0.1.
@@ -134,6 +137,7 @@ func registryConfig(addr string, opts RegistryOptions) string {
 	fmt.Fprintf(&b, "  delete:\n    enabled: true\n")
 	fmt.Fprintf(&b, "  redirect:\n    disable: true\n")
 	fmt.Fprintf(&b, "  maintenance:\n    uploadpurging:\n      enabled: false\n    readonly:\n      enabled: %t\n", opts.ReadOnly)
+	b.WriteString(opts.Extra)
 	return b.String()
 }
 

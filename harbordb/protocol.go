@@ -1,0 +1,297 @@
+package harbordb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/opencontainers/go-digest"
+)
+
+// claimChunk bounds the ids sent in one statement.
+const claimChunk = 1000
+
+// liveNow is true for the blob row b while Harbor needs its digest, evaluated
+// against the latest committed state (the snapshot may be minutes old).
+func liveNow(s Schema) string {
+	q := `(EXISTS (SELECT 1 FROM artifact_blob ab JOIN artifact a ON a.digest = ab.digest_af
+	               WHERE ab.digest_blob = b.digest AND ` + liveProject + `)
+	   OR EXISTS (SELECT 1 FROM artifact a WHERE a.digest = b.digest AND ` + liveProject + `)`
+	if s.HasSystemArtifacts() {
+		q += `
+	   OR EXISTS (SELECT 1 FROM system_artifact sa WHERE sa.digest = b.digest)`
+	}
+	return q + `)`
+}
+
+// olderThan is true for a timestamp column older than LOCALTIMESTAMP minus
+// the window given in microseconds as parameter $n.
+func olderThan(column string, n int) string {
+	return fmt.Sprintf(`%s <= LOCALTIMESTAMP - make_interval(secs => $%d::double precision / 1000000)`, column, n)
+}
+
+// ClaimBlobs runs Harbor's deletion protocol on candidate blob rows:
+// none|delete|deletefailed -> delete, then delete -> deleting, each a
+// compare-and-set on the version the caller read (the snapshot's). A row is
+// claimed only if, when it is marked, its version is unchanged, it is still
+// older than the window by update_time and no artifact of a live project and
+// no system artifact references its digest. Every other row is returned in
+// lost and must not be deleted. Claimed rows carry their new version and
+// status (deleting).
+//
+// On schemas without blob status see the package comment: ClaimBlobs then
+// requires Harbor to be read-only (ErrNotReadOnly) and writes nothing.
+func (db *DB) ClaimBlobs(ctx context.Context, blobs []Blob, window time.Duration) (claimed, lost []Blob, err error) {
+	uniq := make([]Blob, 0, len(blobs))
+	seen := map[int64]bool{}
+	for _, b := range blobs {
+		if b.ID <= 0 || seen[b.ID] {
+			if b.ID <= 0 {
+				lost = append(lost, b) // not a row: nothing to claim
+			}
+			continue
+		}
+		seen[b.ID] = true
+		uniq = append(uniq, b)
+	}
+	won := map[int64]Blob{}
+	for start := 0; start < len(uniq); start += claimChunk {
+		chunk := uniq[start:min(start+claimChunk, len(uniq))]
+		var got map[int64]Blob
+		if db.schema.HasBlobStatus() {
+			got, err = db.claimChunk(ctx, chunk, window)
+		} else {
+			got, err = db.checkChunkReadOnly(ctx, chunk, window)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		for id, b := range got {
+			won[id] = b
+		}
+	}
+	for _, b := range uniq {
+		if c, ok := won[b.ID]; ok {
+			claimed = append(claimed, c)
+		} else {
+			lost = append(lost, b)
+		}
+	}
+	return claimed, lost, nil
+}
+
+// claimChunk does the two compare-and-set steps. They are separate
+// statements, committed one after the other, as Harbor's are: a push that
+// touches a row marked delete in between makes the second step miss it.
+func (db *DB) claimChunk(ctx context.Context, chunk []Blob, window time.Duration) (map[int64]Blob, error) {
+	ids, versions := idsAndVersions(chunk)
+	marked, err := db.casStatus(ctx, "marking candidate blobs as delete", `
+UPDATE blob AS b SET status = 'delete', version = b.version + 1, update_time = LOCALTIMESTAMP
+FROM unnest($1::bigint[], $2::bigint[]) AS c(id, version)
+WHERE b.id = c.id AND b.version = c.version AND b.status IN ('none', 'delete', 'deletefailed')
+  AND `+olderThan("b.update_time", 3)+`
+  AND NOT `+liveNow(db.schema)+`
+RETURNING b.id, b.version, b.update_time`, ids, versions, micros(window))
+	if err != nil {
+		return nil, err
+	}
+	if len(marked) == 0 {
+		return nil, nil
+	}
+	ids, versions = ids[:0], versions[:0]
+	for id, v := range marked {
+		ids = append(ids, id)
+		versions = append(versions, v.version)
+	}
+	deleting, err := db.casStatus(ctx, "marking blobs as deleting", `
+UPDATE blob AS b SET status = 'deleting', version = b.version + 1, update_time = LOCALTIMESTAMP
+FROM unnest($1::bigint[], $2::bigint[]) AS c(id, version)
+WHERE b.id = c.id AND b.version = c.version AND b.status = 'delete'
+RETURNING b.id, b.version, b.update_time`, ids, versions)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int64]Blob{}
+	for _, b := range chunk {
+		if d, ok := deleting[b.ID]; ok {
+			b.Status, b.Version, b.UpdateTime = StatusDeleting, d.version, d.updateTime
+			out[b.ID] = b
+		}
+	}
+	return out, nil
+}
+
+type casResult struct {
+	version    int64
+	updateTime time.Time
+}
+
+func (db *DB) casStatus(ctx context.Context, purpose, sql string, args ...any) (map[int64]casResult, error) {
+	rows, _ := db.pool.Query(ctx, sql, args...)
+	out := map[int64]casResult{}
+	var (
+		id int64
+		r  casResult
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &r.version, &r.updateTime}, func() error {
+		out[id] = r
+		return nil
+	}); err != nil {
+		return nil, db.fail(purpose, err)
+	}
+	return out, nil
+}
+
+// checkChunkReadOnly is ClaimBlobs on a schema without blob status.
+func (db *DB) checkChunkReadOnly(ctx context.Context, chunk []Blob, window time.Duration) (map[int64]Blob, error) {
+	ids, _ := idsAndVersions(chunk)
+	out := map[int64]Blob{}
+	err := db.inTx(ctx, "checking candidate blobs", func(tx pgx.Tx) error {
+		if err := requireReadOnly(ctx, tx); errors.Is(err, ErrNotReadOnly) {
+			return fmt.Errorf("harbordb: %s: %w", db.schema, err)
+		} else if err != nil {
+			return db.fail("checking that Harbor is read-only", err)
+		}
+		rows, _ := tx.Query(ctx, `
+SELECT b.id FROM blob b JOIN unnest($1::bigint[]) AS c(id) ON b.id = c.id
+WHERE `+olderThan("b.creation_time", 2)+` AND NOT `+liveNow(db.schema), ids, micros(window))
+		var id int64
+		_, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+			out[id] = Blob{}
+			return nil
+		})
+		return db.fail("checking candidate blobs", err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range chunk {
+		if _, ok := out[b.ID]; ok {
+			out[b.ID] = b
+		}
+	}
+	return out, nil
+}
+
+// requireReadOnly returns ErrNotReadOnly unless Harbor's read_only setting
+// (a user-scope configuration item, kept in properties) is true.
+func requireReadOnly(ctx context.Context, q querier) error {
+	var v string
+	err := q.QueryRow(ctx, `SELECT v FROM properties WHERE k = 'read_only'`).Scan(&v)
+	if err == pgx.ErrNoRows {
+		return ErrNotReadOnly
+	}
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(strings.TrimSpace(v), "true") {
+		return ErrNotReadOnly
+	}
+	return nil
+}
+
+func idsAndVersions(bs []Blob) (ids, versions []int64) {
+	ids = make([]int64, len(bs))
+	versions = make([]int64, len(bs))
+	for i, b := range bs {
+		ids[i], versions[i] = b.ID, b.Version
+	}
+	return ids, versions
+}
+
+// ReleaseFailed moves claimed blobs whose storage delete failed from deleting
+// to deletefailed (compare-and-set on the claimed version), as Harbor's
+// markDeleteFailed does; the next run may pick them again.
+func (db *DB) ReleaseFailed(ctx context.Context, blobs []Blob) error {
+	if !db.schema.HasBlobStatus() || len(blobs) == 0 {
+		return nil
+	}
+	for start := 0; start < len(blobs); start += claimChunk {
+		ids, versions := idsAndVersions(blobs[start:min(start+claimChunk, len(blobs))])
+		if _, err := db.pool.Exec(ctx, `
+UPDATE blob AS b SET status = 'deletefailed', version = b.version + 1, update_time = LOCALTIMESTAMP
+FROM unnest($1::bigint[], $2::bigint[]) AS c(id, version)
+WHERE b.id = c.id AND b.version = c.version AND b.status = 'deleting'`, ids, versions); err != nil {
+			return db.fail("marking blobs as deletefailed", err)
+		}
+	}
+	return nil
+}
+
+// RecoverStuck repairs blob rows left in deleting for longer than window (a
+// GC killed between claiming and deleting; Harbor never repairs them and they
+// block pushes of the digest): a row whose data inStorage still finds is
+// reset to none, one whose data is gone is deleted with its project_blob,
+// artifact_blob and artifact_trash leftovers, and the quota of the projects
+// it was associated with is recomputed. Each change is a compare-and-set, so
+// a row changed meanwhile is left to its new owner. inStorage must answer
+// true when it cannot tell: that keeps the row.
+func (db *DB) RecoverStuck(ctx context.Context, window time.Duration, inStorage func(digest.Digest) bool) (reset, removed int, err error) {
+	if !db.schema.HasBlobStatus() {
+		return 0, 0, nil
+	}
+	rows, _ := db.pool.Query(ctx, `
+SELECT id, digest, version FROM blob WHERE status = 'deleting' AND `+olderThan("update_time", 1)+` ORDER BY id`, micros(window))
+	type stuck struct {
+		id, version int64
+		dg          string
+	}
+	var found []stuck
+	var s stuck
+	if _, err := pgx.ForEachRow(rows, []any{&s.id, &s.dg, &s.version}, func() error {
+		found = append(found, s)
+		return nil
+	}); err != nil {
+		return 0, 0, db.fail("listing blobs stuck in deleting", err)
+	}
+	for _, s := range found {
+		d, err := parseDigest("blob", s.id, s.dg)
+		if err != nil {
+			return reset, removed, db.fail("recovering stuck blobs", err)
+		}
+		if inStorage(d) {
+			tag, err := db.pool.Exec(ctx, `
+UPDATE blob SET status = 'none', version = version + 1, update_time = LOCALTIMESTAMP
+WHERE id = $1 AND version = $2 AND status = 'deleting'`, s.id, s.version)
+			if err != nil {
+				return reset, removed, db.fail(fmt.Sprintf("resetting stuck blob %s to none", d), err)
+			}
+			reset += int(tag.RowsAffected())
+			continue
+		}
+		gone := false
+		err = db.inTx(ctx, fmt.Sprintf("removing stuck blob %s", d), func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `DELETE FROM blob WHERE id = $1 AND version = $2 AND status = 'deleting'`, s.id, s.version)
+			if err != nil {
+				return db.fail(fmt.Sprintf("deleting the row of stuck blob %s", d), err)
+			}
+			if tag.RowsAffected() == 0 {
+				return nil
+			}
+			gone = true
+			projects, err := deleteProjectBlobs(ctx, tx, []int64{s.id})
+			if err != nil {
+				return db.fail(fmt.Sprintf("deleting project_blob rows of stuck blob %s", d), err)
+			}
+			if _, _, err := cleanupDigests(ctx, tx, db.schema, []string{d.String()}, nil); err != nil {
+				return db.fail(fmt.Sprintf("deleting artifact_blob and artifact_trash rows of stuck blob %s", d), err)
+			}
+			for _, p := range projects {
+				if _, err := recomputeQuota(ctx, tx, db.schema, p); err != nil {
+					return db.fail(fmt.Sprintf("recomputing the quota of project %d", p), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return reset, removed, err
+		}
+		if gone {
+			removed++
+		}
+	}
+	return reset, removed, nil
+}
