@@ -175,6 +175,9 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 	h.StuckDeleting(harbortest.Blob{Digest: digest.Digest(stuck), Size: 600, MediaType: harbortest.MediaTypeDockerLayer}, 5*time.Hour)
 	stuckGone := harbortest.FakeBlob("stuck and gone", 500, harbortest.MediaTypeDockerLayer)
 	h.StuckDeleting(stuckGone, 5*time.Hour)
+	// An artifact the database has and storage never got: broken.
+	ghost := harbortest.FakeImage("ghost", 1, "ghost")
+	h.PushImage("lib/app", ghost)
 
 	// Everything is older than the window, then a push touches T2's layer.
 	ageStorage(t, s.b.fsRoot, 3*time.Hour)
@@ -222,8 +225,46 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		t.Fatalf("a failed Harbor run changed storage: %d keys, then %d", before.Keys, after.Keys)
 	}
 
+	// The audit finds what Harbor and storage disagree on.
+	out, code := s.b.regsweep(t, "audit", "--format", "json", "--fail-on", "none", "--grace", "2h", "--cache-dir", t.TempDir(), "--harbor-db", h.DSN)
+	if code != 0 {
+		t.Fatalf("audit exited %d: %s", code, out)
+	}
+	var audit struct {
+		FindingsByKind map[string]int `json:"findings_by_kind"`
+		Findings       []struct {
+			Kind   string `json:"kind"`
+			Digest string `json:"digest"`
+			Repo   string `json:"repository"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &audit); err != nil {
+		t.Fatal(err)
+	}
+	wantKinds := map[string]int{
+		"harbor_missing_in_storage": 3,  // the ghost's manifest (no revision link either), config and layer
+		"harbor_quota_drift":        1,  // lib
+		"harbor_stuck_blob":         2,  // both stuck rows
+		"harbor_stale_trash":        3,  // T, T2 and the deleted project's G
+		"harbor_unknown_in_db":      -1, // checked below
+	}
+	for k, n := range wantKinds {
+		if n >= 0 && audit.FindingsByKind[k] != n {
+			t.Errorf("audit: %s = %d, want %d", k, audit.FindingsByKind[k], n)
+		}
+	}
+	unknown := map[string]bool{}
+	for _, f := range audit.Findings {
+		if f.Kind == "harbor_unknown_in_db" {
+			unknown[f.Digest+f.Repo] = true
+		}
+	}
+	if !unknown[orphan] || !unknown["gone/x"] || unknown[sysBlob] {
+		t.Errorf("harbor_unknown_in_db findings %v: want the orphan blob and the deleted project's repository, not the system artifact", unknown)
+	}
+
 	// A dry run changes nothing, in storage or in the database.
-	out, code := s.b.regsweep(t, args...)
+	out, code = s.b.regsweep(t, args...)
 	if code != 0 {
 		t.Fatalf("dry run exited %d: %s", code, out)
 	}

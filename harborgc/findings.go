@@ -43,6 +43,7 @@ func Findings(snap *harbordb.Snapshot, inv *walker.Inventory, window time.Durati
 	project := func(id int64) string { return snap.Projects[id].Name }
 
 	// Live artifacts whose manifest, revision link or blobs storage lacks.
+	reported := map[digest.Digest]bool{}
 	for _, a := range snap.Artifacts {
 		p, ok := snap.Projects[a.ProjectID]
 		if !ok || p.Deleted {
@@ -50,6 +51,7 @@ func Findings(snap *harbordb.Snapshot, inv *walker.Inventory, window time.Durati
 		}
 		switch repo := inv.Repositories[a.Repo]; {
 		case !inv.Blobs.Has(a.Digest):
+			reported[a.Digest] = true
 			out = append(out, Finding{Kind: KindMissingInStorage, Project: p.Name, Repo: a.Repo, Digest: a.Digest, Key: key(layout.BlobData{Digest: a.Digest}),
 				Message: fmt.Sprintf("artifact %s@%s%s: its manifest blob is missing from storage; pulls fail", a.Repo, a.Digest, tagsOf(a))})
 		case repo == nil || !repo.Revisions.Has(a.Digest):
@@ -59,7 +61,7 @@ func Findings(snap *harbordb.Snapshot, inv *walker.Inventory, window time.Durati
 	}
 	// Blobs the database needs that storage lacks.
 	for d := range snap.Live {
-		if inv.Blobs.Has(d) {
+		if inv.Blobs.Has(d) || reported[d] {
 			continue
 		}
 		if row, ok := snap.Blobs[d]; ok && row.IsForeignLayer() {

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
@@ -26,6 +27,7 @@ type auditOptions struct {
 	cacheDir       string
 	verify         bool
 	verifyRate     float64
+	harbor         harborOptions
 }
 
 func newAuditCommand(g *globalOptions) *cobra.Command {
@@ -62,6 +64,7 @@ never fails on findings).`,
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache (by digest, verified on read); empty disables it")
 	f.BoolVar(&o.verify, "verify", false, "hash every blob and report those whose content does not match their digest")
 	f.Float64Var(&o.verifyRate, "verify-rate", 0, "with --verify, read at most this many bytes a second in all (0: no bound)")
+	o.harbor.addFlags(f, false)
 	return cmd
 }
 
@@ -93,6 +96,12 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		return err
 	}
 	log := g.logger()
+	// Harbor's database is read in one read-only snapshot.
+	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
+	if err != nil {
+		return err
+	}
+	defer hb.Close()
 	prog := newProgress(g)
 	defer prog.Stop()
 	opts := walker.DefaultOptions()
@@ -110,9 +119,19 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
 	prog.Phase("marking", "manifests", manifestRoots(inv), false)
 	src := mark.StorageSource(d, o.cacheDir, 0)
-	res, err := mark.Run(ctx, inv, countingSource{src, prog}, mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency})
+	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
+	if hb != nil {
+		if hb.snap.Schema.Harbor1 {
+			hb.live.AddStorageTags(inv)
+		}
+		markOpts.Roots = hb.live.Roots
+	}
+	res, err := mark.Run(ctx, inv, countingSource{src, prog}, markOpts)
 	if err != nil {
 		return err
+	}
+	if hb != nil {
+		hb.live.Protect(res)
 	}
 	manifests := manifestReader(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
@@ -145,6 +164,11 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	for _, m := range mismatches {
 		rep.Add(reports.Finding{Kind: reports.KindDigestMismatch, Digest: m.Digest, Key: m.Key, Size: m.Bytes,
 			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
+	}
+	if hb != nil {
+		for _, f := range harborgc.Findings(hb.snap, inv, o.grace) {
+			rep.Add(reports.Finding{Kind: f.Kind, Project: f.Project, Repo: f.Repo, Digest: f.Digest, Key: f.Key, Size: f.Size, Explanation: f.Message})
+		}
 	}
 	rep.NameAffectedTags(inv, manifests)
 	rep.SetDuration("walk", walked.Sub(started).Seconds())
