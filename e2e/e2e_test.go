@@ -103,6 +103,17 @@ func swiftBackend(t *testing.T) *backendUnderTest {
 // regsweep runs the CLI on the backend and returns stdout and the exit code.
 func (b *backendUnderTest) regsweep(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	stdout, stderr, code := b.run(t, args...)
+	if code != 0 {
+		t.Logf("regsweep %v exited %d; stderr:\n%s", args, code, stderr)
+	}
+	return stdout, code
+}
+
+// run runs the CLI on the backend and returns stdout, stderr and the exit
+// code, failing the test if either output holds a secret.
+func (b *backendUnderTest) run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
 	cmd := exec.Command(regsweepBinary(t), append(args, b.flags...)...)
 	cmd.Env = append(os.Environ(), b.env...)
 	var stdout, stderr bytes.Buffer
@@ -121,10 +132,7 @@ func (b *backendUnderTest) regsweep(t *testing.T, args ...string) (string, int) 
 			t.Fatalf("regsweep %v printed a secret", args)
 		}
 	}
-	if code != 0 {
-		t.Logf("regsweep %v exited %d; stderr:\n%s", args, code, stderr.String())
-	}
-	return stdout.String(), code
+	return stdout.String(), stderr.String(), code
 }
 
 // inventory walks the storage directly (what the test checks against).

@@ -399,3 +399,61 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		}
 	}
 }
+
+// Harbor 1.10: tag-level artifact rows, no blob status. Deleting needs
+// Harbor read-only, as its own GC did; storage tags count as roots too.
+func TestHarborMode1_10(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Harbor110)
+	reg, h := s.b.reg, s.h
+	h.Project("lib")
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	base := r(2000)
+	dA := testenv.PushRandomImage(t, reg, "lib/app:v1", base, r(900))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", dA, "v1"))
+	dB := testenv.PushRandomImage(t, reg, "lib/app:v2", base, r(950))
+	imgB := describe(t, reg, "lib/app", dB, "v2")
+	h.PushImage("lib/app", imgB)
+	// 1.10 deletes through the registry's API, then its rows.
+	reg.Crane(t, "delete", reg.Ref("lib/app@"+dB))
+	h.Exec(`DELETE FROM artifact WHERE digest = $1`, dB)
+	orphan := testenv.UploadBlob(t, reg, "lib/app", r(300))
+	ageStorage(t, s.b.fsRoot, 3*time.Hour)
+	h.Age(3 * time.Hour)
+
+	keptBlobs := map[string]bool{}
+	for _, d := range pull(t, reg, "lib/app", "v1") {
+		keptBlobs[d] = true
+	}
+	before := s.b.inventory(t)
+	args := []string{"gc", "--delete", "--grace", "2h", "--format", "json", "--max-delete-fraction", "0.9", "--cache-dir", t.TempDir(), "--harbor-db", h.DSN}
+
+	// Not read-only: refused before anything is deleted.
+	if out, stderr, code := s.b.run(t, args...); code != 10 || !strings.Contains(stderr, "read-only") {
+		t.Fatalf("gc --delete on Harbor 1.10 not read-only exited %d, want 10 naming read-only: %s\n%s", code, out, stderr)
+	}
+	if after := s.b.inventory(t); after.Keys != before.Keys {
+		t.Fatalf("the refused run changed storage: %d keys, then %d", before.Keys, after.Keys)
+	}
+
+	h.SetReadOnly(true)
+	if out, code := s.b.regsweep(t, args...); code != 0 {
+		t.Fatalf("gc --delete exited %d: %s", code, out)
+	}
+	after := s.b.inventory(t)
+	if lost := diff(keptBlobs, blobSet(after)); len(lost) > 0 {
+		t.Fatalf("KEPT BLOBS DELETED: %v", lost)
+	}
+	if left := diff(blobSet(after), keptBlobs); len(left) > 0 {
+		t.Errorf("garbage left: %v", left)
+	}
+	for _, b := range append(imgB.Blobs(), harbortest.Blob{Digest: digest.Digest(orphan)}) {
+		if b.Digest == digest.Digest(sha(base)) || keptBlobs[string(b.Digest)] {
+			continue
+		}
+		if h.Blob(b.Digest).Exists {
+			t.Errorf("blob row of swept %s remains", b.Digest)
+		}
+	}
+	reg.Restart()
+	pull(t, reg, "lib/app", "v1")
+}

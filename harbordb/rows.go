@@ -2,6 +2,8 @@ package harbordb
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/opencontainers/go-digest"
@@ -36,4 +38,20 @@ func (db *DB) BlobRows(ctx context.Context, digests []digest.Digest) ([]Blob, er
 		return nil, db.fail("reading the blob rows of storage-only blobs", err)
 	}
 	return out, nil
+}
+
+// CheckCanClaim tells, before anything is deleted, whether ClaimBlobs can
+// work: on schemas without blob status Harbor must be read-only, as its own
+// GC of those versions required.
+func (db *DB) CheckCanClaim(ctx context.Context) error {
+	if db.schema.HasBlobStatus() {
+		return nil
+	}
+	if err := requireReadOnly(ctx, db.pool); err != nil {
+		if errors.Is(err, ErrNotReadOnly) {
+			return fmt.Errorf("%s: %w", db.schema, err)
+		}
+		return db.fail("reading Harbor's read_only setting", err)
+	}
+	return nil
 }

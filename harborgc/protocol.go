@@ -84,6 +84,9 @@ func (p *Protocol) JobLog() string {
 
 // Prepare runs before anything in storage is deleted.
 func (p *Protocol) Prepare(ctx context.Context, inv *walker.Inventory) error {
+	if err := p.DB.CheckCanClaim(ctx); err != nil {
+		return err
+	}
 	reset, removed, err := p.DB.RecoverStuck(ctx, p.Window, inv.Blobs.Has)
 	if err != nil {
 		return err

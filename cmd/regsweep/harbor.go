@@ -135,7 +135,9 @@ func joinErrs(first error, more ...error) error {
 func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan *sweep.Plan, inv *walker.Inventory, hb *harborRun,
 	o *gcOptions, opts walker.Options, manifests sweep.Manifests, workers int, log *slog.Logger) (*sweep.Result, *sweep.RecheckStats, error) {
 	var exec *harbordb.Execution
-	if o.harbor.history {
+	if o.harbor.history && !hb.db.Schema().HasExecutionHistory() {
+		log.Warn("this Harbor schema keeps GC history elsewhere (admin_job): the run is not recorded in Harbor's history", "schema", hb.db.Schema().String())
+	} else if o.harbor.history {
 		var err error
 		exec, err = hb.db.StartExecution(ctx, executionStart("MANUAL", false, o.deleteUntagged, workers, o.grace))
 		if err != nil {
