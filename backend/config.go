@@ -208,7 +208,9 @@ func ParseRegistryConfig(raw []byte, env []string) (Config, error) {
 		s.RootDirectory = p.str("rootdirectory", "")
 		s.Secure = p.boolean("secure", true)
 		s.SkipVerify = p.boolean("skipverify", false)
-		s.ForcePathStyle = p.boolean("forcepathstyle", false)
+		// distribution 2.8 (Harbor's) always uses path style with a
+		// regionendpoint and has no forcepathstyle key; 3.x reads the key.
+		s.ForcePathStyle = p.boolean("forcepathstyle", s.RegionEndpoint != "")
 		s.V4Auth = p.boolean("v4auth", true)
 	case "swift":
 		s := &cfg.Swift

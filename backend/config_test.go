@@ -76,3 +76,24 @@ func TestParseRegistryConfigErrors(t *testing.T) {
 		t.Errorf("Validate azure: %v", err)
 	}
 }
+
+// Harbor's registry is distribution 2.8: with a regionendpoint it always
+// uses path style, and its config.yml has no forcepathstyle key.
+func TestParseRegistryConfigPathStyleFollowsRegionEndpoint(t *testing.T) {
+	for _, c := range []struct {
+		yaml string
+		want bool
+	}{
+		{"storage:\n  s3:\n    bucket: b\n    region: us-east-1\n    regionendpoint: http://minio:9000\n", true},
+		{"storage:\n  s3:\n    bucket: b\n    region: us-east-1\n    regionendpoint: http://minio:9000\n    forcepathstyle: false\n", false},
+		{"storage:\n  s3:\n    bucket: b\n    region: us-east-1\n", false},
+	} {
+		cfg, err := ParseRegistryConfig([]byte(c.yaml), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.S3.ForcePathStyle != c.want {
+			t.Errorf("%q: path style %v, want %v", c.yaml, cfg.S3.ForcePathStyle, c.want)
+		}
+	}
+}

@@ -158,9 +158,11 @@ func boolFloat(b bool) float64 {
 }
 
 // WriteMetricsFile writes the registry in the Prometheus text format for
-// node_exporter's textfile collector: to a temporary file (mode 0600) in
-// the same directory, renamed over path, so the collector never reads a
-// half-written file.
+// node_exporter's textfile collector: to a temporary file in the same
+// directory, renamed over path, so the collector never reads a
+// half-written file. The file is mode 0644, unlike plan and report files
+// (0600): node_exporter usually runs as another user, and the metrics
+// hold counts and durations, never a name, key or secret.
 func WriteMetricsFile(path string, g prometheus.Gatherer) error {
 	families, err := g.Gather()
 	if err != nil {
@@ -177,6 +179,10 @@ func WriteMetricsFile(path string, g prometheus.Gatherer) error {
 			tmp.Close()
 			return fmt.Errorf("metrics file: %w", err)
 		}
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("metrics file: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()

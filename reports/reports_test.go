@@ -281,7 +281,8 @@ func TestMetricsFileParsesAndIsPrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
-	if err != nil || fi.Mode().Perm() != 0o600 {
+	// Readable by node_exporter, which usually runs as another user.
+	if err != nil || fi.Mode().Perm() != 0o644 {
 		t.Fatalf("metrics file mode %v, %v", fi.Mode(), err)
 	}
 	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*tmp")); len(left) > 0 {

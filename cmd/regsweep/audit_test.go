@@ -153,10 +153,10 @@ func TestReportFilesAndMetrics(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("audit html: exit %d", code)
 	}
-	for _, p := range []string{csvPath, htmlPath, prom} {
+	for p, want := range map[string]os.FileMode{csvPath: 0o600, htmlPath: 0o600, prom: 0o644} {
 		fi, err := os.Stat(p)
-		if err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v %v (want mode 0600)", p, fi, err)
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v %v (want mode %v)", p, fi, err, want)
 		}
 	}
 	b, _ := os.ReadFile(csvPath)
