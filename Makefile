@@ -7,7 +7,7 @@ STATE     ?= $(or $(REGSWEEP_TESTENV_DIR),/tmp/regsweep-testenv)
 DEMO_DIR  ?= $(or $(TMPDIR),/tmp)/regsweep-demo
 export REGSWEEP_TESTENV_DIR := $(STATE)
 
-.PHONY: build demo test unit testenv-install testenv-up testenv-down bench fuzz vet clean
+.PHONY: build demo test unit testenv-install testenv-up testenv-down bench fuzz vet clean man completion
 
 build:
 	$(GO) build -o $(BIN) ./cmd/regsweep
@@ -24,7 +24,7 @@ vet:
 
 # Unit tests only: no servers.
 unit:
-	$(GO) test -count=1 ./layout/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./cmd/...
+	$(GO) test -count=1 ./layout/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./config/ ./cmd/...
 
 testenv-install:
 	bash testenv/install.sh
@@ -40,9 +40,66 @@ test: vet testenv-up
 
 fuzz:
 	$(GO) test -run XXX -fuzz FuzzParse -fuzztime 30s ./layout/
+	$(MAKE) --no-print-directory fuzz-targets FUZZTIME=30s
+
+# Every fuzz target but layout's (above), FUZZTIME each; `make soak` runs
+# them for minutes.
+FUZZTIME ?= 30s
+.PHONY: fuzz-targets soak
+fuzz-targets:
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./manifest/
+	$(GO) test -run XXX -fuzz '^FuzzParseRoundTrip$$' -fuzztime $(FUZZTIME) ./manifest/
+	$(GO) test -run XXX -fuzz '^FuzzParseLink$$' -fuzztime $(FUZZTIME) ./walker/
+	$(GO) test -run XXX -fuzz '^FuzzParseRegistryConfig$$' -fuzztime $(FUZZTIME) ./backend/
+
+# The long variants: the randomised model test over many more cases
+# (REGSWEEP_MODEL_CASES), then every fuzz target for SOAK_FUZZTIME.
+SOAK_CASES    ?= 30000
+SOAK_FUZZTIME ?= 3m
+soak:
+	REGSWEEP_MODEL_CASES=$(SOAK_CASES) $(GO) test -count=1 -timeout 0 -run TestModel -v ./internal/model/
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(SOAK_FUZZTIME) ./layout/
+	$(MAKE) --no-print-directory fuzz-targets FUZZTIME=$(SOAK_FUZZTIME)
 
 bench: build testenv-up
 	. $(STATE)/env.sh && $(GO) run ./internal/cmd/bench
 
+# Man pages (section 1) for every command, from the command tree itself.
+# The pages' date is the last commit's, so rebuilding them changes nothing.
+man: build
+	rm -rf man
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} $(BIN) genman --dir man
+
+# Shell completion scripts, for packaging.
+completion: build
+	mkdir -p completions
+	$(BIN) completion bash > completions/regsweep.bash
+	$(BIN) completion zsh > completions/_regsweep
+	$(BIN) completion fish > completions/regsweep.fish
+
 clean:
-	rm -rf bin $(DEMO_DIR)
+	rm -rf bin man completions $(DEMO_DIR)
+
+# ---- container image (issue 7): ko builds it without a Docker engine ----
+# `make image KO_DOCKER_REPO=registry.example.com/regsweep` builds a static
+# (CGO_ENABLED=0), non-root image on IMAGE_BASE and pushes it; without
+# KO_DOCKER_REPO it writes bin/regsweep-image.tar instead. The pushed
+# reference (with its digest) goes to IMAGE_REFS. ko: testenv/install.sh.
+TOOLS_DIR       ?= $(or $(REGSWEEP_TOOLS),$(HOME)/.cache/regsweep-testenv/bin)
+KO              ?= $(or $(wildcard $(TOOLS_DIR)/ko),ko)
+IMAGE_BASE      ?= cgr.dev/chainguard/static:latest
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+IMAGE_VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_TAGS      ?= $(IMAGE_VERSION)
+IMAGE_REFS      ?= bin/image.ref
+IMAGE_TARBALL   ?= bin/regsweep-image.tar
+
+.PHONY: image
+image:
+	@command -v $(KO) >/dev/null 2>&1 || { echo "ko is not installed: run make testenv-install (or bash testenv/install.sh)" >&2; exit 1; }
+	@mkdir -p $(dir $(IMAGE_REFS)) $(dir $(IMAGE_TARBALL))
+	KO_CONFIG_PATH=deploy/image KO_DEFAULTBASEIMAGE=$(IMAGE_BASE) REGSWEEP_VERSION=$(IMAGE_VERSION) \
+		KO_DOCKER_REPO=$(or $(KO_DOCKER_REPO),regsweep) \
+		$(KO) build --bare --platform=$(IMAGE_PLATFORMS) --tags=$(IMAGE_TAGS) --image-refs=$(IMAGE_REFS) \
+		$(if $(KO_DOCKER_REPO),,--push=false --tarball=$(IMAGE_TARBALL)) ./cmd/regsweep
+	@echo "image: $$(cat $(IMAGE_REFS))"

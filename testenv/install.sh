@@ -133,3 +133,86 @@ done
 for b in crane registry registry28 minio; do
 	[ -x "$TOOLS/$b" ] || die "$TOOLS/$b missing after install"
 done
+
+# ====================================================================== #
+# deploy tools (issue 7: container image, Helm chart, alert rules).      #
+# Owned by the deploy/ work; keep other installs out of this block.      #
+#   ko, helm  -> $REGSWEEP_TOOLS (go install, pinned)                    #
+#   promtool  -> Debian's prometheus package (its server is not started) #
+#   systemd-analyze -> Debian's systemd package (checks the unit files)   #
+# ====================================================================== #
+KO_VERSION=v0.19.1
+HELM_VERSION=v3.22.0
+
+pids=()
+names=()
+logs=()
+go_install ko github.com/google/ko "$KO_VERSION" github.com/google/ko
+go_install helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+	log=$LOGDIR/install-systemd.log
+	{
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+				--no-install-recommends systemd
+	} >"$log" 2>&1 || fail_with_log "apt-get install systemd" "$log"
+fi
+
+if ! command -v promtool >/dev/null 2>&1; then
+	log=$LOGDIR/install-prometheus.log
+	# Only promtool is wanted: keep the package from starting the Prometheus
+	# server (a policy-rc.d saying 101 is honoured by invoke-rc.d and
+	# deb-systemd-invoke), and disable the unit it enables.
+	own_policy=0
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null &&
+			"${SUDO[@]}" chmod 755 /usr/sbin/policy-rc.d && own_policy=1
+	fi
+	rc=0
+	{
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+				--no-install-recommends prometheus
+	} >"$log" 2>&1 || rc=$?
+	[ "$own_policy" = 0 ] || "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d
+	[ "$rc" = 0 ] || fail_with_log "apt-get install prometheus" "$log"
+	{
+		if [ -d /run/systemd/system ]; then
+			"${SUDO[@]}" systemctl disable --now prometheus.service || true
+		else
+			"${SUDO[@]}" update-rc.d prometheus disable || true
+			"${SUDO[@]}" invoke-rc.d prometheus stop || true
+		fi
+	} >>"$log" 2>&1
+fi
+
+failed=0
+for i in "${!pids[@]}"; do
+	if ! wait "${pids[$i]}"; then
+		echo "testenv/install.sh: building ${names[$i]} failed; last lines of ${logs[$i]}:" >&2
+		tail -n 40 "${logs[$i]}" >&2 || true
+		failed=1
+	fi
+done
+[ "$failed" = 0 ] || exit 1
+for b in ko helm; do
+	[ -x "$TOOLS/$b" ] || die "$TOOLS/$b missing after install"
+done
+command -v promtool >/dev/null 2>&1 || die "promtool missing after installing prometheus"
+command -v systemd-analyze >/dev/null 2>&1 || die "systemd-analyze missing after installing systemd"
+# ==================================================== end deploy tools == #
+
+# ====================================================================== #
+# report tools (issue 5: audit reports). Owned by the reports work.      #
+#   chromium -> Debian package: the HTML report test renders the report  #
+#               headless (--dump-dom, --screenshot); no node needed.     #
+# ====================================================================== #
+if ! command -v chromium >/dev/null 2>&1; then
+	log=$LOGDIR/install-chromium.log
+	{
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+				--no-install-recommends chromium
+	} >"$log" 2>&1 || fail_with_log "apt-get install chromium" "$log"
+fi
