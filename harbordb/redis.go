@@ -185,3 +185,18 @@ func openRedis(raw string) (redis.UniversalClient, string, []string, error) {
 	}
 	return nil, "", nil, bad("scheme %q is not redis, rediss or redis+sentinel", u.Scheme)
 }
+
+// PingRegistryCache checks, before anything is deleted, that the cache a
+// sweep must purge afterwards answers: a sweep whose cache cannot be
+// purged leaves entries that make pulls fail.
+func PingRegistryCache(ctx context.Context, redisURL string) error {
+	client, target, secrets, err := openRedis(redisURL)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	if err := client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("harbordb: the registry's Redis %s does not answer: %s", target, scrub(err.Error(), secrets))
+	}
+	return nil
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
@@ -105,6 +106,11 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		return err
 	}
 	defer hb.Close()
+	if hb != nil && o.delete && o.harbor.redis != "" {
+		if err := harbordb.PingRegistryCache(ctx, o.harbor.redis); err != nil {
+			return harborError{err}
+		}
+	}
 	var held *lock.Held
 	if o.delete {
 		var release func()
