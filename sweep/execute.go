@@ -195,7 +195,22 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 			plain = append(plain, it)
 		}
 	}
-	if err := deleteBatches(ctx, plain, o, d.Delete, record); err != nil {
+	// An upload's startedat file goes after its other files: a run cut off
+	// in between leaves the upload still dated, so the next run judges it
+	// by when it started, not by the mtimes of what is left.
+	var startedAt []Item
+	rest := plain[:0:0]
+	for _, it := range plain {
+		if it.Kind == KindUploadFile && strings.HasSuffix(it.Key, "/startedat") {
+			startedAt = append(startedAt, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	if err := deleteBatches(ctx, rest, o, d.Delete, record); err != nil {
+		return err
+	}
+	if err := deleteBatches(ctx, startedAt, o, d.Delete, record); err != nil {
 		return err
 	}
 	if len(segments) > 0 {
