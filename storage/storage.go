@@ -153,6 +153,9 @@ type DirLister interface {
 // guard it.
 func DirListerOf(d Driver) (DirLister, bool) {
 	c, _, ok := find[DirLister](d)
+	if r := retryOf(d); ok && r != nil {
+		c = retryDirLister{c, r}
+	}
 	return c, ok
 }
 
@@ -167,6 +170,9 @@ type Unwrapper interface {
 // can never abort an upload or delete a segment.
 func MultipartOf(d Driver) (MultipartUploads, bool) {
 	c, ro, ok := find[MultipartUploads](d)
+	if r := retryOf(d); ok && r != nil {
+		c = retryMultipart{c, r}
+	}
 	if ok && ro {
 		c = readOnlyMultipart{c}
 	}
@@ -176,6 +182,9 @@ func MultipartOf(d Driver) (MultipartUploads, bool) {
 // LargeObjectsOf: see MultipartOf.
 func LargeObjectsOf(d Driver) (LargeObjects, bool) {
 	c, ro, ok := find[LargeObjects](d)
+	if r := retryOf(d); ok && r != nil {
+		c = retryLargeObjects{c, r}
+	}
 	if ok && ro {
 		c = readOnlyLargeObjects{c}
 	}
@@ -189,6 +198,22 @@ func DirRemoverOf(d Driver) (DirRemover, bool) {
 		c = readOnlyDirRemover{}
 	}
 	return c, ok
+}
+
+// retryOf finds the retry wrapper in d's chain: capabilities bypass it,
+// so they are given its policy (MultipartOf, LargeObjectsOf, DirListerOf).
+func retryOf(d Driver) *retryDriver {
+	for d != nil {
+		if r, ok := d.(*retryDriver); ok {
+			return r
+		}
+		u, ok := d.(Unwrapper)
+		if !ok {
+			return nil
+		}
+		d = u.Unwrap()
+	}
+	return nil
 }
 
 func find[T any](d Driver) (found T, readOnly bool, ok bool) {

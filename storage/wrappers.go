@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 
 	"golang.org/x/time/rate"
@@ -133,8 +134,10 @@ func IsTransient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
+	// A connection closed before (EOF) or during (unexpected EOF) a
+	// response is a dropped connection, not an answer.
 	if errors.Is(err, ErrTransient) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.EPIPE) {
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return true
 	}
 	var ne net.Error
@@ -222,6 +225,16 @@ func (u unresumable) Unwrap() error { return u.err }
 // retried once it has handed out keys. Remembering order costs one key,
 // where remembering every key would cost the whole listing.
 func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	return r.listing(ctx, func(visit func(string, func() error) error) error {
+		return r.Driver.Walk(ctx, prefix, func(oi ObjectInfo) error {
+			return visit(oi.Key, func() error { return fn(oi) })
+		})
+	})
+}
+
+// listing retries list as Walk does: list calls visit once per entry,
+// with the entry's sort key and the call that hands it out.
+func (r *retryDriver) listing(ctx context.Context, list func(visit func(key string, deliver func() error) error) error) error {
 	var last string
 	delivered, inOrder := false, true
 	p := r.p
@@ -232,15 +245,15 @@ func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInf
 	}
 	err := (&retryDriver{Driver: r.Driver, p: p}).do(ctx, func() error {
 		resumeAfter, resuming := last, delivered
-		err := r.Driver.Walk(ctx, prefix, func(oi ObjectInfo) error {
-			if resuming && oi.Key <= resumeAfter {
+		err := list(func(key string, deliver func() error) error {
+			if resuming && key <= resumeAfter {
 				return nil
 			}
-			if delivered && oi.Key <= last {
+			if delivered && key <= last {
 				inOrder = false
 			}
-			delivered, last = true, oi.Key
-			if err := fn(oi); err != nil {
+			delivered, last = true, key
+			if err := deliver(); err != nil {
 				return callbackError{err}
 			}
 			return nil
@@ -259,6 +272,68 @@ func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInf
 		return u.err
 	}
 	return err
+}
+
+// Capabilities are found on the innermost driver, below the retry wrapper:
+// these give them the chain's retry policy too.
+
+type retryDirLister struct {
+	DirLister
+	r *retryDriver
+}
+
+func (x retryDirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
+	return x.r.listing(ctx, func(visit func(string, func() error) error) error {
+		return x.DirLister.ListDir(ctx, prefix, func(oi ObjectInfo, dir bool) error {
+			return visit(oi.Key, func() error { return fn(oi, dir) })
+		})
+	})
+}
+
+type retryMultipart struct {
+	MultipartUploads
+	r *retryDriver
+}
+
+func (x retryMultipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
+	return x.r.listing(ctx, func(visit func(string, func() error) error) error {
+		return x.MultipartUploads.WalkMultipartUploads(ctx, prefix, func(u MultipartUpload) error {
+			return visit(u.Key+"\x00"+u.UploadID, func() error { return fn(u) })
+		})
+	})
+}
+
+func (x retryMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	return x.r.do(ctx, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
+}
+
+type retryLargeObjects struct {
+	LargeObjects
+	r *retryDriver
+}
+
+func (x retryLargeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
+	err = x.r.do(ctx, func() error {
+		oi, prefix, err = x.LargeObjects.LargeObject(ctx, key)
+		return err
+	})
+	return oi, prefix, err
+}
+
+func (x retryLargeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
+	return x.r.listing(ctx, func(visit func(string, func() error) error) error {
+		return x.LargeObjects.WalkSegments(ctx, func(oi ObjectInfo) error {
+			return visit(oi.Key, func() error { return fn(oi) })
+		})
+	})
+}
+
+func (x retryLargeObjects) DeleteSegments(ctx context.Context, names []string) (res []DeleteResult, err error) {
+	err = x.r.do(ctx, func() error {
+		res, err = x.LargeObjects.DeleteSegments(ctx, names)
+		return err
+	})
+	return res, err
 }
 
 func (r *retryDriver) Stat(ctx context.Context, key string) (oi ObjectInfo, err error) {

@@ -317,6 +317,12 @@ func translate(err error) error {
 	}
 	var er minio.ErrorResponse
 	if !errors.As(err, &er) {
+		// minio-go replaces the EOF of a connection closed before the
+		// response with a message of its own.
+		var ue *url.Error
+		if errors.As(err, &ue) && ue.Err != nil && strings.HasPrefix(ue.Err.Error(), "Connection closed by foreign host") {
+			return fmt.Errorf("%w: the connection closed before the response: %w", storage.ErrTransient, err)
+		}
 		return err
 	}
 	code := er.Code
