@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/storage"
 )
@@ -299,6 +300,36 @@ func (p *Plan) VerifyDangling(ctx context.Context, d storage.Driver) error {
 			return fmt.Errorf("checking that %s is missing: %w", key, err)
 		default:
 			return fmt.Errorf("%w: blob %s exists but the walk did not list it; refusing to delete %s", ErrWalkIncomplete, key, it.Key)
+		}
+	}
+	return nil
+}
+
+// VerifyEmptyRepositories lists the manifests of each repository the
+// plan removes whole, on its own: a store whose listing silently ended
+// early would show a live repository as one with only layer links, and
+// this listing of another prefix would show what the walk missed.
+func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) error {
+	planned := make(map[string]bool, len(p.Items))
+	for _, it := range p.Items {
+		planned[it.Key] = true
+	}
+	for _, it := range p.Items {
+		if it.Kind != KindRepository {
+			continue
+		}
+		prefix := layout.RepoPrefix(it.Repo) + "_manifests/"
+		err := d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
+			if !planned[oi.Key] {
+				return fmt.Errorf("%w: %s exists but the walk did not list it; refusing to remove repository %s", ErrWalkIncomplete, oi.Key, it.Repo)
+			}
+			return nil
+		})
+		if err != nil {
+			if errors.Is(err, ErrWalkIncomplete) {
+				return err
+			}
+			return fmt.Errorf("listing %s to prove the repository empty: %w", prefix, err)
 		}
 	}
 	return nil

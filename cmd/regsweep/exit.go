@@ -54,6 +54,7 @@ func exitCode(err error) int {
 		guard       *sweep.GuardError
 		badPlan     planError
 		harbor      harborError
+		storagePath *storage.PathError
 	)
 	switch {
 	case err == nil:
@@ -78,6 +79,10 @@ func exitCode(err error) int {
 		return exitPlan
 	case errors.As(err, &harbor):
 		return exitHarbor
+	case errors.As(err, &storagePath):
+		// A storage operation that failed after its retries, outside a
+		// walk or a sweep (the lock, a probe): the storage is unreachable.
+		return exitStorage
 	}
 	return exitError
 }

@@ -35,6 +35,7 @@ type gcOptions struct {
 	list              bool
 	lockTimeout       time.Duration
 	batchSize         int
+	requireReadonly   bool
 	harbor            harborOptions
 }
 
@@ -69,6 +70,7 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.BoolVar(&o.list, "list", false, "list every planned deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
 	f.IntVar(&o.batchSize, "delete-batch-size", 1000, "keys per delete request (S3 allows at most 1000)")
+	f.BoolVar(&o.requireReadonly, "require-readonly", false, "with --delete, refuse (exit 6) unless the registry's config.yml (--registry-config) has storage.maintenance.readonly.enabled: true")
 	o.harbor.addFlags(f, true)
 	return cmd
 }
@@ -89,6 +91,9 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}
 	if o.grace < 0 || o.uploadGrace < 0 {
 		return usageError{errors.New("--grace and --upload-grace cannot be negative")}
+	}
+	if err := checkRequireReadonly(o.requireReadonly, o.delete, g.registryConfig, os.Environ(), g.logger()); err != nil {
+		return err
 	}
 	ctx := cmd.Context()
 	log := g.logger()
@@ -188,6 +193,12 @@ func writePlan(path string, plan *sweep.Plan) error {
 	if err != nil {
 		return err
 	}
+	// An existing file keeps its mode through O_TRUNC: a plan names every
+	// key to delete, so it is made private whatever it was.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
 	if err := plan.WriteJSON(f); err != nil {
 		f.Close()
 		return err
@@ -212,6 +223,9 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 func executeWithRechecks(ctx context.Context, d storage.Driver, held *lock.Held, plan *sweep.Plan, opts walker.Options,
 	manifests sweep.Manifests, blobsToo bool, exec sweep.ExecOptions) (*sweep.Result, *sweep.RecheckStats, error) {
 	if err := plan.VerifyDangling(ctx, d); err != nil {
+		return nil, nil, err
+	}
+	if err := plan.VerifyEmptyRepositories(ctx, d); err != nil {
 		return nil, nil, err
 	}
 	total := &sweep.RecheckStats{}
