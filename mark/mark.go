@@ -127,6 +127,40 @@ type Result struct {
 	Repos map[string]*RepoResult
 	// Problems, sorted by repository, kind, digest and key.
 	Problems []Problem
+
+	g *graph // every manifest the mark parsed, for References
+}
+
+// References returns what manifest d references (index children, config,
+// layers and blobs, its subject) as the mark parsed it, so that the
+// plan's rechecks need not read or parse it again. ok is false for a
+// manifest that could not be parsed; a manifest storage lacks references
+// nothing. found is false for a digest the mark never read (a manifest
+// linked since): the caller reads it itself.
+func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok, found bool) {
+	if r.g == nil {
+		return nil, nil, "", false, false
+	}
+	id, known := r.g.find(d)
+	if !known || int(id) >= len(r.g.nodes) || r.g.nodes[id] == nil {
+		return nil, nil, "", false, false
+	}
+	switch n := r.g.nodes[id]; n.state {
+	case stateMissing:
+		return nil, nil, "", true, true
+	case stateOK:
+		for _, c := range n.children {
+			children = append(children, r.g.digest(c))
+		}
+		for _, b := range n.blobs {
+			blobs = append(blobs, r.g.digest(b))
+		}
+		if n.subject != noID {
+			subject = r.g.digest(n.subject)
+		}
+		return children, blobs, subject, true, true
+	}
+	return nil, nil, "", false, true
 }
 
 // Blocking returns the problems that must stop a sweep: unparseable
@@ -192,7 +226,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		problems:     map[problemKey]Problem{},
 	}
 	m.corruptLinks()
-	res := &Result{Repos: make(map[string]*RepoResult, len(names))}
+	res := &Result{Repos: make(map[string]*RepoResult, len(names)), g: g}
 	for i, name := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, err

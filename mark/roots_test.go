@@ -62,3 +62,36 @@ func TestRootsAllKeepsLayerLinks(t *testing.T) {
 		t.Errorf("the system artifact's blob is not kept")
 	}
 }
+
+// The plan's rechecks read references from the mark's own parse.
+func TestReferencesFromTheMark(t *testing.T) {
+	f := newFixture(t)
+	l := f.blob()
+	img := f.image(l)
+	sig := f.referrer(img)
+	list := f.index(img)
+	f.push("r", "v1", list)
+	f.push("r", "", img)
+	f.push("r", "", sig)
+	gone := f.absentBlob()
+	f.rev("r", gone)
+	res := f.run(mark.Options{})
+
+	children, blobs, subject, ok, found := res.References(list)
+	if !ok || !found || len(children) != 1 || children[0] != img || len(blobs) != 0 || subject != "" {
+		t.Errorf("index: %v %v %q %v %v", children, blobs, subject, ok, found)
+	}
+	_, blobs, _, ok, found = res.References(img)
+	if !ok || !found || len(blobs) != 2 || blobs[1] != l {
+		t.Errorf("image: blobs %v ok %v found %v", blobs, ok, found)
+	}
+	if _, _, subject, _, _ = res.References(sig); subject != img {
+		t.Errorf("referrer: subject %q, want %s", subject, img)
+	}
+	if _, blobs, _, ok, found = res.References(gone); !ok || !found || len(blobs) != 0 {
+		t.Errorf("missing manifest: ok %v found %v blobs %v", ok, found, blobs)
+	}
+	if _, _, _, _, found = res.References(f.absentBlob()); found {
+		t.Errorf("a digest the mark never read is found")
+	}
+}

@@ -156,7 +156,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if dbErr != nil && !storage.IsNotFound(dbErr) {
 		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
 	}
-	manifests := manifestReader(ctx, src)
+	manifests := markedManifests(res, manifestReader(ctx, src))
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
@@ -260,6 +260,17 @@ func executeWithRechecks(ctx context.Context, d storage.Driver, held *lock.Held,
 	}
 	result, err := plan.Execute(ctx, d, held, exec)
 	return result, total, err
+}
+
+// markedManifests answers from the mark's own parse, and reads only the
+// manifests linked since through read.
+func markedManifests(res *mark.Result, read sweep.Manifests) sweep.Manifests {
+	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
+		if children, blobs, subject, ok, found := res.References(d); found {
+			return children, blobs, subject, ok
+		}
+		return read(d)
+	}
 }
 
 // manifestReader reads what a manifest references directly, through the
