@@ -128,6 +128,11 @@ func (b *backendUnderTest) run(t *testing.T, args ...string) (string, string, in
 		code = ee.ExitCode()
 	}
 	for _, secret := range b.cfg.Secrets() {
+		// The access key is an identifier (the security tests check it
+		// apart), and the test MinIO's is the word "regsweep".
+		if secret == b.cfg.S3.AccessKey {
+			continue
+		}
 		if strings.Contains(stdout.String(), secret) || strings.Contains(stderr.String(), secret) {
 			t.Fatalf("regsweep %v printed a secret", args)
 		}
