@@ -209,7 +209,13 @@ func writePlan(path string, plan *sweep.Plan) error {
 // acquireLock takes the storage lock for a deleting command. The returned
 // context ends if the lock is lost; release gives the lock back.
 func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, command string) (*lock.Held, context.Context, func(), error) {
-	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Timeout: timeout, Command: command})
+	opts := lock.Options{Timeout: timeout, Command: command}
+	if d.Name() == "filesystem" {
+		// A local filesystem reads its own writes: no need to let the
+		// store settle before reading the lock back.
+		opts.Settle = 10 * time.Millisecond
+	}
+	held, lctx, err := lock.Acquire(ctx, d, opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
