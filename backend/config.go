@@ -21,9 +21,6 @@ type Config struct {
 	Filesystem FilesystemConfig
 	S3         S3Config
 	Swift      SwiftConfig
-	// ReadOnlyMaintenance is the registry's storage.maintenance.readonly
-	// flag, when the config came from the registry's file.
-	ReadOnlyMaintenance bool
 }
 
 type FilesystemConfig struct {
@@ -185,14 +182,6 @@ func ParseRegistryConfig(raw []byte, env []string) (Config, error) {
 	}
 	cfg := DefaultConfig()
 	cfg.Driver = driver
-	if m, ok := doc.Storage["maintenance"].(map[string]any); ok {
-		if ro, ok := m["readonly"].(map[string]any); ok {
-			cfg.ReadOnlyMaintenance, _ = asBool(ro["enabled"], false)
-		}
-	}
-	if v, ok := envMap["REGISTRY_STORAGE_MAINTENANCE_READONLY_ENABLED"]; ok {
-		cfg.ReadOnlyMaintenance, _ = asBool(v, false)
-	}
 	p := paramReader{params: params, driver: driver}
 	switch driver {
 	case "filesystem":

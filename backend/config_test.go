@@ -30,7 +30,7 @@ storage:
 	}
 	s := cfg.S3
 	if cfg.Driver != "s3" || s.Bucket != "other" || s.SecretKey != "from-env" || s.AccessKey != "AKIA-FILE" || s.Secure ||
-		!s.ForcePathStyle || s.RootDirectory != "/reg" || s.RegionEndpoint != "http://127.0.0.1:9000" || !s.V4Auth || !cfg.ReadOnlyMaintenance {
+		!s.ForcePathStyle || s.RootDirectory != "/reg" || s.RegionEndpoint != "http://127.0.0.1:9000" || !s.V4Auth {
 		t.Fatalf("unexpected config: %+v", cfg)
 	}
 	for k, v := range cfg.Redacted() {

@@ -126,8 +126,7 @@ func registryYAML(t *testing.T, c Config) []byte {
 		params["insecureskipverify"] = s.InsecureSkipVerify
 		params["authversion"] = strconv.Itoa(s.AuthVersion)
 	}
-	doc := map[string]any{"storage": map[string]any{c.Driver: params,
-		"maintenance": map[string]any{"readonly": map[string]any{"enabled": c.ReadOnlyMaintenance}}}}
+	doc := map[string]any{"storage": map[string]any{c.Driver: params}}
 	b, err := yaml.Marshal(doc)
 	if err != nil {
 		t.Fatalf("writing config: %v", err)

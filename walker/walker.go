@@ -447,7 +447,11 @@ func (w *walk) readStartedAt(ctx context.Context, e Entry) error {
 	b, err := w.d.Get(ctx, e.Key, 256)
 	switch {
 	case storage.IsNotFound(err):
-		return fmt.Errorf("%s: %w", e.Key, ErrVanished)
+		// The upload finished or was cancelled since it was listed: the
+		// registry removes uploads as they complete. What else of it was
+		// listed is judged by its own mtimes, as an upload without a
+		// start time is.
+		return nil
 	case err == nil:
 		if t, perr := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b))); perr == nil {
 			e.StartedAt = t

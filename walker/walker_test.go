@@ -295,3 +295,31 @@ func TestShardedRepositoriesWalkFindsTheSame(t *testing.T) {
 			one.Keys, len(one.Repositories), len(one.Unknown), sharded.Keys, len(sharded.Repositories), len(sharded.Unknown))
 	}
 }
+
+// goneStartedAt is storage where an upload finished between the listing
+// and the read of its startedat.
+type goneStartedAt struct{ storage.Driver }
+
+func (g goneStartedAt) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	if strings.HasSuffix(key, "/startedat") {
+		return nil, &storage.PathError{Op: "get", Driver: "test", Key: key, Err: storage.ErrNotFound}
+	}
+	return g.Driver.Get(ctx, key, max)
+}
+
+func TestUploadThatFinishesDuringTheWalk(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(mem, 2)
+	w.Upload("r", "u1", time.Now(), []byte("partial"))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := walker.Collect(context.Background(), goneStartedAt{mem}, walker.DefaultOptions())
+	if err != nil {
+		t.Fatalf("an upload that completes during the walk fails it: %v", err)
+	}
+	u := inv.Repositories["r"].Uploads["u1"]
+	if u == nil || !u.StartedAt.IsZero() || len(u.Files) != 2 {
+		t.Fatalf("upload: %+v, want its other files without a start time", u)
+	}
+}
