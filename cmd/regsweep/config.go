@@ -72,11 +72,12 @@ func defaultConfigSearch() []string {
 }
 
 // usesConfiguration is false for the commands that must work whatever the
-// configuration holds: help, shell completion and the man page generator.
+// configuration holds: help, version, shell completion and the man page
+// generator.
 func usesConfiguration(cmd *cobra.Command) bool {
 	for c := cmd; c.HasParent(); c = c.Parent() {
 		switch c.Name() {
-		case "help", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd, genManCommandName:
+		case "help", "version", "completion", cobra.ShellCompRequestCmd, cobra.ShellCompNoDescRequestCmd, genManCommandName:
 			return false
 		}
 	}

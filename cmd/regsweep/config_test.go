@@ -335,6 +335,10 @@ func TestCompletionScripts(t *testing.T) {
 			t.Errorf("completion %s: exit %d, %d bytes, stderr %s", shell, code, len(stdout), stderr)
 		}
 	}
+	// Nor version: it is what an operator runs to see what is installed.
+	if stdout, stderr, code := run(t, "version"); code != 0 || stdout == "" {
+		t.Errorf("version with a broken configuration file: exit %d, %s", code, stderr)
+	}
 	// Completion of flags works through cobra's hidden request command.
 	stdout, _, code := run(t, cobra.ShellCompRequestCmd, "gc", "--gra")
 	if code != 0 || !strings.Contains(stdout, "--grace") {
