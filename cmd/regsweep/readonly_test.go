@@ -113,6 +113,19 @@ func TestRequireReadOnlyCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("sweep --plan: refused the same way", func(t *testing.T) {
+		root := sampleTree(t)
+		cfg := registryConfigFor(t, root, false)
+		before := snapshot(t, root)
+		_, stderr, code := run(t, "sweep", "--plan", filepath.Join(t.TempDir(), "never-read.json"), "--delete", "--require-readonly", "--registry-config", cfg)
+		if code != exitGuard || !strings.Contains(stderr, guardRegistryNotReadOnly) {
+			t.Errorf("exit %d, stderr %q; want %d naming %s", code, stderr, exitGuard, guardRegistryNotReadOnly)
+		}
+		if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
+			t.Errorf("storage changed")
+		}
+	})
+
 	t.Run("writable registry: --delete refused with exit 6, --force too", func(t *testing.T) {
 		root := sampleTree(t)
 		cfg := registryConfigFor(t, root, false)

@@ -25,6 +25,8 @@ type sweepOptions struct {
 	format      string
 	list        bool
 	lockTimeout time.Duration
+	// requireReadonly refuses to delete unless the registry is read-only.
+	requireReadonly bool
 }
 
 func newSweepCommand(g *globalOptions) *cobra.Command {
@@ -44,6 +46,7 @@ then points to, leaves the plan. Without --delete it shows what would be deleted
 	f.BoolVar(&o.delete, "delete", false, "delete (the default is a dry run)")
 	f.BoolVar(&o.force, "force", false, "delete even when the plan's safety guards tripped")
 	f.DurationVar(&o.maxPlanAge, "max-plan-age", 24*time.Hour, "refuse plans older than this")
+	f.BoolVar(&o.requireReadonly, "require-readonly", false, "with --delete, refuse (exit 6) unless the registry's config.yml (--registry-config) has storage.maintenance.readonly.enabled: true")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache")
 	addFormatFlag(f, &o.format)
 	f.BoolVar(&o.list, "list", false, "list every deletion")
@@ -61,6 +64,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		return usageError{fmt.Errorf("--plan is required")}
 	}
 	if err := checkFormat(o.format); err != nil {
+		return err
+	}
+	if err := checkRequireReadonly(o.requireReadonly, o.delete, g.registryConfig, os.Environ(), g.logger()); err != nil {
 		return err
 	}
 	f, err := os.Open(o.planFile)
