@@ -120,15 +120,3 @@ func (l *Liveness) Protect(res *mark.Result) {
 		}
 	}
 }
-
-// Unknown reports the storage repositories the database has no row for,
-// and is how audit finds them.
-func (l *Liveness) Unknown(inv *walker.Inventory) []string {
-	var out []string
-	for _, name := range inv.RepositoryNames() {
-		if _, ok := l.snap.Repositories[name]; !ok && !strings.HasPrefix(name, SystemPrefix) {
-			out = append(out, name)
-		}
-	}
-	return out
-}

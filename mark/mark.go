@@ -27,6 +27,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/manifest"
+	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -442,4 +444,25 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// SourceReferences reads what a manifest references directly from src,
+// for the plan's rechecks where no mark ran (sweep --plan) or for a
+// manifest linked since it. A manifest storage lacks references nothing;
+// ok is false when it cannot be read or parsed.
+func SourceReferences(ctx context.Context, src Source) func(digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool) {
+	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
+		body, err := src.Manifest(ctx, d)
+		if storage.IsNotFound(err) {
+			return nil, nil, "", true
+		}
+		if err != nil {
+			return nil, nil, "", false
+		}
+		m, err := manifest.Parse(body)
+		if err != nil {
+			return nil, nil, "", false
+		}
+		return m.Children, m.Blobs, m.Subject, true
+	}
 }

@@ -52,20 +52,7 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 }
 
 func manifests(ctx context.Context, src mark.Source) sweep.Manifests {
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		body, err := src.Manifest(ctx, d)
-		if storage.IsNotFound(err) {
-			return nil, nil, "", true
-		}
-		if err != nil {
-			return nil, nil, "", false
-		}
-		m, err := manifest.Parse(body)
-		if err != nil {
-			return nil, nil, "", false
-		}
-		return m.Children, m.Blobs, m.Subject, true
-	}
+	return mark.SourceReferences(ctx, src)
 }
 
 // checkIntact asserts that every tag resolves to a manifest whose whole

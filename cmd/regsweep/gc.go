@@ -14,7 +14,6 @@ import (
 
 	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/lock"
-	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
@@ -279,35 +278,28 @@ func markedManifests(res *mark.Result, read sweep.Manifests) sweep.Manifests {
 	}
 }
 
-// manifestReader reads what a manifest references directly, through the
-// mark's source (the mark just read them, so its cache has them).
+// manifestReader reads what a manifest references through src, once per
+// digest: a recheck asks for the same manifest in every repository that
+// links it.
 func manifestReader(ctx context.Context, src mark.Source) sweep.Manifests {
 	type entry struct {
 		children, blobs []digest.Digest
 		subject         digest.Digest
 		ok              bool
 	}
+	read := mark.SourceReferences(ctx, src)
 	var mu sync.Mutex
 	memo := map[digest.Digest]entry{}
 	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
 		mu.Lock()
 		e, hit := memo[d]
 		mu.Unlock()
-		if hit {
-			return e.children, e.blobs, e.subject, e.ok
+		if !hit {
+			e.children, e.blobs, e.subject, e.ok = read(d)
+			mu.Lock()
+			memo[d] = e
+			mu.Unlock()
 		}
-		body, err := src.Manifest(ctx, d)
-		switch {
-		case storage.IsNotFound(err):
-			e.ok = true // nothing stored, nothing referenced
-		case err == nil:
-			if m, perr := manifest.Parse(body); perr == nil {
-				e = entry{children: m.Children, blobs: m.Blobs, subject: m.Subject, ok: true}
-			}
-		}
-		mu.Lock()
-		memo[d] = e
-		mu.Unlock()
 		return e.children, e.blobs, e.subject, e.ok
 	}
 }

@@ -11,12 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/regsweep/regsweep/internal/faulty"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/lock"
-	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/storage/filesystem"
@@ -138,20 +135,7 @@ func gc(ctx context.Context, d storage.Driver, del bool) outcome {
 	if err != nil {
 		return outcome{inventory: inventorySummary(inv), err: err}
 	}
-	manifests := func(dg digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		body, err := src.Manifest(ctx, dg)
-		if storage.IsNotFound(err) {
-			return nil, nil, "", true
-		}
-		if err != nil {
-			return nil, nil, "", false
-		}
-		m, err := manifest.Parse(body)
-		if err != nil {
-			return nil, nil, "", false
-		}
-		return m.Children, m.Blobs, m.Subject, true
-	}
+	manifests := mark.SourceReferences(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), DeleteUntagged: true, MaxDeleteFraction: 0.9}, manifests)
 	out := outcome{inventory: inventorySummary(inv), items: itemList(plan)}

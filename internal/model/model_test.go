@@ -18,7 +18,6 @@ import (
 
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
-	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
@@ -400,20 +399,7 @@ func gc(mem *storage.Memory, exec storage.Driver, s *State, o Options, cfg runCo
 }
 
 func manifests(ctx context.Context, src mark.Source) sweep.Manifests {
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		body, err := src.Manifest(ctx, d)
-		if storage.IsNotFound(err) {
-			return nil, nil, "", true
-		}
-		if err != nil {
-			return nil, nil, "", false
-		}
-		m, err := manifest.Parse(body)
-		if err != nil {
-			return nil, nil, "", false
-		}
-		return m.Children, m.Blobs, m.Subject, true
-	}
+	return mark.SourceReferences(ctx, src)
 }
 
 // killer deletes through the memory driver until its budget is spent,
