@@ -144,7 +144,14 @@ func (s *Snapshot) Collectable(b Blob) bool {
 	if b.UpdateTime.After(s.Cutoff()) {
 		return false
 	}
-	switch b.Status {
+	return Claimable(b.Status)
+}
+
+// Claimable reports whether a collector may claim a row in this status
+// (none, delete or deletefailed; "" on schemas without a status). A row in
+// deleting is held by another collector.
+func Claimable(status string) bool {
+	switch status {
 	case "", StatusNone, StatusDelete, StatusDeleteFailed:
 		return true
 	}

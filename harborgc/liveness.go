@@ -115,7 +115,7 @@ func (l *Liveness) Protect(res *mark.Result) {
 		switch {
 		case b.UpdateTime.After(l.snap.Cutoff()):
 			keep(d) // a push touched it within the window
-		case b.Status != "" && b.Status != harbordb.StatusNone && b.Status != harbordb.StatusDelete && b.Status != harbordb.StatusDeleteFailed:
+		case !harbordb.Claimable(b.Status):
 			keep(d) // another collector holds it
 		}
 	}
