@@ -10,12 +10,14 @@
 package harborgc
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -119,4 +121,30 @@ func (l *Liveness) Protect(res *mark.Result) {
 			keep(d) // another collector holds it
 		}
 	}
+}
+
+// GuardUnknownRepositories trips when most storage repositories have no
+// row in the database: the database is likely another Harbor's, and every
+// revision link in those repositories would be planned for deletion (the
+// blob-fraction guard does not count links).
+const GuardUnknownRepositories = "harbor_unknown_repositories"
+
+// Guard returns the guard a walk trips against the snapshot, or nil.
+func (l *Liveness) Guard(inv *walker.Inventory) *sweep.Guard {
+	known, unknown := 0, 0
+	for name := range inv.Repositories {
+		if strings.HasPrefix(name, SystemPrefix) {
+			continue
+		}
+		if _, ok := l.snap.Repositories[name]; ok {
+			known++
+		} else {
+			unknown++
+		}
+	}
+	if unknown == 0 || unknown <= known {
+		return nil
+	}
+	return &sweep.Guard{Name: GuardUnknownRepositories, Message: fmt.Sprintf(
+		"%d of %d repositories in storage have no repository row in Harbor's database: is --harbor-db this registry's database?", unknown, known+unknown)}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/regsweep/regsweep/internal/testenv"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
+	"github.com/regsweep/regsweep/walker"
 )
 
 // A push that touches a planned blob's row between the snapshot and the
@@ -85,5 +86,23 @@ func TestClaimLosesToAConcurrentPush(t *testing.T) {
 	}
 	if n := h.Count(`SELECT count(*) FROM blob WHERE status = 'deleting'`); n != 0 {
 		t.Errorf("%d rows left deleting", n)
+	}
+}
+
+// A database that names none of most storage repositories is likely
+// another registry's: the run refuses rather than delete their links.
+func TestGuardUnknownRepositories(t *testing.T) {
+	snap := &harbordb.Snapshot{Repositories: map[string]harbordb.Repository{"lib/app": {Name: "lib/app"}}}
+	l := harborgc.NewLiveness(snap, false)
+	inv := walker.NewInventory()
+	for _, name := range []string{"lib/app", "other/a", "sys_harb0r/v/r"} {
+		inv.Repo(name)
+	}
+	if g := l.Guard(inv); g != nil {
+		t.Errorf("one known, one unknown, one system repository: guard %v", g)
+	}
+	inv.Repo("other/b")
+	if g := l.Guard(inv); g == nil || g.Name != harborgc.GuardUnknownRepositories {
+		t.Errorf("two of three repositories unknown: guard %v", g)
 	}
 }

@@ -162,6 +162,11 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}, manifests)
 
 	plan.Options.Harbor = hb != nil
+	if hb != nil {
+		if g := hb.live.Guard(inv); g != nil {
+			plan.Guards = append(plan.Guards, *g)
+		}
+	}
 	var result *sweep.Result
 	var recheck *sweep.RecheckStats
 	var execErr error
