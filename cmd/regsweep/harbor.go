@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -105,30 +105,6 @@ func executionStart(trigger string, dryRun, deleteUntagged bool, workers int, wi
 	return harbordb.ExecutionStart{Trigger: trigger, DryRun: dryRun, DeleteUntagged: deleteUntagged, Workers: workers, TimeWindow: window}
 }
 
-// joinErrs keeps the first error's class for the exit code.
-func joinErrs(first error, more ...error) error {
-	errs := []error{first}
-	for _, e := range more {
-		if e != nil {
-			errs = append(errs, e)
-		}
-	}
-	if first == nil && len(errs) == 1 {
-		return nil
-	}
-	if first == nil {
-		errs = errs[1:]
-	}
-	if len(errs) == 1 {
-		return errs[0]
-	}
-	var msgs []string
-	for _, e := range errs[1:] {
-		msgs = append(msgs, e.Error())
-	}
-	return fmt.Errorf("%w (also: %s)", errs[0], strings.Join(msgs, "; "))
-}
-
 // executeHarbor is a deleting gc in Harbor mode: the sweep runs inside
 // Harbor's deletion protocol, the database follows, the cache is purged and
 // the run is recorded in Harbor's GC history.
@@ -167,7 +143,7 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 			ferr = harborError{e}
 		}
 		perr = purgeCache(fctx, o.harbor.redis, log)
-		return result, recheck, joinErrs(err, ferr, perr)
+		return result, recheck, errors.Join(err, ferr, perr)
 	}()
 	if exec != nil {
 		status := harbordb.StatusSuccess
@@ -182,7 +158,7 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 			FreedSpace: freed, PurgedBlobs: int64(proto.Stats.DeletedBlobRows), PurgedManifests: int64(proto.Stats.PurgedManifests),
 		}, proto.JobLog())
 		if herr != nil {
-			err = joinErrs(err, harborError{herr})
+			err = errors.Join(err, harborError{herr})
 		}
 	}
 	return result, recheck, err
