@@ -385,13 +385,25 @@ func freesBytes(it Item) bool {
 
 const reasonOrphanSegment = "segment of no blob"
 
+// anyStored says whether some kept digest is a stored blob. Digests kept
+// but missing from storage (a dangling link, a row without a blob) do not
+// count: they prove nothing about the blobs that are there.
+func anyStored[V, W any](kept *walker.DigestMap[V], stored *walker.DigestMap[W]) bool {
+	for d := range kept.All() {
+		if stored.Has(d) {
+			return true
+		}
+	}
+	return false
+}
+
 func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard {
 	g := []Guard{}
 	blobs := inv.Blobs.Len()
 	if len(inv.Repositories) == 0 && blobs > 0 {
 		g = append(g, Guard{GuardNoRepositories, fmt.Sprintf("the walk found no repositories but %d blobs: refusing to treat every blob as garbage", blobs)})
 	}
-	if res.KeptBlobs.Len() == 0 && blobs > 0 {
+	if blobs > 0 && !anyStored(res.KeptBlobs, inv.Blobs) {
 		g = append(g, Guard{GuardNothingMarked, fmt.Sprintf("nothing was marked live but %d blobs exist: refusing to delete them all", blobs)})
 	}
 	if blobs > 0 && o.MaxDeleteFraction > 0 && float64(s.Blobs)/float64(blobs) > o.MaxDeleteFraction {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +237,33 @@ func TestGuardsRefuse(t *testing.T) {
 	// Nothing was deleted, and the lock is gone again.
 	if keys := d.Keys(); len(keys) != 5 {
 		t.Errorf("keys after a refused run: %v", keys)
+	}
+}
+
+// TestNothingMarkedIgnoresMissingDigests: a revision link to a manifest
+// storage lacks is kept by the mark, but proves nothing about the blobs
+// that are there; it must not disarm the nothing_marked guard.
+func TestNothingMarkedIgnoresMissingDigests(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(d, 2)
+	for i := 0; i < 3; i++ {
+		w.Blob([]byte(fmt.Sprintf("orphan %d", i)))
+	}
+	w.Revision("lib/app", digest.FromString("a manifest that was never stored"))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	before := d.Keys()
+	run := gc(t, d, false, 0, sweep.ExecOptions{})
+	var ge *sweep.GuardError
+	if !errors.As(run.err, &ge) {
+		t.Fatalf("want a guard error, got %v", run.err)
+	}
+	if !slices.ContainsFunc(ge.Guards, func(g sweep.Guard) bool { return g.Name == sweep.GuardNothingMarked }) {
+		t.Errorf("want %s among %v", sweep.GuardNothingMarked, ge.Guards)
+	}
+	if after := d.Keys(); !slices.Equal(before, after) {
+		t.Errorf("a refused run changed storage: %v -> %v", before, after)
 	}
 }
 

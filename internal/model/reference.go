@@ -49,8 +49,8 @@ type dset map[digest.Digest]bool
 //   - Blocking (nothing is deleted): a corrupt link anywhere; a kept (or,
 //     with DeleteUntagged, linked) manifest whose stored content is not a
 //     manifest; a kept index whose child storage lacks; a key in the
-//     repository tree that fits no layout; no repositories, or nothing
-//     needed, while blobs exist; more than MaxDeleteFraction of the blobs
+//     repository tree that fits no layout; no repositories, or no stored
+//     blob needed, while blobs exist; more than MaxDeleteFraction of the blobs
 //     to delete.
 //   - Garbage, when older than the grace: revision and tag history links
 //     of manifests not kept (or not stored), layer links the repository
@@ -59,7 +59,8 @@ type dset map[digest.Digest]bool
 //     upload grace whose files are all old.
 //   - What stays keeps what it points at: a link that is not garbage (a
 //     young one) keeps its manifest, what that references, its subject
-//     and its referrers, transitively; a stored manifest that cannot be
+//     and its referrers (also when the manifest itself is missing),
+//     transitively; a stored manifest that cannot be
 //     read there keeps every link of its repository and every blob.
 func Expect(s *State, o Options) Expectation {
 	e := Expectation{Garbage: map[string]bool{}, Needed: map[digest.Digest]bool{}}
@@ -174,9 +175,10 @@ func Expect(s *State, o Options) Expectation {
 	storedBlobs := 0
 	anyNeeded := false
 	for d, b := range s.Blobs {
-		if b.Stored {
-			storedBlobs++
+		if !b.Stored {
+			continue
 		}
+		storedBlobs++
 		for _, n := range need {
 			anyNeeded = anyNeeded || n[d]
 		}
@@ -310,6 +312,13 @@ func Expect(s *State, o Options) Expectation {
 					return
 				}
 				walked[d], p[d] = true, true
+				// Referrers are attached to the digest, stored or not
+				// (OCI lets a referrer land before its subject).
+				for rd := range s.Repos[name].Revisions {
+					if rm := manifestOf(rd); rm != nil && rm.Subject == d {
+						tree(rd)
+					}
+				}
 				if !stored(d) {
 					return
 				}
@@ -326,11 +335,6 @@ func Expect(s *State, o Options) Expectation {
 				}
 				if m.Subject != "" {
 					tree(m.Subject)
-				}
-				for rd := range s.Repos[name].Revisions {
-					if rm := manifestOf(rd); rm != nil && rm.Subject == d {
-						tree(rd)
-					}
 				}
 			}
 			for k, l := range links {
