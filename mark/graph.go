@@ -47,8 +47,7 @@ var (
 
 type graph struct {
 	mu    sync.Mutex // held by the loader around table access
-	sha   map[[32]byte]uint32
-	other map[digest.Digest]uint32
+	ids   *walker.DigestMap[uint32]
 	keys  [][32]byte               // by id; zero for non-sha256 ids
 	names map[uint32]digest.Digest // non-sha256 ids
 	nodes []*node                  // by id; nil for ids never wanted as manifests
@@ -58,7 +57,7 @@ type graph struct {
 }
 
 func newGraph(inv *walker.Inventory) *graph {
-	return &graph{sha: map[[32]byte]uint32{}, other: map[digest.Digest]uint32{}, names: map[uint32]digest.Digest{},
+	return &graph{ids: walker.NewDigestMap[uint32](), names: map[uint32]digest.Digest{},
 		keys: make([][32]byte, 1), nodes: make([]*node, 1), inv: inv}
 }
 
@@ -79,21 +78,15 @@ func shaKey(d digest.Digest) ([32]byte, bool) {
 }
 
 func (g *graph) intern(d digest.Digest) uint32 {
-	k, isSHA := shaKey(d)
-	if isSHA {
-		if id, ok := g.sha[k]; ok {
-			return id
-		}
-	} else if id, ok := g.other[d]; ok {
+	if id, ok := g.ids.Get(d); ok {
 		return id
 	}
 	id := uint32(len(g.nodes))
 	g.nodes = append(g.nodes, nil)
-	if isSHA {
-		g.sha[k] = id
+	g.ids.Set(d, id)
+	if k, isSHA := shaKey(d); isSHA {
 		g.keys = append(g.keys, k)
 	} else {
-		g.other[d] = id
 		g.names[id] = d
 		g.keys = append(g.keys, [32]byte{})
 	}
@@ -102,12 +95,7 @@ func (g *graph) intern(d digest.Digest) uint32 {
 
 // find returns the id of an interned digest.
 func (g *graph) find(d digest.Digest) (uint32, bool) {
-	if k, ok := shaKey(d); ok {
-		id, found := g.sha[k]
-		return id, found
-	}
-	id, found := g.other[d]
-	return id, found
+	return g.ids.Get(d)
 }
 
 func (g *graph) digest(id uint32) digest.Digest {

@@ -245,6 +245,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 	for d := range m.signatures.All() {
 		res.KeptBlobs.Set(d, struct{}{})
 	}
+	res.KeptBlobs.Compact()
 	res.Problems = make([]Problem, 0, len(m.problems))
 	for _, p := range m.problems {
 		res.Problems = append(res.Problems, p)
@@ -434,6 +435,8 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			keep(ref)
 		}
 	}
+	rr.KeptManifests.Compact()
+	rr.KeptLayers.Compact()
 	return rr
 }
 

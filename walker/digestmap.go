@@ -1,45 +1,79 @@
 package walker
 
 import (
+	"bytes"
 	"encoding/hex"
 	"iter"
+	"slices"
 
 	"github.com/opencontainers/go-digest"
 )
 
-// DigestMap maps digests to values compactly: sha256 digests, nearly all
-// of them, are kept as 32 raw bytes instead of a 71-byte string, which
-// halves the memory of a mark over millions of blobs.
+// DigestMap maps digests to values compactly. A collector holds a few of
+// these per blob, so their size is its memory: sha256 digests, nearly all
+// of them, are kept as 32 raw bytes instead of a 71-byte string, in a
+// sorted slice rather than a hash map (32 bytes and the value per entry,
+// where a map needs half as much again and twice that while it grows).
+// New keys collect in a small map, merged into the slice once it holds an
+// eighth as many, so n inserts cost O(n log n) in all.
+//
+// Like a map, it is safe for concurrent readers but not for a writer.
 type DigestMap[V any] struct {
-	sha256 map[[32]byte]V
+	sorted []digestEntry[V] // ascending by key
+	recent map[[32]byte]V   // keys not in sorted
 	other  map[digest.Digest]V
 }
 
-// NewDigestMap returns an empty map.
-func NewDigestMap[V any]() *DigestMap[V] {
-	return &DigestMap[V]{sha256: make(map[[32]byte]V), other: make(map[digest.Digest]V)}
+type digestEntry[V any] struct {
+	key [32]byte
+	val V
 }
 
+// minMerge is the smallest batch of recent keys worth a merge. It is
+// small: a registry has many repositories with a few hundred links each,
+// and a map that never merges is a hash map.
+const minMerge = 32
+
+// NewDigestMap returns an empty map.
+func NewDigestMap[V any]() *DigestMap[V] {
+	return &DigestMap[V]{}
+}
+
+// sha256Key is the raw form of a canonical sha256 digest (lower-case hex).
+// Anything else stays a string key: upper-case hex must not meet its
+// lower-case twin, since All would hand back the other spelling.
 func sha256Key(d digest.Digest) ([32]byte, bool) {
 	var k [32]byte
-	if d.Algorithm() != digest.SHA256 {
+	s := string(d)
+	if len(s) != 7+64 || s[:7] != "sha256:" {
 		return k, false
 	}
-	enc := d.Encoded()
-	if len(enc) != 64 {
-		return k, false
+	for i := 7; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return k, false
+		}
 	}
-	if _, err := hex.Decode(k[:], []byte(enc)); err != nil {
-		return k, false
-	}
-	return k, true
+	_, err := hex.Decode(k[:], []byte(s[7:]))
+	return k, err == nil
+}
+
+func compareEntry[V any](e digestEntry[V], k [32]byte) int { return bytes.Compare(e.key[:], k[:]) }
+
+func (m *DigestMap[V]) search(k [32]byte) (int, bool) {
+	return slices.BinarySearchFunc(m.sorted, k, compareEntry[V])
 }
 
 // Get returns the value for d.
 func (m *DigestMap[V]) Get(d digest.Digest) (V, bool) {
 	if k, ok := sha256Key(d); ok {
-		v, found := m.sha256[k]
-		return v, found
+		if v, found := m.recent[k]; found {
+			return v, true
+		}
+		if i, found := m.search(k); found {
+			return m.sorted[i].val, true
+		}
+		var zero V
+		return zero, false
 	}
 	v, found := m.other[d]
 	return v, found
@@ -53,29 +87,87 @@ func (m *DigestMap[V]) Has(d digest.Digest) bool {
 
 // Set stores v under d.
 func (m *DigestMap[V]) Set(d digest.Digest, v V) {
-	if k, ok := sha256Key(d); ok {
-		m.sha256[k] = v
+	k, ok := sha256Key(d)
+	if !ok {
+		if m.other == nil {
+			m.other = map[digest.Digest]V{}
+		}
+		m.other[d] = v
 		return
 	}
-	m.other[d] = v
+	if i, found := m.search(k); found {
+		m.sorted[i].val = v
+		return
+	}
+	if m.recent == nil {
+		m.recent = map[[32]byte]V{}
+	}
+	m.recent[k] = v
+	if len(m.recent) >= max(minMerge, len(m.sorted)/8) {
+		m.merge()
+	}
+}
+
+// merge moves the recent keys into sorted: they are sorted on their own,
+// then merged in from the back, so that no second copy of sorted is made
+// beyond what growing the slice takes.
+func (m *DigestMap[V]) merge() {
+	add := make([]digestEntry[V], 0, len(m.recent))
+	for k, v := range m.recent {
+		add = append(add, digestEntry[V]{k, v})
+	}
+	m.recent = nil
+	slices.SortFunc(add, func(a, b digestEntry[V]) int { return bytes.Compare(a.key[:], b.key[:]) })
+	old := len(m.sorted)
+	m.sorted = slices.Grow(m.sorted, len(add))[:old+len(add)]
+	i, j := old-1, len(add)-1
+	for w := len(m.sorted) - 1; j >= 0; w-- {
+		if i >= 0 && bytes.Compare(m.sorted[i].key[:], add[j].key[:]) > 0 {
+			m.sorted[w] = m.sorted[i]
+			i--
+		} else {
+			m.sorted[w] = add[j]
+			j--
+		}
+	}
+}
+
+// Compact merges what is pending and drops the slack left by growing:
+// call it when the map is built and about to be only read.
+func (m *DigestMap[V]) Compact() {
+	if len(m.recent) > 0 {
+		m.merge()
+	}
+	if cap(m.sorted) > len(m.sorted) {
+		m.sorted = slices.Clone(m.sorted)
+	}
 }
 
 // Delete removes d.
 func (m *DigestMap[V]) Delete(d digest.Digest) {
-	if k, ok := sha256Key(d); ok {
-		delete(m.sha256, k)
+	k, ok := sha256Key(d)
+	if !ok {
+		delete(m.other, d)
 		return
 	}
-	delete(m.other, d)
+	delete(m.recent, k)
+	if i, found := m.search(k); found {
+		m.sorted = slices.Delete(m.sorted, i, i+1)
+	}
 }
 
 // Len is the number of digests.
-func (m *DigestMap[V]) Len() int { return len(m.sha256) + len(m.other) }
+func (m *DigestMap[V]) Len() int { return len(m.sorted) + len(m.recent) + len(m.other) }
 
 // All yields every digest and value, in no particular order.
 func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 	return func(yield func(digest.Digest, V) bool) {
-		for k, v := range m.sha256 {
+		for _, e := range m.sorted {
+			if !yield(digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(e.key[:])), e.val) {
+				return
+			}
+		}
+		for k, v := range m.recent {
 			if !yield(digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(k[:])), v) {
 				return
 			}

@@ -84,7 +84,18 @@ func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, e
 	if err != nil {
 		return nil, err
 	}
+	inv.Compact()
 	return inv, nil
+}
+
+// Compact packs the inventory's maps once it is complete.
+func (inv *Inventory) Compact() {
+	inv.Blobs.Compact()
+	inv.BlobSegments.Compact()
+	for _, r := range inv.Repositories {
+		r.Revisions.Compact()
+		r.Layers.Compact()
+	}
 }
 
 // Repo returns the repository called name, creating it.

@@ -1,0 +1,93 @@
+package walker
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// TestDigestMapAgreesWithAMap drives DigestMap and a plain map with the
+// same random operations, across several merges, and compares them after
+// every step that could have moved an entry.
+func TestDigestMapAgreesWithAMap(t *testing.T) {
+	for seed := range uint64(8) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		m := NewDigestMap[int]()
+		want := map[digest.Digest]int{}
+		pool := make([]digest.Digest, 6000)
+		for i := range pool {
+			switch {
+			case i%97 == 0:
+				pool[i] = digest.SHA512.FromString(fmt.Sprint(i))
+			case i%89 == 0:
+				pool[i] = digest.Digest(fmt.Sprintf("sha256:NOT-HEX-%d", i))
+			case i%83 == 0:
+				// Upper-case hex is another key than its lower-case twin.
+				pool[i] = digest.Digest("sha256:" + strings.ToUpper(digest.FromString(fmt.Sprint(i-1)).Encoded()))
+			default:
+				pool[i] = digest.FromString(fmt.Sprint(i))
+			}
+		}
+		for step := range 20000 {
+			d := pool[rng.IntN(len(pool))]
+			switch op := rng.IntN(10); {
+			case op < 7:
+				m.Set(d, step)
+				want[d] = step
+			case op < 8:
+				m.Delete(d)
+				delete(want, d)
+			default:
+				v, ok := m.Get(d)
+				w, wok := want[d]
+				if ok != wok || v != w {
+					t.Fatalf("seed %d step %d: Get(%s) = %d,%v; want %d,%v", seed, step, d, v, ok, w, wok)
+				}
+			}
+			if m.Len() != len(want) {
+				t.Fatalf("seed %d step %d: Len %d, want %d", seed, step, m.Len(), len(want))
+			}
+		}
+		got := maps.Collect(m.All())
+		if !maps.Equal(got, want) {
+			t.Fatalf("seed %d: All differs: %d entries, want %d", seed, len(got), len(want))
+		}
+		for d, w := range want {
+			if v, ok := m.Get(d); !ok || v != w || !m.Has(d) {
+				t.Fatalf("seed %d: Get(%s) = %d,%v; want %d", seed, d, v, ok, w)
+			}
+		}
+		if m.Has(digest.FromString("never set")) {
+			t.Fatal("Has reports a key never set")
+		}
+	}
+}
+
+func TestDigestMapZeroValue(t *testing.T) {
+	var m DigestMap[struct{}]
+	if m.Has(digest.FromString("x")) || m.Len() != 0 {
+		t.Fatal("zero map not empty")
+	}
+	m.Set(digest.FromString("x"), struct{}{})
+	if !m.Has(digest.FromString("x")) {
+		t.Fatal("zero map lost a key")
+	}
+}
+
+func BenchmarkDigestMapSet(b *testing.B) {
+	ds := make([]digest.Digest, 100000)
+	for i := range ds {
+		ds[i] = digest.FromString(fmt.Sprint(i))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		m := NewDigestMap[struct{}]()
+		for _, d := range ds {
+			m.Set(d, struct{}{})
+		}
+	}
+}
