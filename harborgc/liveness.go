@@ -109,7 +109,7 @@ func (l *Liveness) Untagged() []harbordb.Artifact { return l.untagged }
 // within the window, and rows another collector holds (status deleting,
 // until RecoverStuck resolves them).
 func (l *Liveness) Protect(res *mark.Result) {
-	keep := func(d digest.Digest) { res.KeptBlobs.Set(d, struct{}{}) }
+	keep := func(d digest.Digest) { res.KeptBlobs.Add(d) }
 	for d := range l.live {
 		keep(d)
 	}

@@ -2,7 +2,6 @@ package mark
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -46,63 +45,65 @@ var (
 )
 
 type graph struct {
-	mu    sync.Mutex // held by the loader around table access
-	ids   *walker.DigestMap[uint32]
-	keys  [][32]byte               // by id; zero for non-sha256 ids
-	names map[uint32]digest.Digest // non-sha256 ids
-	nodes []*node                  // by id; nil for ids never wanted as manifests
+	mu sync.Mutex // held by the loader around table access
+	// A stored blob's id is its position in the inventory's blob map plus
+	// one: the inventory already holds every digest in storage, and a
+	// second table of them would double the mark's memory. Digests storage
+	// lacks (dangling links, missing references) get the ids after those.
+	blobs  *walker.DigestMap[walker.Blob]
+	stored uint32 // ids 1..stored are blobs
+	extra  *walker.DigestMap[uint32]
+	names  []digest.Digest // of ids above stored
+	nodes  []*node         // by id; nil for ids never wanted as manifests
 
 	inv     *walker.Inventory
 	pending []uint32 // wanted, not loaded yet
 }
 
+// newGraph compacts inv's blob map: its positions are ids from here on,
+// and nothing writes it during a mark.
 func newGraph(inv *walker.Inventory) *graph {
-	return &graph{ids: walker.NewDigestMap[uint32](), names: map[uint32]digest.Digest{},
-		keys: make([][32]byte, 1), nodes: make([]*node, 1), inv: inv}
-}
-
-// shaKey is the raw form of a canonical sha256 digest (lower-case hex).
-func shaKey(d digest.Digest) ([32]byte, bool) {
-	var k [32]byte
-	s := string(d)
-	if len(s) != 7+64 || s[:7] != "sha256:" {
-		return k, false
-	}
-	for i := 7; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return k, false
-		}
-	}
-	_, err := hex.Decode(k[:], []byte(s[7:]))
-	return k, err == nil
+	inv.Blobs.Compact()
+	stored := uint32(inv.Blobs.Positions())
+	return &graph{blobs: inv.Blobs, stored: stored, extra: walker.NewDigestMap[uint32](),
+		nodes: make([]*node, stored+1), inv: inv}
 }
 
 func (g *graph) intern(d digest.Digest) uint32 {
-	if id, ok := g.ids.Get(d); ok {
+	if id, ok := g.find(d); ok {
 		return id
 	}
 	id := uint32(len(g.nodes))
 	g.nodes = append(g.nodes, nil)
-	g.ids.Set(d, id)
-	if k, isSHA := shaKey(d); isSHA {
-		g.keys = append(g.keys, k)
-	} else {
-		g.names[id] = d
-		g.keys = append(g.keys, [32]byte{})
-	}
+	g.extra.Set(d, id)
+	g.names = append(g.names, d)
 	return id
 }
 
 // find returns the id of an interned digest.
 func (g *graph) find(d digest.Digest) (uint32, bool) {
-	return g.ids.Get(d)
+	g.checkBlobs()
+	if pos, ok := g.blobs.Position(d); ok {
+		return uint32(pos) + 1, true
+	}
+	return g.extra.Get(d)
+}
+
+// checkBlobs: ids are positions only while the blob map keeps its shape.
+// Nothing writes it after the walk; if something ever does, stop rather
+// than name the wrong blob.
+func (g *graph) checkBlobs() {
+	if uint32(g.blobs.Positions()) != g.stored {
+		panic("mark: the inventory's blobs changed after the mark began")
+	}
 }
 
 func (g *graph) digest(id uint32) digest.Digest {
-	if d, ok := g.names[id]; ok {
-		return d
+	g.checkBlobs()
+	if id > g.stored {
+		return g.names[id-g.stored-1]
 	}
-	return digest.Digest("sha256:" + hex.EncodeToString(g.keys[id][:]))
+	return g.blobs.DigestAt(int(id - 1))
 }
 
 // want interns d as a manifest to load. A digest the inventory does not

@@ -111,12 +111,12 @@ func (p Problem) Blocking() bool {
 type RepoResult struct {
 	// KeptManifests are the repository's kept manifests, including kept
 	// ones whose blob is missing (their links are not unused).
-	KeptManifests *walker.DigestMap[struct{}]
+	KeptManifests *Set
 	// KeptLayers: a _layers link is kept iff its digest is here. It holds
 	// every blob a kept manifest of this repository references, and the
 	// kept manifests themselves: distribution also resolves a manifest
 	// through _layers (registry 2.1.0 linked manifests there).
-	KeptLayers *walker.DigestMap[struct{}]
+	KeptLayers *Set
 }
 
 // Result is a whole mark.
@@ -124,7 +124,7 @@ type Result struct {
 	// KeptBlobs is every blob needed by any repository: kept manifests,
 	// the blobs they reference, and the schema1 signatures of kept
 	// revisions.
-	KeptBlobs *walker.DigestMap[struct{}]
+	KeptBlobs *Set
 	// Repos has an entry for every repository of the inventory.
 	Repos map[string]*RepoResult
 	// Problems, sorted by repository, kind, digest and key.
@@ -236,16 +236,15 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		res.Repos[name] = m.repo(uint32(i+1), inv.Repositories[name])
 	}
 
-	res.KeptBlobs = walker.NewDigestMap[struct{}]()
+	res.KeptBlobs = newDenseSet(g)
 	for id, kept := range m.global {
 		if kept {
-			res.KeptBlobs.Set(g.digest(uint32(id)), struct{}{})
+			res.KeptBlobs.addID(uint32(id))
 		}
 	}
 	for d := range m.signatures.All() {
-		res.KeptBlobs.Set(d, struct{}{})
+		res.KeptBlobs.Add(d)
 	}
-	res.KeptBlobs.Compact()
 	res.Problems = make([]Problem, 0, len(m.problems))
 	for _, p := range m.problems {
 		res.Problems = append(res.Problems, p)
@@ -301,7 +300,7 @@ func (m *marker) corruptLinks() {
 // repo marks one repository; gen is unique to it and never 0.
 func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 	g := m.g
-	rr := &RepoResult{KeptManifests: walker.NewDigestMap[struct{}](), KeptLayers: walker.NewDigestMap[struct{}]()}
+	var keptManifests, keptLayers []uint32
 	var stack []uint32
 	keep := func(id uint32) {
 		if m.keptManifest[id] != gen {
@@ -313,7 +312,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		m.global[id] = true
 		if m.keptLayer[id] != gen {
 			m.keptLayer[id] = gen
-			rr.KeptLayers.Set(d, struct{}{})
+			keptLayers = append(keptLayers, id)
 		}
 	}
 	lookup := func(d digest.Digest) (uint32, *node) {
@@ -404,7 +403,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		id := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		d := g.digest(id)
-		rr.KeptManifests.Set(d, struct{}{})
+		keptManifests = append(keptManifests, id)
 		keepLayer(id, d)
 		n := g.nodes[id]
 		switch n.state {
@@ -435,9 +434,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			keep(ref)
 		}
 	}
-	rr.KeptManifests.Compact()
-	rr.KeptLayers.Compact()
-	return rr
+	return &RepoResult{KeptManifests: newSparseSet(g, keptManifests), KeptLayers: newSparseSet(g, keptLayers)}
 }
 
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {

@@ -143,6 +143,25 @@ func (m *DigestMap[V]) Compact() {
 	}
 }
 
+// Position returns where d is among the merged sha256 keys. Positions
+// hold until the map is next written, so a reader of a Compacted map may
+// use them as dense ids in place of the digests.
+func (m *DigestMap[V]) Position(d digest.Digest) (int, bool) {
+	k, ok := sha256Key(d)
+	if !ok {
+		return 0, false
+	}
+	return m.search(k)
+}
+
+// Positions is the number of merged sha256 keys: positions are below it.
+func (m *DigestMap[V]) Positions() int { return len(m.sorted) }
+
+// DigestAt returns the digest at position i.
+func (m *DigestMap[V]) DigestAt(i int) digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(m.sorted[i].key[:]))
+}
+
 // Delete removes d.
 func (m *DigestMap[V]) Delete(d digest.Digest) {
 	k, ok := sha256Key(d)
@@ -162,8 +181,8 @@ func (m *DigestMap[V]) Len() int { return len(m.sorted) + len(m.recent) + len(m.
 // All yields every digest and value, in no particular order.
 func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 	return func(yield func(digest.Digest, V) bool) {
-		for _, e := range m.sorted {
-			if !yield(digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(e.key[:])), e.val) {
+		for i := range m.sorted {
+			if !yield(m.DigestAt(i), m.sorted[i].val) {
 				return
 			}
 		}
