@@ -102,49 +102,25 @@ type execOpts struct {
 	whileLinks func()
 }
 
-// execute mirrors cmd/regsweep's executeWithRechecks.
+// execute runs the plan as cmd/regsweep does, through ExecuteChecked.
 func execute(ctx context.Context, d storage.Driver, p *sweep.Plan, o execOpts) (*sweep.Result, sweep.RecheckStats, error) {
-	var total sweep.RecheckStats
 	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
 	if err != nil {
-		return nil, total, err
+		return nil, sweep.RecheckStats{}, err
 	}
 	defer held.Release(context.WithoutCancel(ctx))
-	if err := p.VerifyDangling(lctx, d); err != nil {
-		return nil, total, err
-	}
 	if o.walk.Concurrency == 0 {
 		o.walk = walker.DefaultOptions()
 	}
-	mans := manifests(lctx, mark.StorageSource(d, "", 0))
-	recheck := func(ctx context.Context, p *sweep.Plan, blobs bool) error {
-		wo := o.walk
-		wo.RepositoriesOnly = !blobs
-		fresh, err := walker.Collect(ctx, d, wo)
-		if err != nil {
-			return err
-		}
-		if g := sweep.WalkGuards(fresh); len(g) > 0 {
-			return &sweep.GuardError{Guards: g}
-		}
-		st := p.Recheck(fresh, blobs, mans)
-		total.Dropped += st.Dropped
-		total.Gone += st.Gone
-		total.Changed += st.Changed
-		total.Protected += st.Protected
-		return nil
+	co := sweep.CheckedOptions{Walk: o.walk, Manifests: manifests(lctx, mark.StorageSource(d, "", 0)), BlobsToo: o.blobsToo, Exec: o.exec}
+	if o.whileLinks != nil {
+		co.AfterLinks = func(context.Context) error { o.whileLinks(); return nil }
 	}
-	if err := recheck(lctx, p, o.blobsToo); err != nil {
-		return nil, total, err
+	r, st, err := p.ExecuteChecked(lctx, d, held, co)
+	if st == nil {
+		return r, sweep.RecheckStats{}, err
 	}
-	o.exec.BeforeBlobs = func(ctx context.Context, p *sweep.Plan) error {
-		if o.whileLinks != nil {
-			o.whileLinks()
-		}
-		return recheck(ctx, p, false)
-	}
-	r, err := p.Execute(lctx, d, held, o.exec)
-	return r, total, err
+	return r, *st, err
 }
 
 type run struct {

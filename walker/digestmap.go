@@ -132,13 +132,15 @@ func (m *DigestMap[V]) merge() {
 	}
 }
 
-// Compact merges what is pending and drops the slack left by growing:
-// call it when the map is built and about to be only read.
+// Compact merges what is pending and drops the slack left by growing a
+// small map (up to half of it); a large one grows by a quarter at most,
+// and copying it would cost more at that moment than the slack saves.
+// Call it when the map is built and about to be only read.
 func (m *DigestMap[V]) Compact() {
 	if len(m.recent) > 0 {
 		m.merge()
 	}
-	if cap(m.sorted) > len(m.sorted) {
+	if cap(m.sorted)-len(m.sorted) > len(m.sorted)/4 {
 		m.sorted = slices.Clone(m.sorted)
 	}
 }

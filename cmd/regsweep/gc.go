@@ -174,8 +174,8 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		// A dry run says so too: the real run would refuse.
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	} else if o.delete && hb == nil {
-		result, recheck, execErr = executeWithRechecks(ctx, d, held, plan, opts, manifests, false, sweep.ExecOptions{
-			Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log})
+		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests,
+			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log}})
 	} else if o.delete {
 		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
 	}
@@ -224,52 +224,6 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 		return nil, nil, nil, err
 	}
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
-}
-
-// executeWithRechecks runs a plan the way every deleting command does:
-// it proves dangling items really dangle, re-lists the repository tree
-// (the whole storage when blobsToo) and rechecks the plan just before
-// deleting, and again before the first blob goes.
-func executeWithRechecks(ctx context.Context, d storage.Driver, held *lock.Held, plan *sweep.Plan, opts walker.Options,
-	manifests sweep.Manifests, blobsToo bool, exec sweep.ExecOptions) (*sweep.Result, *sweep.RecheckStats, error) {
-	if err := plan.VerifyDangling(ctx, d); err != nil {
-		return nil, nil, err
-	}
-	if err := plan.VerifyEmptyRepositories(ctx, d); err != nil {
-		return nil, nil, err
-	}
-	total := &sweep.RecheckStats{}
-	recheck := func(ctx context.Context, plan *sweep.Plan, blobs bool) error {
-		ropts := opts
-		ropts.RepositoriesOnly = !blobs
-		fresh, err := walker.Collect(ctx, d, ropts)
-		if err != nil {
-			return err
-		}
-		if g := sweep.WalkGuards(fresh); len(g) > 0 && !exec.Force {
-			return &sweep.GuardError{Guards: g}
-		}
-		st := plan.Recheck(fresh, blobs, manifests)
-		total.Dropped += st.Dropped
-		total.Gone += st.Gone
-		total.Changed += st.Changed
-		total.Protected += st.Protected
-		total.BlobsChecked = total.BlobsChecked || st.BlobsChecked
-		exec.Log.Info("rechecked the plan against storage", "dropped", st.Dropped, "blobs_checked", blobs)
-		return nil
-	}
-	if err := recheck(ctx, plan, blobsToo); err != nil {
-		return nil, total, err
-	}
-	then := exec.BeforeBlobs
-	exec.BeforeBlobs = func(ctx context.Context, plan *sweep.Plan) error {
-		if err := recheck(ctx, plan, false); err != nil || then == nil {
-			return err
-		}
-		return then(ctx, plan)
-	}
-	result, err := plan.Execute(ctx, d, held, exec)
-	return result, total, err
 }
 
 // markedManifests answers from the mark's own parse, and reads only the

@@ -125,7 +125,7 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 		if err := proto.Prepare(ctx, inv); err != nil {
 			return nil, nil, harborError{err}
 		}
-		result, recheck, err := executeWithRechecks(ctx, d, held, plan, opts, manifests, false, sweep.ExecOptions{
+		result, recheck, err := plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, Exec: sweep.ExecOptions{
 			Force: o.force, Concurrency: workers, BatchSize: o.batchSize, Log: log,
 			BeforeBlobs: func(ctx context.Context, p *sweep.Plan) error {
 				if err := proto.Claim(ctx, p); err != nil {
@@ -134,7 +134,7 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 				return nil
 			},
 			OnItem: proto.Record,
-		})
+		}})
 		// The database follows whatever storage really lost, also after a
 		// partial sweep; it must not wait on a cancelled context.
 		fctx := context.WithoutCancel(ctx)

@@ -117,8 +117,8 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	case o.delete:
 		log.Info("re-listing storage before sweeping", "location", d.Location())
-		result, st, execErr = executeWithRechecks(ctx, d, held, plan, opts, manifestReader(ctx, src), true,
-			sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log})
+		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifestReader(ctx, src), BlobsToo: true,
+			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
 	default:
 		// A dry run shows what would go now.
 		fresh, err := walker.Collect(ctx, d, opts)

@@ -146,29 +146,8 @@ func gc(ctx context.Context, d storage.Driver, del bool) outcome {
 	if !del {
 		return out
 	}
-	if err := plan.VerifyDangling(ctx, d); err != nil {
-		out.err = err
-		return out
-	}
-	if err := plan.VerifyEmptyRepositories(ctx, d); err != nil {
-		out.err = err
-		return out
-	}
-	recheck := func(ctx context.Context, p *sweep.Plan) error {
-		ropts := opts
-		ropts.RepositoriesOnly = true
-		fresh, err := walker.Collect(ctx, d, ropts)
-		if err != nil {
-			return err
-		}
-		p.Recheck(fresh, false, manifests)
-		return nil
-	}
-	if err := recheck(ctx, plan); err != nil {
-		out.err = err
-		return out
-	}
-	_, out.err = plan.Execute(ctx, d, held, sweep.ExecOptions{BatchSize: 7, Concurrency: 4, BeforeBlobs: recheck})
+	_, _, out.err = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests,
+		Exec: sweep.ExecOptions{BatchSize: 7, Concurrency: 4}})
 	return out
 }
 

@@ -371,11 +371,6 @@ func gc(mem *storage.Memory, exec storage.Driver, s *State, o Options, cfg runCo
 	if len(plan.Guards) > 0 {
 		return plan, &sweep.GuardError{Guards: plan.Guards}
 	}
-	fresh, err := walker.Collect(ctx, mem, wopts)
-	if err != nil {
-		return plan, err
-	}
-	plan.Recheck(fresh, true, man)
 	held, lctx, err := lock.Acquire(ctx, mem, lock.Options{Settle: -1})
 	if err != nil {
 		return plan, err
@@ -384,17 +379,8 @@ func gc(mem *storage.Memory, exec storage.Driver, s *State, o Options, cfg runCo
 	if k, ok := exec.(*killer); ok {
 		lctx, k.cancel = context.WithCancel(lctx)
 	}
-	_, err = plan.Execute(lctx, exec, held, sweep.ExecOptions{BatchSize: cfg.batch, Concurrency: cfg.concurrency,
-		BeforeBlobs: func(ctx context.Context, p *sweep.Plan) error {
-			ropts := wopts
-			ropts.RepositoriesOnly = true
-			fresh, err := walker.Collect(ctx, mem, ropts)
-			if err != nil {
-				return err
-			}
-			p.Recheck(fresh, false, man)
-			return nil
-		}})
+	_, _, err = plan.ExecuteChecked(lctx, exec, held, sweep.CheckedOptions{Walk: wopts, Manifests: man, BlobsToo: true,
+		Exec: sweep.ExecOptions{BatchSize: cfg.batch, Concurrency: cfg.concurrency}})
 	return plan, err
 }
 
