@@ -162,6 +162,45 @@ func canonicalSHA256(d digest.Digest) bool {
 
 func digestDir(d digest.Digest) string { return d.Algorithm().String() + "/" + d.Encoded() }
 
+// InFlightTemp reports whether key is a storage driver's temporary file
+// for a key of a repository (distribution's filesystem driver writes
+// <key>.<uuid>.tmp, then renames it): a write in flight, or one a crash
+// cut short. target is the key it becomes. Such a file holds no reference
+// a collector must follow, and nothing can hide under it.
+func InFlightTemp(key string) (target string, ok bool) {
+	rest, found := strings.CutSuffix(key, ".tmp")
+	if !found || len(rest) < 37 || rest[len(rest)-37] != '.' || !isUUID(rest[len(rest)-36:]) {
+		return "", false
+	}
+	target = rest[:len(rest)-37]
+	spec, err := Parse(target)
+	if err != nil || Repo(spec) == "" {
+		return "", false
+	}
+	return target, true
+}
+
+// isUUID reports whether s is a UUID in its 36-character text form.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // RepoPrefix is the directory key of a repository, with a trailing slash.
 func RepoPrefix(repo string) string { return RepositoriesPrefix + repo + "/" }
 

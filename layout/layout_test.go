@@ -134,5 +134,36 @@ func FuzzParse(f *testing.F) {
 		if r := Repo(s); r != "" && !strings.HasPrefix(key, RepoPrefix(r)) {
 			t.Fatalf("Repo %q does not prefix %q", r, key)
 		}
+		// A valid key is never also a temporary file of another.
+		if target, ok := InFlightTemp(key); ok {
+			t.Fatalf("InFlightTemp(%q) = %q for a key that parses", key, target)
+		}
 	})
+}
+
+func TestInFlightTemp(t *testing.T) {
+	const uuid = "0f8fad5b-d9cb-469f-a165-70867728950e"
+	revision := "docker/registry/v2/repositories/a/b/_manifests/revisions/sha256/" + hexA + "/link"
+	hashstate := "docker/registry/v2/repositories/a/_uploads/u/hashstates/sha256/5"
+	for key, want := range map[string]string{
+		revision + "." + uuid + ".tmp":  revision,
+		hashstate + "." + uuid + ".tmp": hashstate,
+	} {
+		if got, ok := InFlightTemp(key); !ok || got != want {
+			t.Errorf("InFlightTemp(%q) = %q, %v; want %q", key, got, ok, want)
+		}
+	}
+	for _, key := range []string{
+		revision,                             // the key itself
+		revision + ".tmp",                    // no uuid
+		revision + ".0f8fad5b-d9cb-469f.tmp", // a short one
+		revision + "x" + uuid[1:] + ".tmp",   // no dot before it
+		revision + "." + uuid[:35] + "g.tmp", // not hex
+		"docker/registry/v2/blobs/sha256/96/" + hexA + "/data." + uuid + ".tmp", // not in a repository
+		"docker/registry/v2/repositories/a/_manifests/junk." + uuid + ".tmp",    // not a key of the layout
+	} {
+		if got, ok := InFlightTemp(key); ok {
+			t.Errorf("InFlightTemp(%q) = %q, want no", key, got)
+		}
+	}
 }

@@ -356,6 +356,11 @@ func WalkGuards(inv *walker.Inventory) []Guard {
 	var g []Guard
 	var strays []string
 	for _, e := range inv.Unknown {
+		// A driver's temporary file for a link (a registry writing under
+		// the walk) hides nothing: no key of the layout is below it.
+		if _, temp := layout.InFlightTemp(e.Key); temp {
+			continue
+		}
 		if strings.HasPrefix(e.Key, layout.RepositoriesPrefix) {
 			strays = append(strays, e.Key)
 		}

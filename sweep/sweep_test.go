@@ -267,6 +267,39 @@ func TestNothingMarkedIgnoresMissingDigests(t *testing.T) {
 	}
 }
 
+// TestWalkGuardsIgnoreInFlightTempFiles: distribution's filesystem driver
+// writes a link as <key>.<uuid>.tmp and renames it; a walk under a busy
+// registry sees those. They hide no link, so they trip no guard, while any
+// other stray key in the repository tree still does.
+func TestWalkGuardsIgnoreInFlightTempFiles(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	if _, err := regtree.Generate(context.Background(), d, spec, 4); err != nil {
+		t.Fatal(err)
+	}
+	link, err := layout.Path(layout.RevisionLink{Repo: "lib/app", Digest: digest.FromString("in flight")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.PutAt(link+".0f8fad5b-d9cb-469f-a165-70867728950e.tmp", []byte("sha256:"), time.Now())
+	inv, err := walker.Collect(context.Background(), d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Unknown) != 1 {
+		t.Fatalf("want the temporary file listed as unknown, got %v", inv.Unknown)
+	}
+	if g := sweep.WalkGuards(inv); len(g) != 0 {
+		t.Fatalf("a temporary link file tripped %v", g)
+	}
+	d.PutAt(layout.RepositoriesPrefix+"lib/app/_manifests/junk", []byte("x"), time.Now())
+	if inv, err = walker.Collect(context.Background(), d, walker.DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	if g := sweep.WalkGuards(inv); len(g) != 1 || g[0].Name != sweep.GuardUnknownKeys {
+		t.Fatalf("a stray key must trip %s, got %v", sweep.GuardUnknownKeys, g)
+	}
+}
+
 func TestExecuteNeedsALock(t *testing.T) {
 	p := &sweep.Plan{}
 	if _, err := p.Execute(context.Background(), storage.NewMemory(nil, nil), nil, sweep.ExecOptions{}); err == nil {
