@@ -171,7 +171,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	blobExists := inv.Blobs.Has
 	// Every link that stays must keep pointing at an existing blob, whatever
 	// the mark said (a young link of a push in progress is not marked).
-	linked := walker.NewDigestMap[struct{}]()
+	linked := inv.NewDigestSet(true)
 
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
@@ -189,7 +189,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			}
 			all = false
 			if it.Kind != KindUploadFile && it.Digest != "" {
-				linked.Set(it.Digest, struct{}{})
+				linked.Add(it.Digest)
 			}
 		}
 		key := func(s layout.Spec) string { k, _ := layout.Path(s); return k }

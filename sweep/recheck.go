@@ -25,30 +25,35 @@ type RecheckStats struct {
 // protection is what the links that stay need, per repository and
 // overall.
 type protection struct {
+	fresh     *walker.Inventory
 	manifests Manifests
-	perRepo   map[string]*walker.DigestMap[struct{}]
-	global    *walker.DigestMap[struct{}]
+	perRepo   map[string]*walker.DigestSet
+	global    *walker.DigestSet
 	// referrers[repo][subject] are the revisions attached to subject.
 	referrers  map[string]map[digest.Digest][]digest.Digest
 	unreadable map[string]bool
-	// walked holds repo@digest of manifests already followed. It is not
-	// the protected set: a digest first protected as a blob (a layer link
-	// to a manifest, as registry 2.1 wrote) must still be followed when a
-	// link names it as a manifest.
-	walked map[string]bool
+	// walked holds, per repository, the manifests already followed. It is
+	// not the protected set: a digest first protected as a blob (a layer
+	// link to a manifest, as registry 2.1 wrote) must still be followed
+	// when a link names it as a manifest.
+	walked map[string]*walker.DigestSet
+}
+
+// set returns sets[repo], creating it.
+func (p *protection) set(sets map[string]*walker.DigestSet, repo string) *walker.DigestSet {
+	s := sets[repo]
+	if s == nil {
+		s = p.fresh.NewDigestSet(false)
+		sets[repo] = s
+	}
+	return s
 }
 
 func (p *protection) mark(repo string, d digest.Digest) bool {
-	set := p.perRepo[repo]
-	if set == nil {
-		set = walker.NewDigestMap[struct{}]()
-		p.perRepo[repo] = set
-	}
-	if set.Has(d) {
+	if !p.set(p.perRepo, repo).Add(d) {
 		return false
 	}
-	set.Set(d, struct{}{})
-	p.global.Set(d, struct{}{})
+	p.global.Add(d)
 	return true
 }
 
@@ -72,10 +77,9 @@ func (p *protection) manifest(repo string, d digest.Digest) {
 	for len(work) > 0 {
 		d := work[len(work)-1]
 		work = work[:len(work)-1]
-		if d == "" || p.walked[repo+"@"+string(d)] {
+		if d == "" || !p.set(p.walked, repo).Add(d) {
 			continue
 		}
-		p.walked[repo+"@"+string(d)] = true
 		p.mark(repo, d)
 		children, blobs, subject, ok := p.manifests(d)
 		if !ok {
@@ -108,8 +112,8 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		it, ok := planned[key]
 		return !ok || it.ModTime.Unix() != mtime
 	}
-	prot := &protection{manifests: manifests, perRepo: map[string]*walker.DigestMap[struct{}]{}, global: walker.NewDigestMap[struct{}](),
-		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]bool{}}
+	prot := &protection{fresh: fresh, manifests: manifests, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
+		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*walker.DigestSet{}}
 
 	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
@@ -214,7 +218,7 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			revKey := keyOf(revisionSpec(it.Repo, it.Manifest))
 			if dropped[revKey] || prot.protected(it.Repo, it.Manifest) || prot.unreadable[it.Repo] {
 				count(it, "protected")
-				prot.global.Set(it.Digest, struct{}{})
+				prot.global.Add(it.Digest)
 			}
 		}
 	}
