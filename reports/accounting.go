@@ -96,12 +96,11 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 		if rr == nil {
 			return
 		}
-		seen := walker.NewDigestMap[struct{}]()
+		seen := inv.NewDigestSet(false)
 		visit := func(d digest.Digest) {
-			if seen.Has(d) {
+			if !seen.Add(d) {
 				return
 			}
-			seen.Set(d, struct{}{})
 			if b, ok := inv.Blobs.Get(d); ok {
 				fn(d, b)
 			}
@@ -153,12 +152,11 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 	// links.
 	reclaimable := func(name string, fn func(digest.Digest, int64)) {
 		r := inv.Repositories[name]
-		seen := walker.NewDigestMap[struct{}]()
+		seen := inv.NewDigestSet(false)
 		visit := func(d digest.Digest) {
-			if seen.Has(d) {
+			if !seen.Add(d) {
 				return
 			}
-			seen.Set(d, struct{}{})
 			if size, ok := planned.Get(d); ok {
 				fn(d, size)
 			}
@@ -178,12 +176,12 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 
 	acc := Accounting{Repositories: make([]RepositorySpace, 0, len(names)), Projects: make([]ProjectSpace, 0, len(projectNames))}
 	projects := make([]ProjectSpace, len(projectNames))
-	projectBlobs := make([]*walker.DigestMap[struct{}], len(projectNames))
-	projectPlanned := make([]*walker.DigestMap[struct{}], len(projectNames))
+	projectBlobs := make([]*walker.DigestSet, len(projectNames))
+	projectPlanned := make([]*walker.DigestSet, len(projectNames))
 	for i, p := range projectNames {
 		projects[i].Name = p
-		projectBlobs[i] = walker.NewDigestMap[struct{}]()
-		projectPlanned[i] = walker.NewDigestMap[struct{}]()
+		projectBlobs[i] = inv.NewDigestSet(false)
+		projectPlanned[i] = inv.NewDigestSet(false)
 	}
 	for _, n := range names {
 		pi := projectIndex[ProjectOf(n)]
@@ -203,8 +201,7 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 			if o.repos == 1 {
 				row.UniqueBytes += b.Size
 			}
-			if !projectBlobs[pi].Has(d) {
-				projectBlobs[pi].Set(d, struct{}{})
+			if projectBlobs[pi].Add(d) {
 				ps.Blobs++
 				ps.TotalBytes += b.Size
 				if o.project == pi {
@@ -215,8 +212,7 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 		row.SharedBytes = row.TotalBytes - row.UniqueBytes
 		reclaimable(n, func(d digest.Digest, size int64) {
 			row.ReclaimableBytes += size
-			if !projectPlanned[pi].Has(d) {
-				projectPlanned[pi].Set(d, struct{}{})
+			if projectPlanned[pi].Add(d) {
 				ps.ReclaimableBytes += size
 			}
 		})
