@@ -55,9 +55,7 @@ func TestAuditFindsInjectedDamage(t *testing.T) {
 	if code != exitFindings {
 		t.Fatalf("exit %d (want %d): %s", code, exitFindings, stderr)
 	}
-	if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
-		t.Errorf("audit changed the storage")
-	}
+	assertUnchanged(t, root, before, "audit changed the storage")
 	var doc struct {
 		FindingsByKind map[string]int `json:"findings_by_kind"`
 		Findings       []struct {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -61,6 +62,14 @@ func snapshot(t *testing.T, root string) []string {
 	})
 	sort.Strings(out)
 	return out
+}
+
+// assertUnchanged fails unless root is as snapshot found it before.
+func assertUnchanged(t *testing.T, root string, before []string, what string) {
+	t.Helper()
+	if after := snapshot(t, root); !slices.Equal(after, before) {
+		t.Errorf("%s", what)
+	}
 }
 
 func TestInventoryJSONIsTheOnlyStdout(t *testing.T) {
@@ -152,9 +161,7 @@ func TestGCDryRunWritesNothing(t *testing.T) {
 	if !doc.DryRun || doc.Plan.Blobs == 0 || doc.Plan.Manifests == 0 || doc.Plan.Uploads != 1 {
 		t.Errorf("plan: %+v", doc)
 	}
-	if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
-		t.Errorf("a dry run changed the storage")
-	}
+	assertUnchanged(t, root, before, "a dry run changed the storage")
 }
 
 func TestGCDeleteThenNothingLeft(t *testing.T) {
@@ -196,9 +203,7 @@ func TestLockHeldRefuses(t *testing.T) {
 	if code != exitLocked || !strings.Contains(stderr, "lock") {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
-		t.Errorf("a refused run changed the storage")
-	}
+	assertUnchanged(t, root, before, "a refused run changed the storage")
 	stdout, _, code := run(t, "unlock", "--fs-root", root, "--yes")
 	if code != 0 || !strings.Contains(stdout, "lock removed") {
 		t.Fatalf("unlock: %d %s", code, stdout)

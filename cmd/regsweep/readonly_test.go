@@ -108,9 +108,7 @@ func TestRequireReadOnlyCLI(t *testing.T) {
 		if code != exitUsage || !strings.Contains(stderr, "--registry-config") {
 			t.Errorf("exit %d, stderr %q; want %d naming --registry-config", code, stderr, exitUsage)
 		}
-		if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
-			t.Errorf("storage changed")
-		}
+		assertUnchanged(t, root, before, "storage changed")
 	})
 
 	t.Run("sweep --plan: refused the same way", func(t *testing.T) {
@@ -121,9 +119,7 @@ func TestRequireReadOnlyCLI(t *testing.T) {
 		if code != exitGuard || !strings.Contains(stderr, guardRegistryNotReadOnly) {
 			t.Errorf("exit %d, stderr %q; want %d naming %s", code, stderr, exitGuard, guardRegistryNotReadOnly)
 		}
-		if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
-			t.Errorf("storage changed")
-		}
+		assertUnchanged(t, root, before, "storage changed")
 	})
 
 	t.Run("writable registry: --delete refused with exit 6, --force too", func(t *testing.T) {
@@ -136,9 +132,7 @@ func TestRequireReadOnlyCLI(t *testing.T) {
 				t.Errorf("%v: exit %d, stderr %q; want %d naming %s and the reason", extra, code, stderr, exitGuard, guardRegistryNotReadOnly)
 			}
 		}
-		if after := snapshot(t, root); strings.Join(after, "\n") != strings.Join(before, "\n") {
-			t.Errorf("a refused run changed storage (a lock, a deletion)")
-		}
+		assertUnchanged(t, root, before, "a refused run changed storage (a lock, a deletion)")
 	})
 
 	t.Run("writable registry: a dry run warns and succeeds", func(t *testing.T) {
