@@ -159,6 +159,15 @@ func (m *DigestMap[V]) Position(d digest.Digest) (int, bool) {
 // Positions is the number of merged sha256 keys: positions are below it.
 func (m *DigestMap[V]) Positions() int { return len(m.sorted) }
 
+// KeepsPositions panics unless the map still has the n positions a reader
+// took as ids: they shift when the map is written (a merge or a delete
+// changes their number), and a shifted id would name another blob.
+func (m *DigestMap[V]) KeepsPositions(n int) {
+	if len(m.sorted) != n {
+		panic("walker: a blob map was written while its positions were in use as ids")
+	}
+}
+
 // DigestAt returns the digest at position i.
 func (m *DigestMap[V]) DigestAt(i int) digest.Digest {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(m.sorted[i].key[:]))

@@ -129,3 +129,21 @@ func TestDigestSetAgreesWithAMap(t *testing.T) {
 		}
 	}
 }
+
+// TestDigestSetRefusesAMovedBlobMap: a set's positions name other blobs
+// once the map merges new keys; it must stop, not answer.
+func TestDigestSetRefusesAMovedBlobMap(t *testing.T) {
+	inv := NewInventory()
+	inv.Blobs.Set(digest.FromString("a"), Blob{})
+	s := inv.NewDigestSet(true)
+	s.Add(digest.FromString("a"))
+	for i := range 2 * minMerge {
+		inv.Blobs.Set(digest.FromString(fmt.Sprint(i)), Blob{})
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Has answered over a blob map that moved")
+		}
+	}()
+	s.Has(digest.FromString("a"))
+}

@@ -8,6 +8,7 @@ import "github.com/opencontainers/go-digest"
 // itself. The blob map must not change while the set is in use.
 type DigestSet struct {
 	blobs  *DigestMap[Blob]
+	shape  int                 // blobs' positions when the set was made
 	bits   []uint64            // dense: a bit per position
 	sparse map[uint32]struct{} // sparse: the positions
 	other  *DigestMap[struct{}]
@@ -19,7 +20,7 @@ type DigestSet struct {
 // every blob, sparse ones for the rest.
 func (inv *Inventory) NewDigestSet(dense bool) *DigestSet {
 	inv.Blobs.Compact()
-	s := &DigestSet{blobs: inv.Blobs, other: NewDigestMap[struct{}]()}
+	s := &DigestSet{blobs: inv.Blobs, shape: inv.Blobs.Positions(), other: NewDigestMap[struct{}]()}
 	if dense {
 		s.bits = make([]uint64, (inv.Blobs.Positions()+63)/64)
 	} else {
@@ -30,6 +31,7 @@ func (inv *Inventory) NewDigestSet(dense bool) *DigestSet {
 
 // Add puts d in the set and reports whether it was new.
 func (s *DigestSet) Add(d digest.Digest) bool {
+	s.blobs.KeepsPositions(s.shape)
 	if pos, ok := s.blobs.Position(d); ok {
 		p := uint32(pos)
 		if s.bits != nil {
@@ -56,6 +58,7 @@ func (s *DigestSet) Add(d digest.Digest) bool {
 
 // Has reports whether d is in the set.
 func (s *DigestSet) Has(d digest.Digest) bool {
+	s.blobs.KeepsPositions(s.shape)
 	if pos, ok := s.blobs.Position(d); ok {
 		p := uint32(pos)
 		if s.bits != nil {
