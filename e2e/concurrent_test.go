@@ -499,14 +499,7 @@ func pullErr(t *testing.T, reg *testenv.Registry, repo, ref, wantDigest string) 
 	if err := json.Unmarshal(body, &m); err != nil {
 		return fmt.Errorf("%s:%s: %v", repo, ref, err)
 	}
-	var blobs []string
-	if m.Config != nil {
-		blobs = append(blobs, m.Config.Digest)
-	}
-	for _, b := range m.Layers {
-		blobs = append(blobs, b.Digest)
-	}
-	for _, b := range blobs {
+	for _, b := range m.blobs() {
 		code, data, _ := testenv.Get(t, reg, "/v2/"+repo+"/blobs/"+b, "")
 		if code != http.StatusOK || sha(data) != b {
 			return fmt.Errorf("%s:%s: blob %s: HTTP %d", repo, ref, b, code)

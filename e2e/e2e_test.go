@@ -169,6 +169,18 @@ type manifestDoc struct {
 	} `json:"manifests"`
 }
 
+// blobs are the digests of the manifest's config and layers.
+func (m manifestDoc) blobs() []string {
+	var out []string
+	if m.Config != nil {
+		out = append(out, m.Config.Digest)
+	}
+	for _, l := range m.Layers {
+		out = append(out, l.Digest)
+	}
+	return out
+}
+
 const acceptAll = "application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json," +
 	"application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json"
 
@@ -191,14 +203,7 @@ func pull(t *testing.T, reg *testenv.Registry, repo, ref string) []string {
 		t.Errorf("pull %s:%s: %v", repo, ref, err)
 		return needed
 	}
-	var blobs []string
-	if m.Config != nil {
-		blobs = append(blobs, m.Config.Digest)
-	}
-	for _, l := range m.Layers {
-		blobs = append(blobs, l.Digest)
-	}
-	for _, b := range blobs {
+	for _, b := range m.blobs() {
 		code, data, _ := testenv.Get(t, reg, "/v2/"+repo+"/blobs/"+b, "")
 		if code != http.StatusOK || sha(data) != b {
 			t.Errorf("pull %s:%s: blob %s: HTTP %d, digest %s", repo, ref, b, code, sha(data))
