@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/regsweep/regsweep/backend"
 	"github.com/regsweep/regsweep/internal/testenv"
@@ -148,11 +150,19 @@ func (b *backendUnderTest) inventory(t *testing.T) *walker.Inventory {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
+	// After a SIGKILL the store may still be carrying out the killed
+	// client's last request (Swift's bulk delete goes on server-side), and
+	// a walk then fails closed with ErrVanished: wait for it to settle.
+	for attempt := 1; ; attempt++ {
+		inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
+		if err == nil {
+			return inv
+		}
+		if !errors.Is(err, walker.ErrVanished) || attempt == 10 {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
-	return inv
 }
 
 // manifestDoc is what the test reads of a manifest to follow it.
