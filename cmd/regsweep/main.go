@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -20,11 +21,18 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// For performance work: a CPU profile of the whole run, however it ends.
+	if path := os.Getenv("REGSWEEP_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+		}
+	}
 	root := newRootCommand(os.Stdout, os.Stderr)
 	err := root.ExecuteContext(ctx)
 	code := exitCode(err)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "regsweep: %v\n", err)
 	}
+	pprof.StopCPUProfile() // os.Exit runs no defers
 	os.Exit(code)
 }

@@ -11,19 +11,17 @@ import (
 	"flag"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/storage/s3"
@@ -55,20 +53,28 @@ func run() error {
 	if err := ensureStore(ctx, endpoint, access, secret, *bucket); err != nil {
 		return err
 	}
-	// Every S3 request of both collectors goes through one counting proxy.
-	proxy, err := startCountingProxy(endpoint)
-	if err != nil {
+	if err := ensureBucket(ctx, endpoint, access, secret, emptyBucket); err != nil {
 		return err
 	}
+	// Both collectors talk to MinIO directly, and MinIO counts their
+	// requests: a counting proxy in between costs CPU per request, which
+	// slows the sequential reference by far more than a parallel client.
+	server := &requestCounter{url: "http://" + endpoint + "/minio/v2/metrics/node"}
 	env := append(os.Environ(), "REGSWEEP_S3_ACCESS_KEY="+access, "REGSWEEP_S3_SECRET_KEY="+secret)
-	args := []string{"--s3-endpoint", "http://" + proxy.addr, "--s3-bucket", *bucket, "--s3-path-style", "--quiet"}
+	args := []string{"--s3-endpoint", "http://" + endpoint, "--s3-bucket", *bucket, "--s3-path-style", "--quiet"}
 
 	base, err := measure(*bin, env, "version")
 	if err != nil {
 		return err
 	}
-	proxy.reset()
-	inv, err := measure(*bin, env, append([]string{"inventory", "--format", "json"}, args...)...)
+	// The same gc on an empty store: the process's fixed cost for the job
+	// (the code it pages in, its pools), so what is above it is per blob.
+	emptyArgs := []string{"gc", "--format", "json", "--s3-endpoint", "http://" + endpoint, "--s3-bucket", emptyBucket, "--s3-path-style", "--quiet"}
+	emptyGC, err := measure(*bin, env, emptyArgs...)
+	if err != nil {
+		return err
+	}
+	inv, invReqs, err := server.measure(*bin, env, append([]string{"inventory", "--format", "json"}, args...)...)
 	if err != nil {
 		return err
 	}
@@ -93,7 +99,7 @@ func run() error {
 		doc.Totals.Repositories, doc.Totals.Tags, doc.Totals.Manifests, doc.Totals.LayerLinks, doc.Totals.Blobs, doc.KeysListed)
 	fmt.Printf("\ninventory: wall %s, peak RSS %.1f MiB (baseline %.1f MiB, %.0f bytes/blob above it)\n",
 		inv.wall.Round(time.Millisecond), mib(inv.maxRSS), mib(base.maxRSS), float64(inv.maxRSS-base.maxRSS)/float64(blobs))
-	fmt.Printf("  requests (its own count): %s\n  requests (at the proxy):   %s\n", fmtReqs(doc.Requests), fmtReqs(proxy.snapshot()))
+	fmt.Printf("  requests (its own count): %s\n  requests (at the server):  %s\n", fmtReqs(doc.Requests), fmtReqs(invReqs))
 	fmt.Printf("  floor: %d LISTs (ceil(keys/1000)) + %d GETs (one per tag and upload start time)\n", floorLists, doc.Totals.Tags+doc.Totals.Uploads)
 	fmt.Printf("  ratio: LIST %.3fx the floor (target <= 1.05x); GET %.3fx\n",
 		float64(doc.Requests["list"])/float64(floorLists), float64(doc.Requests["get"])/float64(doc.Totals.Tags+doc.Totals.Uploads))
@@ -110,11 +116,9 @@ func run() error {
 	var gcReqs [2]map[string]int64
 	var manifestReads [2]int64
 	for i := range gcRuns {
-		proxy.reset()
-		if gcRuns[i], err = measure(*bin, env, gcArgs...); err != nil {
+		if gcRuns[i], gcReqs[i], err = server.measure(*bin, env, gcArgs...); err != nil {
 			return err
 		}
-		gcReqs[i] = proxy.snapshot()
 		var g struct {
 			ManifestReads int64 `json:"manifest_reads"`
 			Plan          struct {
@@ -130,8 +134,9 @@ func run() error {
 	}
 	gcFloor := floorLists + int64(doc.Totals.Tags+doc.Totals.Uploads) + int64(doc.Totals.Manifests)
 	for i, label := range []string{"cold cache", "warm cache"} {
-		fmt.Printf("gc dry run, %s: wall %s, peak RSS %.1f MiB (%.0f bytes/blob above baseline), manifest GETs %d\n  requests: %s (floor cold: %d = LISTs + tag/upload GETs + one GET per manifest; ratio %.3fx)\n",
+		fmt.Printf("gc dry run, %s: wall %s, peak RSS %.1f MiB (%.0f bytes/blob above baseline; %.0f above an empty store's gc, %.1f MiB), manifest GETs %d\n  requests: %s (floor cold: %d = LISTs + tag/upload GETs + one GET per manifest; ratio %.3fx)\n",
 			label, gcRuns[i].wall.Round(time.Millisecond), mib(gcRuns[i].maxRSS), float64(gcRuns[i].maxRSS-base.maxRSS)/float64(blobs),
+			float64(gcRuns[i].maxRSS-emptyGC.maxRSS)/float64(blobs), mib(emptyGC.maxRSS),
 			manifestReads[i], fmtReqs(gcReqs[i]), gcFloor, float64(total(gcReqs[i]))/float64(gcFloor))
 	}
 	if !*reference {
@@ -147,7 +152,7 @@ func run() error {
 	}
 	defer os.Remove(cfg.Name())
 	fmt.Fprintf(cfg, "version: 0.1\nlog:\n  level: error\nstorage:\n  s3:\n    region: us-east-1\n    bucket: %s\n    accesskey: %s\n    secretkey: %s\n    regionendpoint: http://%s\n    forcepathstyle: true\n    secure: false\n    v4auth: true\n",
-		*bucket, access, secret, proxy.addr)
+		*bucket, access, secret, endpoint)
 	cfg.Close()
 	var regEnv []string
 	for _, kv := range os.Environ() {
@@ -155,13 +160,11 @@ func run() error {
 			regEnv = append(regEnv, kv)
 		}
 	}
-	proxy.reset()
 	fmt.Printf("\nregistry garbage-collect --dry-run (distribution v3), sequential; this takes a while...\n")
-	ref, err := measure(regBin, regEnv, "garbage-collect", "--dry-run", cfg.Name())
+	ref, refReqs, err := server.measure(regBin, regEnv, "garbage-collect", "--dry-run", cfg.Name())
 	if err != nil {
 		return err
 	}
-	refReqs := proxy.snapshot()
 	fmt.Printf("reference: wall %s, peak RSS %.1f MiB\n  requests: %s\n", ref.wall.Round(time.Millisecond), mib(ref.maxRSS), fmtReqs(refReqs))
 	fmt.Printf("\nregsweep gc dry run vs reference: %.1fx faster cold, %.1fx warm; %.1fx fewer requests cold\n",
 		ref.wall.Seconds()/gcRuns[0].wall.Seconds(), ref.wall.Seconds()/gcRuns[1].wall.Seconds(), float64(total(refReqs))/float64(total(gcReqs[0])))
@@ -180,70 +183,69 @@ func fmtReqs(m map[string]int64) string {
 	return fmt.Sprintf("%d (list %d, get %d, head %d, put %d, delete %d)", total(m), m["list"], m["get"], m["head"], m["put"], m["delete"])
 }
 
-// countingProxy forwards to MinIO and counts S3 requests by operation.
-type countingProxy struct {
-	addr string
-	mu   sync.Mutex
-	n    map[string]int64
-}
+// requestCounter reads MinIO's own request counters (its node metrics,
+// public in the test environment) before and after a run. Nothing else
+// uses the bench's MinIO while it runs, so the difference is the run's.
+type requestCounter struct{ url string }
 
-func (p *countingProxy) reset() {
-	p.mu.Lock()
-	p.n = map[string]int64{}
-	p.mu.Unlock()
-}
-
-func (p *countingProxy) snapshot() map[string]int64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := map[string]int64{}
-	for k, v := range p.n {
-		out[k] = v
+func (c *requestCounter) measure(bin string, env []string, args ...string) (result, map[string]int64, error) {
+	before, err := c.read()
+	if err != nil {
+		return result{}, nil, err
 	}
-	return out
+	r, err := measure(bin, env, args...)
+	if err != nil {
+		return r, nil, err
+	}
+	after, err := c.read()
+	if err != nil {
+		return r, nil, err
+	}
+	for op := range after {
+		after[op] -= before[op]
+	}
+	return r, after, nil
 }
 
-func classify(r *http.Request) string {
-	q := r.URL.Query()
-	objectPath := strings.Count(strings.Trim(r.URL.Path, "/"), "/") > 0
-	switch r.Method {
-	case http.MethodGet:
-		if !objectPath || q.Has("list-type") || q.Has("uploads") || q.Has("prefix") {
-			return "list"
+// read returns MinIO's S3 request totals so far, by operation class.
+func (c *requestCounter) read() (map[string]int64, error) {
+	resp, err := http.Get(c.url)
+	if err != nil {
+		return nil, fmt.Errorf("MinIO metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("MinIO metrics: %s (the bench counts requests at MinIO: start it with `make testenv-up`, which makes its metrics public)", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("MinIO metrics: %w", err)
+	}
+	out := map[string]int64{}
+	fam := families["minio_s3_requests_total"]
+	if fam == nil {
+		return out, nil // no S3 request yet since MinIO started
+	}
+	for _, m := range fam.GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "api" {
+				out[operation(l.GetValue())] += int64(m.GetCounter().GetValue())
+			}
 		}
-		return "get"
-	case http.MethodHead:
-		return "head"
-	case http.MethodDelete:
-		return "delete"
-	case http.MethodPost:
-		if q.Has("delete") {
-			return "delete"
+	}
+	return out, nil
+}
+
+// operation classes MinIO's API names (listobjectsv2, getobject,
+// deletemultipleobjects, ...) the way the collectors' own counts do.
+func operation(api string) string {
+	for _, op := range []string{"list", "get", "head", "delete"} {
+		if strings.HasPrefix(api, op) {
+			return op
 		}
-		return "put"
 	}
 	return "put"
-}
-
-func startCountingProxy(target string) (*countingProxy, error) {
-	u, _ := url.Parse("http://" + target)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	p := &countingProxy{n: map[string]int64{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p.addr = ln.Addr().String()
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		op := classify(r)
-		p.mu.Lock()
-		p.n[op]++
-		p.mu.Unlock()
-		// The signature covers the Host header: keep the client's.
-		r.Host = p.addr
-		rp.ServeHTTP(w, r)
-	}))
-	return p, nil
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
@@ -290,6 +292,20 @@ func measure(bin string, env []string, args ...string) (result, error) {
 		return r, fmt.Errorf("%s %v: %v\n%s", bin, args, err, errb.String())
 	}
 	return r, nil
+}
+
+// emptyBucket holds no registry: the gc run on it is the RSS baseline.
+const emptyBucket = "regsweep-bench-empty"
+
+func ensureBucket(ctx context.Context, endpoint, access, secret, bucket string) error {
+	c, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(access, secret, "")})
+	if err != nil {
+		return err
+	}
+	if ok, err := c.BucketExists(ctx, bucket); err != nil || ok {
+		return err
+	}
+	return c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
 }
 
 func ensureStore(ctx context.Context, endpoint, access, secret, bucket string) error {
