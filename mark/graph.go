@@ -100,6 +100,31 @@ func (g *graph) digest(id uint32) digest.Digest {
 	return g.blobs.DigestAt(int(id - 1))
 }
 
+// set returns the set of the digests with these ids, in the sorted form
+// (ids is reused).
+func (g *graph) set(ids []uint32) *walker.DigestSet {
+	g.checkBlobs()
+	positions := ids[:0]
+	var others []digest.Digest
+	for _, id := range ids {
+		if id > g.stored {
+			others = append(others, g.names[id-g.stored-1])
+		} else {
+			positions = append(positions, id-1)
+		}
+	}
+	return g.inv.DigestSetOf(positions, others)
+}
+
+// addTo puts the digest with this id in s.
+func (g *graph) addTo(s *walker.DigestSet, id uint32) {
+	if id > g.stored {
+		s.Add(g.digest(id))
+	} else {
+		s.AddPosition(id - 1)
+	}
+}
+
 // want interns d as a manifest to load. A digest the inventory does not
 // list is missing without a read: the inventory is what the sweep acts on.
 func (g *graph) want(d digest.Digest) uint32 {

@@ -214,7 +214,7 @@ func (f *fixture) run(opts mark.Options) *mark.Result {
 	return res
 }
 
-func keys(m *mark.Set) []string {
+func keys(m *walker.DigestSet) []string {
 	var out []string
 	for d := range m.All() {
 		out = append(out, d.String())

@@ -111,12 +111,12 @@ func (p Problem) Blocking() bool {
 type RepoResult struct {
 	// KeptManifests are the repository's kept manifests, including kept
 	// ones whose blob is missing (their links are not unused).
-	KeptManifests *Set
+	KeptManifests *walker.DigestSet
 	// KeptLayers: a _layers link is kept iff its digest is here. It holds
 	// every blob a kept manifest of this repository references, and the
 	// kept manifests themselves: distribution also resolves a manifest
 	// through _layers (registry 2.1.0 linked manifests there).
-	KeptLayers *Set
+	KeptLayers *walker.DigestSet
 }
 
 // Result is a whole mark.
@@ -124,7 +124,7 @@ type Result struct {
 	// KeptBlobs is every blob needed by any repository: kept manifests,
 	// the blobs they reference, and the schema1 signatures of kept
 	// revisions.
-	KeptBlobs *Set
+	KeptBlobs *walker.DigestSet
 	// Repos has an entry for every repository of the inventory.
 	Repos map[string]*RepoResult
 	// Problems, sorted by repository, kind, digest and key.
@@ -236,10 +236,10 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		res.Repos[name] = m.repo(uint32(i+1), inv.Repositories[name])
 	}
 
-	res.KeptBlobs = newDenseSet(g)
+	res.KeptBlobs = inv.NewDigestSet(true)
 	for id, kept := range m.global {
 		if kept {
-			res.KeptBlobs.addID(uint32(id))
+			g.addTo(res.KeptBlobs, uint32(id))
 		}
 	}
 	for d := range m.signatures.All() {
@@ -434,7 +434,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			keep(ref)
 		}
 	}
-	return &RepoResult{KeptManifests: newSparseSet(g, keptManifests), KeptLayers: newSparseSet(g, keptLayers)}
+	return &RepoResult{KeptManifests: g.set(keptManifests), KeptLayers: g.set(keptLayers)}
 }
 
 func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {

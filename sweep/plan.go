@@ -393,7 +393,7 @@ const reasonOrphanSegment = "segment of no blob"
 // anyStored says whether some kept digest is a stored blob. Digests kept
 // but missing from storage (a dangling link, a row without a blob) do not
 // count: they prove nothing about the blobs that are there.
-func anyStored(kept *mark.Set, stored *walker.DigestMap[walker.Blob]) bool {
+func anyStored(kept *walker.DigestSet, stored *walker.DigestMap[walker.Blob]) bool {
 	for d := range kept.All() {
 		if stored.Has(d) {
 			return true

@@ -92,44 +92,6 @@ func BenchmarkDigestMapSet(b *testing.B) {
 	}
 }
 
-// TestDigestSetAgreesWithAMap: dense and sparse sets over an inventory,
-// fed listed blobs, unlisted digests and non-sha256 ones, answer as a map.
-func TestDigestSetAgreesWithAMap(t *testing.T) {
-	inv := NewInventory()
-	var pool []digest.Digest
-	for i := range 3000 {
-		d := digest.FromString(fmt.Sprint(i))
-		if i%3 == 0 {
-			inv.Blobs.Set(d, Blob{Size: int64(i)})
-		}
-		if i%101 == 0 {
-			d = digest.SHA512.FromString(fmt.Sprint(i))
-			inv.Blobs.Set(d, Blob{})
-		}
-		pool = append(pool, d)
-	}
-	for _, dense := range []bool{true, false} {
-		rng := rand.New(rand.NewPCG(3, 4))
-		s := inv.NewDigestSet(dense)
-		want := map[digest.Digest]bool{}
-		for range 5000 {
-			d := pool[rng.IntN(len(pool))]
-			if added := s.Add(d); added == want[d] {
-				t.Fatalf("dense=%v: Add(%s) = %v with the digest %s present", dense, d, added, map[bool]string{true: "already", false: "not"}[want[d]])
-			}
-			want[d] = true
-			if s.Len() != len(want) {
-				t.Fatalf("dense=%v: Len %d, want %d", dense, s.Len(), len(want))
-			}
-		}
-		for _, d := range pool {
-			if s.Has(d) != want[d] {
-				t.Fatalf("dense=%v: Has(%s) = %v", dense, d, s.Has(d))
-			}
-		}
-	}
-}
-
 // TestDigestSetRefusesAMovedBlobMap: a set's positions name other blobs
 // once the map merges new keys; it must stop, not answer.
 func TestDigestSetRefusesAMovedBlobMap(t *testing.T) {

@@ -1,16 +1,27 @@
 package walker
 
-import "github.com/opencontainers/go-digest"
+import (
+	"iter"
+	"math/bits"
+	"slices"
 
-// DigestSet is a set of digests for one pass over an inventory: a digest
-// of a blob the walk listed is kept as its position in the inventory's
-// blob map (a bit when dense, 4 bytes otherwise), any other digest as
-// itself. The blob map must not change while the set is in use.
+	"github.com/opencontainers/go-digest"
+)
+
+// DigestSet is a set of digests over an inventory: a digest of a blob the
+// walk listed is kept as its position in the inventory's blob map, any
+// other digest as itself. Positions take a bit each in the dense form, 4
+// bytes in the sorted form (built once from a list), a map entry in the
+// sparse form (built by Add). The blob map must not change while the set
+// is in use.
+//
+// Like a map, it is safe for concurrent readers but not for a writer.
 type DigestSet struct {
 	blobs  *DigestMap[Blob]
 	shape  int                 // blobs' positions when the set was made
-	bits   []uint64            // dense: a bit per position
-	sparse map[uint32]struct{} // sparse: the positions
+	dense  []uint64            // dense form: a bit per position
+	sorted []uint32            // sorted form: the positions, ascending
+	sparse map[uint32]struct{} // sparse form: the positions
 	other  *DigestMap[struct{}]
 	n      int
 }
@@ -20,11 +31,28 @@ type DigestSet struct {
 // every blob, sparse ones for the rest.
 func (inv *Inventory) NewDigestSet(dense bool) *DigestSet {
 	inv.Blobs.Compact()
-	s := &DigestSet{blobs: inv.Blobs, shape: inv.Blobs.Positions(), other: NewDigestMap[struct{}]()}
+	s := &DigestSet{blobs: inv.Blobs, shape: inv.Blobs.Positions()}
 	if dense {
-		s.bits = make([]uint64, (inv.Blobs.Positions()+63)/64)
+		s.dense = make([]uint64, (s.shape+63)/64)
 	} else {
 		s.sparse = map[uint32]struct{}{}
+	}
+	return s
+}
+
+// DigestSetOf returns the set of the blobs at positions (as Position
+// gives them, in any order, repeats allowed) and of others, in the sorted
+// form: the smallest for a set built once and then read.
+func (inv *Inventory) DigestSetOf(positions []uint32, others []digest.Digest) *DigestSet {
+	slices.Sort(positions)
+	positions = slices.Clip(slices.Compact(positions))
+	shape := inv.Blobs.Positions()
+	if len(positions) > 0 && int(positions[len(positions)-1]) >= shape {
+		panic("walker: DigestSetOf given a position the blob map does not have")
+	}
+	s := &DigestSet{blobs: inv.Blobs, shape: shape, sorted: positions, n: len(positions)}
+	for _, d := range others {
+		s.Add(d)
 	}
 	return s
 }
@@ -33,20 +61,10 @@ func (inv *Inventory) NewDigestSet(dense bool) *DigestSet {
 func (s *DigestSet) Add(d digest.Digest) bool {
 	s.blobs.KeepsPositions(s.shape)
 	if pos, ok := s.blobs.Position(d); ok {
-		p := uint32(pos)
-		if s.bits != nil {
-			if s.bits[p/64]&(1<<(p%64)) != 0 {
-				return false
-			}
-			s.bits[p/64] |= 1 << (p % 64)
-		} else {
-			if _, had := s.sparse[p]; had {
-				return false
-			}
-			s.sparse[p] = struct{}{}
-		}
-		s.n++
-		return true
+		return s.AddPosition(uint32(pos))
+	}
+	if s.other == nil {
+		s.other = NewDigestMap[struct{}]()
 	}
 	if s.other.Has(d) {
 		return false
@@ -56,19 +74,79 @@ func (s *DigestSet) Add(d digest.Digest) bool {
 	return true
 }
 
+// AddPosition puts the blob at pos in the set and reports whether it was
+// new.
+func (s *DigestSet) AddPosition(pos uint32) bool {
+	if s.hasPosition(pos) {
+		return false
+	}
+	switch {
+	case s.dense != nil:
+		s.dense[pos/64] |= 1 << (pos % 64)
+	case s.sparse != nil:
+		s.sparse[pos] = struct{}{}
+	default:
+		i, _ := slices.BinarySearch(s.sorted, pos)
+		s.sorted = slices.Insert(s.sorted, i, pos)
+	}
+	s.n++
+	return true
+}
+
+func (s *DigestSet) hasPosition(pos uint32) bool {
+	switch {
+	case s.dense != nil:
+		return s.dense[pos/64]&(1<<(pos%64)) != 0
+	case s.sparse != nil:
+		_, had := s.sparse[pos]
+		return had
+	default:
+		_, had := slices.BinarySearch(s.sorted, pos)
+		return had
+	}
+}
+
 // Has reports whether d is in the set.
 func (s *DigestSet) Has(d digest.Digest) bool {
 	s.blobs.KeepsPositions(s.shape)
 	if pos, ok := s.blobs.Position(d); ok {
-		p := uint32(pos)
-		if s.bits != nil {
-			return s.bits[p/64]&(1<<(p%64)) != 0
-		}
-		_, had := s.sparse[p]
-		return had
+		return s.hasPosition(uint32(pos))
 	}
-	return s.other.Has(d)
+	return s.other != nil && s.other.Has(d)
 }
 
 // Len is the number of digests in the set.
 func (s *DigestSet) Len() int { return s.n }
+
+// All yields every digest in the set, in no particular order.
+func (s *DigestSet) All() iter.Seq[digest.Digest] {
+	return func(yield func(digest.Digest) bool) {
+		s.blobs.KeepsPositions(s.shape)
+		for w, word := range s.dense {
+			for word != 0 {
+				b := bits.TrailingZeros64(word)
+				word &^= 1 << b
+				if !yield(s.blobs.DigestAt(w*64 + b)) {
+					return
+				}
+			}
+		}
+		for _, pos := range s.sorted {
+			if !yield(s.blobs.DigestAt(int(pos))) {
+				return
+			}
+		}
+		for pos := range s.sparse {
+			if !yield(s.blobs.DigestAt(int(pos))) {
+				return
+			}
+		}
+		if s.other != nil {
+			for d := range s.other.All() {
+				if !yield(d) {
+					return
+				}
+			}
+		}
+	}
+}

@@ -1,4 +1,4 @@
-package mark
+package walker
 
 import (
 	"fmt"
@@ -8,72 +8,85 @@ import (
 	"testing"
 
 	"github.com/opencontainers/go-digest"
-
-	"github.com/regsweep/regsweep/walker"
 )
 
-// TestSetAgreesWithAMap: both forms of Set, fed ids and digests (stored,
-// interned but missing, and never seen), answer as a plain map does.
-func TestSetAgreesWithAMap(t *testing.T) {
-	inv := walker.NewInventory()
-	var stored, missing, unseen []digest.Digest
+// TestDigestSetAgreesWithAMap: every form of DigestSet, fed listed blobs
+// (as digests and as positions), unlisted digests and non-sha256 ones,
+// answers as a plain map does.
+func TestDigestSetAgreesWithAMap(t *testing.T) {
+	inv := NewInventory()
+	var stored, other []digest.Digest
 	for i := range 300 {
 		d := digest.FromString(fmt.Sprint(i))
-		switch i % 3 {
-		case 0:
-			inv.Blobs.Set(d, walker.Blob{Size: int64(i)})
+		if i%2 == 0 {
+			inv.Blobs.Set(d, Blob{Size: int64(i)})
 			stored = append(stored, d)
-		case 1:
-			missing = append(missing, d)
-		default:
-			unseen = append(unseen, d)
+		} else {
+			other = append(other, d)
 		}
 	}
-	unseen = append(unseen, digest.SHA512.FromString("sha512 is never a position"))
-	g := newGraph(inv)
-	for _, d := range missing {
-		g.intern(d)
-	}
-	all := slices.Concat(stored, missing, unseen)
+	// A stored sha512 blob has no position: sets hold it as a digest.
+	sha512 := digest.SHA512.FromString("stored, never a position")
+	inv.Blobs.Set(sha512, Blob{})
+	other = append(other, sha512, digest.SHA512.FromString("not stored"))
+	inv.Blobs.Compact()
+	all := slices.Concat(stored, other)
 	for seed := range uint64(4) {
 		rng := rand.New(rand.NewPCG(seed, 2))
-		for _, s := range []*Set{newDenseSet(g), newSparseSet(g, nil)} {
-			want := map[digest.Digest]bool{}
-			for range 400 {
+		// The sorted form starts from a list with repeats, as mark builds it.
+		var start []uint32
+		want := map[digest.Digest]bool{}
+		for range 50 {
+			d := stored[rng.IntN(len(stored))]
+			pos, _ := inv.Blobs.Position(d)
+			start = append(start, uint32(pos), uint32(pos))
+			want[d] = true
+		}
+		forms := map[string]*DigestSet{
+			"dense":  inv.NewDigestSet(true),
+			"sparse": inv.NewDigestSet(false),
+			"sorted": inv.DigestSetOf(slices.Clone(start), []digest.Digest{other[0], other[0]}),
+		}
+		for name, s := range forms {
+			want := maps.Clone(want)
+			if name == "sorted" {
+				want[other[0]] = true
+			} else {
+				for d := range want {
+					s.Add(d)
+				}
+			}
+			for i := range 400 {
 				d := all[rng.IntN(len(all))]
-				s.Add(d)
+				var added bool
+				if pos, ok := inv.Blobs.Position(d); ok && i%2 == 0 {
+					added = s.AddPosition(uint32(pos))
+				} else {
+					added = s.Add(d)
+				}
+				if added == want[d] {
+					t.Fatalf("%s: adding %s reported new=%v with it already in=%v", name, d, added, want[d])
+				}
 				want[d] = true
 				if s.Len() != len(want) {
-					t.Fatalf("Len %d, want %d", s.Len(), len(want))
+					t.Fatalf("%s: Len %d, want %d", name, s.Len(), len(want))
 				}
 			}
 			for _, d := range all {
 				if s.Has(d) != want[d] {
-					t.Fatalf("Has(%s) = %v, want %v", d, s.Has(d), want[d])
+					t.Fatalf("%s: Has(%s) = %v, want %v", name, d, s.Has(d), want[d])
 				}
 			}
 			got := map[digest.Digest]bool{}
 			for d := range s.All() {
 				if got[d] {
-					t.Fatalf("All yields %s twice", d)
+					t.Fatalf("%s: All yields %s twice", name, d)
 				}
 				got[d] = true
 			}
 			if !maps.Equal(got, want) {
-				t.Fatalf("All: %d digests, want %d", len(got), len(want))
+				t.Fatalf("%s: All: %d digests, want %d", name, len(got), len(want))
 			}
 		}
-	}
-}
-
-func TestSparseSetDropsDuplicateIDs(t *testing.T) {
-	inv := walker.NewInventory()
-	d := digest.FromString("x")
-	inv.Blobs.Set(d, walker.Blob{})
-	g := newGraph(inv)
-	id, _ := g.find(d)
-	s := newSparseSet(g, []uint32{id, id})
-	if s.Len() != 1 || !s.Has(d) {
-		t.Fatalf("Len %d, Has %v", s.Len(), s.Has(d))
 	}
 }
