@@ -90,46 +90,74 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 		}
 	}
 
-	// needs calls fn for every distinct stored blob repository name needs.
-	needs := func(name string, fn func(digest.Digest, walker.Blob)) {
+	// needs calls fn for every distinct stored blob repository name needs,
+	// with its position in inv.Blobs, or -1 and its digest when it has none
+	// (a stored blob that is not sha256).
+	needs := func(name string, fn func(pos int, d digest.Digest, b walker.Blob)) {
 		rr := res.Repos[name]
 		if rr == nil {
 			return
 		}
 		seen := inv.NewDigestSet(false)
-		visit := func(d digest.Digest) {
+		visit := func(pos int, d digest.Digest) {
+			if pos < 0 {
+				if p, ok := inv.Blobs.Position(d); ok {
+					pos = p
+				}
+			}
+			if pos >= 0 {
+				if seen.AddPosition(uint32(pos)) {
+					fn(pos, "", inv.Blobs.ValueAt(pos))
+				}
+				return
+			}
 			if !seen.Add(d) {
 				return
 			}
 			if b, ok := inv.Blobs.Get(d); ok {
-				fn(d, b)
+				fn(-1, d, b)
 			}
 		}
-		for d := range rr.KeptLayers.All() {
-			visit(d)
+		for pos, d := range rr.KeptLayers.Each() {
+			visit(pos, d)
 		}
 		// Schema1 signatures of kept revisions are needed too (mark keeps
 		// them globally, not per repository).
 		repo := inv.Repositories[name]
-		for d := range rr.KeptManifests.All() {
-			for _, s := range repo.Signatures[d] {
-				visit(s)
+		if len(repo.Signatures) > 0 {
+			for d := range rr.KeptManifests.All() {
+				for _, s := range repo.Signatures[d] {
+					visit(-1, s)
+				}
 			}
 		}
 	}
 
-	owners := walker.NewDigestMap[blobOwners]()
+	// Per blob: how many repositories need it, and from which projects.
+	owners := make([]blobOwners, inv.Blobs.Positions())
+	otherOwners := walker.NewDigestMap[blobOwners]()
+	ownersOf := func(pos int, d digest.Digest) blobOwners {
+		if pos >= 0 {
+			return owners[pos]
+		}
+		o, _ := otherOwners.Get(d)
+		return o
+	}
 	for _, n := range names {
 		p := projectIndex[ProjectOf(n)]
-		needs(n, func(d digest.Digest, _ walker.Blob) {
-			o, ok := owners.Get(d)
-			if !ok {
+		needs(n, func(pos int, d digest.Digest, _ walker.Blob) {
+			o := ownersOf(pos, d)
+			if o.repos == 0 {
 				o.project = p
 			} else if o.project != p {
 				o.project = manyProjects
 			}
 			o.repos++
-			owners.Set(d, o)
+			if pos >= 0 {
+				owners[pos] = o
+			} else {
+				otherOwners.Set(d, o)
+			}
 		})
 	}
 
@@ -154,10 +182,8 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 		r := inv.Repositories[name]
 		seen := inv.NewDigestSet(false)
 		visit := func(d digest.Digest) {
-			if !seen.Add(d) {
-				return
-			}
-			if size, ok := planned.Get(d); ok {
+			// Few blobs are planned: ask that first, the set only for them.
+			if size, ok := planned.Get(d); ok && seen.Add(d) {
 				fn(d, size)
 			}
 		}
@@ -194,14 +220,20 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 			}
 		}
 		row.Manifests = r.Revisions.Len()
-		needs(n, func(d digest.Digest, b walker.Blob) {
-			o, _ := owners.Get(d)
+		needs(n, func(pos int, d digest.Digest, b walker.Blob) {
+			o := ownersOf(pos, d)
 			row.Blobs++
 			row.TotalBytes += b.Size
 			if o.repos == 1 {
 				row.UniqueBytes += b.Size
 			}
-			if projectBlobs[pi].Add(d) {
+			var first bool
+			if pos >= 0 {
+				first = projectBlobs[pi].AddPosition(uint32(pos))
+			} else {
+				first = projectBlobs[pi].Add(d)
+			}
+			if first {
 				ps.Blobs++
 				ps.TotalBytes += b.Size
 				if o.project == pi {

@@ -181,9 +181,14 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		noKept := rr == nil || rr.KeptManifests.Len() == 0
 		var items []Item
 		all := true // every key of the repository is a candidate
-		add := func(ok bool, it Item) {
+		// add plans it when ok, at the key of spec (its own Key when nil):
+		// keys are built only for candidates, a few among many links.
+		add := func(ok bool, spec layout.Spec, it Item) {
 			if ok {
 				it.Repo = name
+				if spec != nil {
+					it.Key, _ = layout.Path(spec)
+				}
 				items = append(items, it)
 				return
 			}
@@ -192,22 +197,21 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 				linked.Add(it.Digest)
 			}
 		}
-		key := func(s layout.Spec) string { k, _ := layout.Path(s); return k }
 		for d, l := range r.Revisions.All() {
 			reason := "untagged manifest"
 			if !blobExists(d) {
 				reason = "dangling revision link: manifest blob missing"
 			}
 			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d))
-			add(candidate, Item{Kind: KindRevisionLink, Key: key(layout.RevisionLink{Repo: name, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
+			add(candidate, layout.RevisionLink{Repo: name, Digest: d}, Item{Kind: KindRevisionLink, Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
 			for _, sig := range r.Signatures[d] {
-				add(candidate, Item{Kind: KindSignatureLink, Key: key(layout.SignatureLink{Repo: name, Digest: d, Signature: sig}), Digest: sig, Manifest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
+				add(candidate, layout.SignatureLink{Repo: name, Digest: d, Signature: sig}, Item{Kind: KindSignatureLink, Digest: sig, Manifest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
 			}
 		}
 		for tagName, t := range r.Tags {
 			for d, l := range t.Index {
 				add(old(l.ModTime) && (!keptManifest(d) || !blobExists(d)),
-					Item{Kind: KindTagIndexLink, Key: key(layout.TagIndexLink{Repo: name, Tag: tagName, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "tag history entry of a deleted manifest"})
+					layout.TagIndexLink{Repo: name, Tag: tagName, Digest: d}, Item{Kind: KindTagIndexLink, Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "tag history entry of a deleted manifest"})
 			}
 			if t.HasCurrent {
 				// A tag goes with its whole repository, when nothing in it is
@@ -220,7 +224,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 					orphaned, reason = true, "tag of a manifest that is not kept"
 				}
 				add(orphaned && old(t.CurrentModTime),
-					Item{Kind: KindTagCurrentLink, Key: key(layout.TagCurrentLink{Repo: name, Tag: tagName}), Digest: t.Current, ModTime: time.Unix(t.CurrentModTime, 0).UTC(), Reason: reason})
+					layout.TagCurrentLink{Repo: name, Tag: tagName}, Item{Kind: KindTagCurrentLink, Digest: t.Current, ModTime: time.Unix(t.CurrentModTime, 0).UTC(), Reason: reason})
 			}
 		}
 		for d, l := range r.Layers.All() {
@@ -229,7 +233,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 				reason = "dangling layer link: blob missing"
 			}
 			add(old(l.ModTime) && (!keptLayer(d) || !blobExists(d)),
-				Item{Kind: KindLayerLink, Key: key(layout.LayerLink{Repo: name, Digest: d}), Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
+				layout.LayerLink{Repo: name, Digest: d}, Item{Kind: KindLayerLink, Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
 		}
 		for _, u := range r.Uploads {
 			started := u.StartedAt
@@ -245,7 +249,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 				stale = stale && old(f.ModTime.Unix()) // still being written
 			}
 			for _, f := range u.Files {
-				add(stale, Item{Kind: KindUploadFile, Key: f.Key, Size: f.Size, ModTime: f.ModTime.UTC(), UploadID: u.ID, Reason: "upload abandoned since " + started.UTC().Format(time.RFC3339)})
+				add(stale, nil, Item{Kind: KindUploadFile, Key: f.Key, Size: f.Size, ModTime: f.ModTime.UTC(), UploadID: u.ID, Reason: "upload abandoned since " + started.UTC().Format(time.RFC3339)})
 			}
 		}
 		p.Items = append(p.Items, items...)
@@ -255,18 +259,31 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	keptSegments := map[string]bool{}
 	deletedSegments := map[string]digest.Digest{}
-	for d, b := range inv.Blobs.All() {
-		if res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime) {
+	consider := func(d digest.Digest, b walker.Blob, kept bool) {
+		if kept {
 			if seg := inv.SegmentsOf(d); seg != "" {
 				keptSegments[seg] = true
 			}
-			continue
+			return
 		}
 		k, _ := layout.Path(layout.BlobData{Digest: d})
 		p.Items = append(p.Items, Item{Kind: KindBlob, Key: k, Digest: d, Size: b.Size, ModTime: time.Unix(b.ModTime, 0).UTC(), Segments: inv.SegmentsOf(d), Reason: "blob not referenced by any kept manifest"})
 		if seg := inv.SegmentsOf(d); seg != "" {
 			deletedSegments[seg] = d
 		}
+	}
+	// By position, the digest only for blobs that need it: turning 100k
+	// positions into digests costs more than the rest of the loop.
+	segmented := inv.BlobSegments.Len() > 0
+	for pos := range inv.Blobs.Positions() {
+		b := inv.Blobs.ValueAt(pos)
+		kept := res.KeptBlobs.HasPosition(pos) || linked.HasPosition(pos) || !old(b.ModTime)
+		if !kept || segmented {
+			consider(inv.Blobs.DigestAt(pos), b, kept)
+		}
+	}
+	for d, b := range inv.Blobs.Unpositioned() {
+		consider(d, b, res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime))
 	}
 	for prefix, segs := range inv.Segments {
 		if keptSegments[prefix] {

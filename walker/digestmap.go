@@ -173,6 +173,9 @@ func (m *DigestMap[V]) DigestAt(i int) digest.Digest {
 	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(m.sorted[i].key[:]))
 }
 
+// ValueAt returns the value at position i.
+func (m *DigestMap[V]) ValueAt(i int) V { return m.sorted[i].val }
+
 // Delete removes d.
 func (m *DigestMap[V]) Delete(d digest.Digest) {
 	k, ok := sha256Key(d)
@@ -197,6 +200,19 @@ func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 				return
 			}
 		}
+		for d, v := range m.Unpositioned() {
+			if !yield(d, v) {
+				return
+			}
+		}
+	}
+}
+
+// Unpositioned yields the digests that have no position (not merged yet,
+// or not sha256) and their values: with positions 0 to Positions()-1,
+// every entry of the map.
+func (m *DigestMap[V]) Unpositioned() iter.Seq2[digest.Digest, V] {
+	return func(yield func(digest.Digest, V) bool) {
 		for k, v := range m.recent {
 			if !yield(digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(k[:])), v) {
 				return

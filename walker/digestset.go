@@ -93,6 +93,12 @@ func (s *DigestSet) AddPosition(pos uint32) bool {
 	return true
 }
 
+// HasPosition reports whether the blob at pos is in the set.
+func (s *DigestSet) HasPosition(pos int) bool {
+	s.blobs.KeepsPositions(s.shape)
+	return s.hasPosition(uint32(pos))
+}
+
 func (s *DigestSet) hasPosition(pos uint32) bool {
 	switch {
 	case s.dense != nil:
@@ -118,34 +124,51 @@ func (s *DigestSet) Has(d digest.Digest) bool {
 // Len is the number of digests in the set.
 func (s *DigestSet) Len() int { return s.n }
 
-// All yields every digest in the set, in no particular order.
-func (s *DigestSet) All() iter.Seq[digest.Digest] {
-	return func(yield func(digest.Digest) bool) {
+// Each yields every member, in no particular order: a listed blob as its
+// position and an empty digest, any other digest as -1 and itself. It is
+// All for readers that index by position, without turning positions back
+// into digests.
+func (s *DigestSet) Each() iter.Seq2[int, digest.Digest] {
+	return func(yield func(int, digest.Digest) bool) {
 		s.blobs.KeepsPositions(s.shape)
 		for w, word := range s.dense {
 			for word != 0 {
 				b := bits.TrailingZeros64(word)
 				word &^= 1 << b
-				if !yield(s.blobs.DigestAt(w*64 + b)) {
+				if !yield(w*64+b, "") {
 					return
 				}
 			}
 		}
 		for _, pos := range s.sorted {
-			if !yield(s.blobs.DigestAt(int(pos))) {
+			if !yield(int(pos), "") {
 				return
 			}
 		}
 		for pos := range s.sparse {
-			if !yield(s.blobs.DigestAt(int(pos))) {
+			if !yield(int(pos), "") {
 				return
 			}
 		}
 		if s.other != nil {
 			for d := range s.other.All() {
-				if !yield(d) {
+				if !yield(-1, d) {
 					return
 				}
+			}
+		}
+	}
+}
+
+// All yields every digest in the set, in no particular order.
+func (s *DigestSet) All() iter.Seq[digest.Digest] {
+	return func(yield func(digest.Digest) bool) {
+		for pos, d := range s.Each() {
+			if pos >= 0 {
+				d = s.blobs.DigestAt(pos)
+			}
+			if !yield(d) {
+				return
 			}
 		}
 	}

@@ -87,6 +87,19 @@ func TestDigestSetAgreesWithAMap(t *testing.T) {
 			if !maps.Equal(got, want) {
 				t.Fatalf("%s: All: %d digests, want %d", name, len(got), len(want))
 			}
+			clear(got)
+			for pos, d := range s.Each() {
+				if (pos >= 0) != (d == "") {
+					t.Fatalf("%s: Each yields position %d with digest %q", name, pos, d)
+				}
+				if pos >= 0 {
+					d = inv.Blobs.DigestAt(pos)
+				}
+				got[d] = true
+			}
+			if !maps.Equal(got, want) {
+				t.Fatalf("%s: Each: %d members, want %d", name, len(got), len(want))
+			}
 		}
 	}
 }
