@@ -10,8 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Config is a resolved storage configuration. Secrets live only here and
@@ -119,13 +117,10 @@ func (c Config) Secrets() []string {
 	return out
 }
 
-// storage: sections that are settings, not drivers.
-var nonDriverKeys = map[string]bool{"delete": true, "redirect": true, "cache": true, "maintenance": true, "tag": true}
-
 // FromRegistryConfig reads the storage section of distribution's
-// config.yml, applying distribution's environment overrides
-// (REGISTRY_STORAGE=<driver>, REGISTRY_STORAGE_<DRIVER>_<KEY>=value) from
-// env (e.g. os.Environ()).
+// config.yml with distribution's REGISTRY_STORAGE* environment overrides
+// from env (e.g. os.Environ()), as the registry itself does
+// (ReadRegistryStorage).
 func FromRegistryConfig(path string, env []string) (Config, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -136,57 +131,25 @@ func FromRegistryConfig(path string, env []string) (Config, error) {
 
 // ParseRegistryConfig is FromRegistryConfig on the file's content.
 func ParseRegistryConfig(raw []byte, env []string) (Config, error) {
-	var doc struct {
-		Storage map[string]any `yaml:"storage"`
+	storage, err := ReadRegistryStorage(raw, env)
+	if err != nil {
+		return Config{}, err
 	}
-	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return Config{}, fmt.Errorf("registry config is not valid YAML: %w", err)
-	}
-	var drivers []string
-	for k := range doc.Storage {
-		if !nonDriverKeys[k] {
-			drivers = append(drivers, k)
-		}
-	}
-	sort.Strings(drivers)
-	envMap := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "REGISTRY_STORAGE") {
-			envMap[k] = v
-		}
-	}
-	driver := ""
-	if v, ok := envMap["REGISTRY_STORAGE"]; ok {
-		driver = strings.ToLower(v)
-	} else {
-		switch len(drivers) {
-		case 0:
-			return Config{}, fmt.Errorf("registry config has no storage driver in its storage section")
-		case 1:
-			driver = drivers[0]
-		default:
-			return Config{}, fmt.Errorf("registry config names several storage drivers (%s); distribution requires exactly one", strings.Join(drivers, ", "))
-		}
-	}
-	params := map[string]any{}
-	if p, ok := doc.Storage[driver].(map[string]any); ok {
-		for k, v := range p {
-			params[strings.ToLower(k)] = v
-		}
-	}
-	envPrefix := "REGISTRY_STORAGE_" + strings.ToUpper(strings.ReplaceAll(driver, "-", "")) + "_"
-	for k, v := range envMap {
-		if strings.HasPrefix(k, envPrefix) {
-			params[strings.ToLower(strings.TrimPrefix(k, envPrefix))] = v
-		}
+	driver, params, err := storage.driver()
+	if err != nil {
+		return Config{}, err
 	}
 	cfg := DefaultConfig()
 	cfg.Driver = driver
-	p := paramReader{params: params, driver: driver}
+	// distribution's s3 and filesystem drivers look their keys up as
+	// written; its swift driver decodes them case-insensitively.
+	p := paramReader{params: params, driver: driver, foldCase: driver == "swift"}
 	switch driver {
 	case "filesystem":
 		cfg.Filesystem.RootDirectory = p.str("rootdirectory", "/var/lib/registry")
-	case "s3", "s3-aws":
+	case "s3", "s3aws", "s3-aws":
+		// distribution registers its S3 driver as s3 and s3aws; s3-aws is
+		// regsweep's own older spelling.
 		cfg.Driver = "s3"
 		s := &cfg.S3
 		s.Region = p.str("region", "")
@@ -224,71 +187,90 @@ func ParseRegistryConfig(raw []byte, env []string) (Config, error) {
 	return cfg, nil
 }
 
+// paramReader reads a driver's parameters. Its types are more lenient than
+// distribution's drivers (a number is a string, a string such as "true" a
+// boolean); a mapping or sequence where a value belongs is an error.
 type paramReader struct {
-	params map[string]any
-	driver string
-	err    error
+	params   *cfgValue // a mapping or null
+	driver   string
+	foldCase bool
+	err      error
 }
 
-func (p *paramReader) fail(key string, v any, want string) {
+func (p *paramReader) fail(key, want, got string) {
 	if p.err == nil {
-		p.err = fmt.Errorf("registry config: storage.%s.%s must be %s, got %T", p.driver, key, want, v)
+		p.err = fmt.Errorf("registry config: storage.%s.%s must be %s, got %s", p.driver, key, want, got)
 	}
+}
+
+// get returns key's value, or nil when it is absent or null.
+func (p *paramReader) get(key string) any {
+	var v *cfgValue
+	if p.params != nil {
+		v = p.params.entries[key]
+		if p.foldCase {
+			var found []string
+			for k, kv := range p.params.entries {
+				if strings.EqualFold(k, key) {
+					found, v = append(found, k), kv
+				}
+			}
+			if len(found) > 1 {
+				sort.Strings(found)
+				p.fail(key, "given once", "several spellings ("+strings.Join(found, ", ")+")")
+				return nil
+			}
+		}
+	}
+	x, err := v.value()
+	if err != nil {
+		p.fail(key, "a scalar", err.Error())
+		return nil
+	}
+	return x
 }
 
 func (p *paramReader) str(key, def string) string {
-	v, ok := p.params[key]
-	if !ok || v == nil {
+	switch t := p.get(key).(type) {
+	case nil:
 		return def
-	}
-	switch t := v.(type) {
 	case string:
 		return t
-	case int, int64, float64, bool:
+	default:
 		return fmt.Sprint(t)
 	}
-	p.fail(key, v, "a string")
-	return def
 }
 
 func (p *paramReader) boolean(key string, def bool) bool {
-	v, ok := p.params[key]
-	if !ok || v == nil {
+	switch t := p.get(key).(type) {
+	case nil:
 		return def
+	case bool:
+		return t
+	case string:
+		if b, err := strconv.ParseBool(t); err == nil {
+			return b
+		}
+		p.fail(key, "a boolean", "a string that is not one")
+	default:
+		p.fail(key, "a boolean", fmt.Sprintf("%T", t))
 	}
-	b, ok := asBool(v, def)
-	if !ok {
-		p.fail(key, v, "a boolean")
-	}
-	return b
+	return def
 }
 
 func (p *paramReader) integer(key string, def int) int {
-	v, ok := p.params[key]
-	if !ok || v == nil {
+	switch t := p.get(key).(type) {
+	case nil:
 		return def
-	}
-	switch t := v.(type) {
 	case int:
 		return t
 	case string:
 		if n, err := strconv.Atoi(t); err == nil {
 			return n
 		}
+		p.fail(key, "an integer", "a string that is not one")
+	default:
+		p.fail(key, "an integer", fmt.Sprintf("%T", t))
 	}
-	p.fail(key, v, "an integer")
 	return def
-}
-
-func asBool(v any, def bool) (bool, bool) {
-	switch t := v.(type) {
-	case nil:
-		return def, true
-	case bool:
-		return t, true
-	case string:
-		b, err := strconv.ParseBool(strings.TrimSpace(t))
-		return b, err == nil
-	}
-	return def, false
 }

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,16 +57,26 @@ func FuzzParseRegistryConfig(f *testing.F) {
 				t.Fatalf("Secrets misses a secret")
 			}
 		}
-		// The last assignment of a variable wins, as in a process environment.
+		// The last assignment of a variable wins, as in a process
+		// environment. A payload is YAML, so only a plain word is checked
+		// verbatim, and only while every override is REGISTRY_STORAGE or
+		// one key of the driver (nothing else can replace the section).
 		last := map[string]string{}
 		for _, kv := range env {
 			if k, v, ok := strings.Cut(kv, "="); ok {
 				last[k] = v
 			}
 		}
-		envDriver := strings.ToUpper(strings.ReplaceAll(cfg.Driver, "-", ""))
+		envDriver := strings.ToUpper(cfg.Driver)
+		oneKey := regexp.MustCompile(`^REGISTRY_STORAGE_` + envDriver + `_[A-Z]+$`)
+		for k := range last {
+			if strings.HasPrefix(k, "REGISTRY_STORAGE_") && !oneKey.MatchString(k) {
+				return
+			}
+		}
 		override := func(key, got string) {
-			if v, ok := last["REGISTRY_STORAGE_"+envDriver+"_"+key]; ok && v != got {
+			v, ok := last["REGISTRY_STORAGE_"+envDriver+"_"+key]
+			if ok && plainWord.MatchString(v) && !yaml11Word[strings.ToLower(v)] && v != got {
 				t.Fatalf("REGISTRY_STORAGE_%s_%s=%q did not override the file: got %q", envDriver, key, v, got)
 			}
 		}
@@ -73,10 +84,8 @@ func FuzzParseRegistryConfig(f *testing.F) {
 		case "filesystem":
 			override("ROOTDIRECTORY", cfg.Filesystem.RootDirectory)
 		case "s3":
-			if last["REGISTRY_STORAGE"] == "" || strings.EqualFold(last["REGISTRY_STORAGE"], "s3") {
-				override("BUCKET", cfg.S3.Bucket)
-				override("SECRETKEY", cfg.S3.SecretKey)
-			}
+			override("BUCKET", cfg.S3.Bucket)
+			override("SECRETKEY", cfg.S3.SecretKey)
 		case "swift":
 			override("CONTAINER", cfg.Swift.Container)
 			override("PASSWORD", cfg.Swift.Password)
@@ -95,6 +104,14 @@ func FuzzParseRegistryConfig(f *testing.F) {
 		}
 	})
 }
+
+// plainWord is a payload YAML reads as itself, unless it is one of
+// yaml11Word (booleans and null in YAML 1.1, in any case).
+var (
+	plainWord  = regexp.MustCompile(`^[A-Za-z/][A-Za-z0-9/._-]*$`)
+	yaml11Word = map[string]bool{"y": true, "n": true, "yes": true, "no": true, "on": true, "off": true,
+		"true": true, "false": true, "null": true}
+)
 
 func configStrings(c Config) []string {
 	s, w := c.S3, c.Swift

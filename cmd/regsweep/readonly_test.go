@@ -39,6 +39,8 @@ func TestRegistryReadOnlyFollowsDistribution(t *testing.T) {
 		{"merge key", "x: &ro\n  enabled: true\nstorage:\n  filesystem: {}\n  maintenance:\n    readonly:\n      <<: *ro\n", nil, true, ""},
 		{"readonly null", file("    readonly:\n"), nil, false, "not a YAML mapping"},
 		{"not YAML", "storage: [\n", nil, false, "not valid YAML"},
+		// distribution reads every storage section as a mapping.
+		{"a storage section that is not a mapping", file("    readonly:\n      enabled: true\n") + "  delete: true\n", nil, false, "would not start"},
 
 		{"env map turns it on", file("    readonly:\n      enabled: false\n"),
 			[]string{`REGISTRY_STORAGE_MAINTENANCE_READONLY={"enabled": true}`}, true, ""},

@@ -1,0 +1,135 @@
+package backend
+
+import (
+	"strings"
+	"testing"
+)
+
+const s3File = "version: 0.1\nstorage:\n  s3:\n    region: us-east-1\n    bucket: file-bucket\n    accesskey: file-access\n    secretkey: file-secret\n"
+
+// Cases where the registry config is read as distribution reads it and a
+// flat, case-folding reading was wrong. Each "registry:" note is what
+// distribution v3.1.2 and v2.8.3 did with that file and environment when
+// started by hand (`registry serve`).
+func TestParseRegistryConfigFollowsDistribution(t *testing.T) {
+	cases := []struct {
+		name   string
+		config string
+		env    []string
+		check  func(Config) bool
+		errHas string // non-empty: the parse must fail with this in the message
+	}{
+		// registry: "no bucket parameter provided"; its s3 and filesystem
+		// drivers look keys up as written.
+		{"s3 key case is significant", "storage:\n  s3:\n    region: r\n    Bucket: b\n", nil,
+			func(c Config) bool { return c.S3.Bucket == "" }, ""},
+		// registry: uses /var/lib/registry.
+		{"filesystem key case is significant", "storage:\n  filesystem:\n    RootDirectory: /data\n", nil,
+			func(c Config) bool { return c.Filesystem.RootDirectory == "/var/lib/registry" }, ""},
+		// registry: starts; the override adds a lower-case key beside the file's.
+		{"override beside a key of another case", "storage:\n  s3:\n    region: r\n    Bucket: file\n",
+			[]string{"REGISTRY_STORAGE_S3_BUCKET=env"}, func(c Config) bool { return c.S3.Bucket == "env" }, ""},
+		// registry (2.8): starts; its swift driver matches keys in any case.
+		{"swift keys in any case", "storage:\n  swift:\n    AuthURL: http://k/auth/v1.0\n    UserName: u\n    container: c\n", nil,
+			func(c Config) bool { return c.Swift.AuthURL == "http://k/auth/v1.0" && c.Swift.Username == "u" }, ""},
+		{"swift key given in two spellings", "storage:\n  swift:\n    authurl: http://a\n    AuthURL: http://b\n    container: c\n", nil,
+			nil, "several spellings (AuthURL, authurl)"},
+		// registry: "no region parameter provided": a lower-case element
+		// matches no key, so it replaces the whole s3 section.
+		{"lower-case element replaces the section", s3File, []string{"REGISTRY_STORAGE_s3_BUCKET=env"},
+			func(c Config) bool { return c.S3.Bucket == "env" && c.S3.Region == "" && c.S3.SecretKey == "" }, ""},
+		{"a nested override turns a value into a mapping", "storage:\n  s3:\n    region: r\n",
+			[]string{"REGISTRY_STORAGE_S3_BUCKET_NAME=b"}, nil, "storage.s3.bucket must be a scalar, got a mapping"},
+		{"a nested override below a value is ignored", s3File, []string{"REGISTRY_STORAGE_S3_BUCKET_NAME=b"},
+			func(c Config) bool { return c.S3.Bucket == "file-bucket" }, ""},
+
+		// registry: yes/no/on/off are booleans (its YAML library is YAML 1.1);
+		// 1 is an integer and "secure parameter should be a boolean".
+		{"YAML 1.1 yes", s3File + "    secure: yes\n    skipverify: on\n", nil,
+			func(c Config) bool { return c.S3.Secure && c.S3.SkipVerify }, ""},
+		{"YAML 1.1 off", s3File + "    secure: off\n    v4auth: N\n", nil, func(c Config) bool { return !c.S3.Secure && !c.S3.V4Auth }, ""},
+		{"env YAML 1.1 no", s3File, []string{"REGISTRY_STORAGE_S3_SECURE=no"}, func(c Config) bool { return !c.S3.Secure }, ""},
+		{"env 1 is not a boolean", s3File, []string{"REGISTRY_STORAGE_S3_SECURE=1"}, nil, "storage.s3.secure must be a boolean, got int"},
+		{"quoted string t is a boolean to the driver", s3File + "    secure: \"f\"\n", nil, func(c Config) bool { return !c.S3.Secure }, ""},
+		{"a YAML 1.1 boolean where a string belongs", s3File + "    rootdirectory: yes\n", nil,
+			func(c Config) bool { return c.S3.RootDirectory == "true" }, ""},
+		{"an octal number", "storage:\n  swift:\n    authurl: http://k\n    container: c\n    authversion: 03\n", nil,
+			func(c Config) bool { return c.Swift.AuthVersion == 3 }, ""},
+
+		// registry: an env payload is YAML, and a mapping replaces the section.
+		{"env payload is a mapping", s3File, []string{`REGISTRY_STORAGE_S3={"region": "eu-west-1", "bucket": "env-bucket"}`},
+			func(c Config) bool {
+				return c.S3.Bucket == "env-bucket" && c.S3.Region == "eu-west-1" && c.S3.SecretKey == ""
+			}, ""},
+		{"env payload is YAML", s3File, []string{`REGISTRY_STORAGE_S3_SECRETKEY="quoted secret"`},
+			func(c Config) bool { return c.S3.SecretKey == "quoted secret" }, ""},
+		{"whole storage from the environment", s3File, []string{`REGISTRY_STORAGE={"filesystem": {"rootdirectory": "/env"}}`},
+			func(c Config) bool { return c.Driver == "filesystem" && c.Filesystem.RootDirectory == "/env" }, ""},
+		// registry: "no region parameter provided".
+		{"REGISTRY_STORAGE=s3 drops the file's section", s3File, []string{"REGISTRY_STORAGE=s3"},
+			func(c Config) bool { return c.Driver == "s3" && c.S3.Bucket == "" && c.S3.Region == "" }, ""},
+		{"a driver name is not lower-cased", s3File, []string{"REGISTRY_STORAGE=S3"}, nil, `storage driver "S3" is not supported`},
+		// Applied in name order, whatever the order of the environment.
+		{"section before key", s3File, []string{"REGISTRY_STORAGE_S3_BUCKET=key", `REGISTRY_STORAGE_S3={"region": "r", "bucket": "section"}`},
+			func(c Config) bool { return c.S3.Bucket == "key" && c.S3.Region == "r" }, ""},
+		{"a duplicate key: the last wins", s3File + "    bucket: second\n", nil, func(c Config) bool { return c.S3.Bucket == "second" }, ""},
+
+		// registry: "multiple storage drivers specified in configuration or
+		// environment: filesystem, s3".
+		{"override naming another driver", "storage:\n  filesystem:\n    rootdirectory: /r\n", []string{"REGISTRY_STORAGE_S3_BUCKET=b"},
+			nil, "several storage drivers (filesystem, s3)"},
+		// registry: s3aws is the S3 driver's second name.
+		{"s3aws and its overrides", "storage:\n  s3aws:\n    region: r\n", []string{"REGISTRY_STORAGE_S3AWS_BUCKET=b"},
+			func(c Config) bool { return c.Driver == "s3" && c.S3.Bucket == "b" && c.S3.Region == "r" }, ""},
+		{"S3AWS overrides do not reach s3-aws", "storage:\n  s3-aws:\n    region: r\n", []string{"REGISTRY_STORAGE_S3AWS_BUCKET=b"},
+			nil, "several storage drivers (s3-aws, s3aws)"},
+
+		// registry: "cannot unmarshal !!map into string"; it does not start.
+		{"a storage section that is not a mapping", s3File + "  delete: true\n", nil, nil, "storage.delete must be a mapping"},
+		{"an override that is not YAML elsewhere in storage", s3File, []string{"REGISTRY_STORAGE_MAINTENANCE_READONLY={"},
+			nil, "REGISTRY_STORAGE_MAINTENANCE_READONLY: not valid YAML"},
+		{"a variable without a value is no variable", s3File, []string{"REGISTRY_STORAGE_S3_BUCKET"},
+			func(c Config) bool { return c.S3.Bucket == "file-bucket" }, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg, err := ParseRegistryConfig([]byte(c.config), c.env)
+			switch {
+			case c.errHas != "":
+				if err == nil || !strings.Contains(err.Error(), c.errHas) {
+					t.Fatalf("error %v, want one saying %q (config %+v)", err, c.errHas, cfg)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case !c.check(cfg):
+				t.Fatalf("unexpected config: %+v", cfg)
+			}
+		})
+	}
+}
+
+// No error shows a value from the file or the environment, even when the
+// value is what breaks: YAML names an unknown anchor (*name) in its error.
+func TestRegistryConfigErrorsHideValues(t *testing.T) {
+	const secret = "TopSecret9f2"
+	for _, c := range []struct {
+		config string
+		env    []string
+	}{
+		{s3File, []string{"REGISTRY_STORAGE_S3_SECRETKEY=*" + secret}},
+		{s3File + "    accesskey: *" + secret + "\n", nil},
+		{s3File, []string{"REGISTRY_STORAGE_S3_SECRETKEY=[" + secret}},
+		{s3File, []string{"REGISTRY_STORAGE_S3_SECRETKEY={a: " + secret + "}"}},
+		{s3File, []string{"REGISTRY_STORAGE_S3=" + secret}},
+		{s3File + "    secure: " + secret + "\n", nil},
+		{"storage:\n  swift:\n    password: !!int " + secret + "\n", nil},
+		{"storage:\n  swift:\n    authversion: " + secret + "\n", nil},
+	} {
+		_, err := ParseRegistryConfig([]byte(c.config), c.env)
+		if err == nil {
+			t.Errorf("%q %q: no error", c.config, c.env)
+		} else if strings.Contains(err.Error(), secret) {
+			t.Errorf("the error shows the value: %v", err)
+		}
+	}
+}
