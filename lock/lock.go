@@ -1,10 +1,13 @@
 // Package lock makes one regsweep run the only one deleting from a storage.
 //
 // The lock is a JSON object outside docker/registry/v2/ (so no registry
-// tool sees it as registry data). Taking it writes the object, waits for
-// the store to settle and reads it back: whoever's token is there holds
-// it. A lock is stale when it has not been refreshed for the timeout, or at
-// once when its holder's process is gone on this host.
+// tool sees it as registry data). A free lock is taken with a
+// create-if-absent (storage.Creator), so of two runs that start at once
+// only one writes it; a stale one is overwritten. Either way the taker then
+// waits for the store to settle and reads the lock back: whoever's token
+// is there holds it (this also covers a store that ignores the create's
+// condition). A lock is stale when it has not been refreshed for the
+// timeout, or at once when its holder's process is gone on this host.
 package lock
 
 import (
@@ -130,8 +133,9 @@ func (o Options) stale(info Info) bool {
 func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, context.Context, error) {
 	opts.defaults()
 	existing, err := Read(ctx, d)
+	free := storage.IsNotFound(err)
 	switch {
-	case storage.IsNotFound(err):
+	case free:
 	case err != nil:
 		// An unreadable lock might be someone's: refuse rather than guess.
 		return nil, nil, fmt.Errorf("reading lock %s: %w", Key, err)
@@ -145,8 +149,8 @@ func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, contex
 	now := opts.Now().UTC()
 	h := &Held{d: d, opts: opts, done: make(chan struct{}),
 		info: Info{Token: hex.EncodeToString(tok), Hostname: opts.Hostname, PID: opts.PID, Command: opts.Command, StartedAt: now, RefreshedAt: now, Timeout: opts.Timeout}}
-	if err := h.write(ctx); err != nil {
-		return nil, nil, fmt.Errorf("writing lock %s: %w", Key, err)
+	if err := h.take(ctx, free); err != nil {
+		return nil, nil, err
 	}
 	if err := sleep(ctx, opts.Settle); err != nil {
 		return nil, nil, err
@@ -162,6 +166,38 @@ func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, contex
 	h.cancel = cancel
 	go h.refresh(lctx)
 	return h, lctx, nil
+}
+
+// take writes the lock: a free one only if it is still free.
+func (h *Held) take(ctx context.Context, free bool) error {
+	c, ok := storage.CreatorOf(h.d)
+	if !free || !ok {
+		if err := h.write(ctx); err != nil {
+			return fmt.Errorf("writing lock %s: %w", Key, err)
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(h.info, "", "  ")
+	if err != nil {
+		return err
+	}
+	err = c.Create(ctx, Key, b)
+	if !errors.Is(err, storage.ErrExists) {
+		if err != nil {
+			return fmt.Errorf("writing lock %s: %w", Key, err)
+		}
+		return nil
+	}
+	// Someone created it since it was read, or a retry of this create
+	// found its own first attempt: the token tells.
+	cur, rerr := Read(ctx, h.d)
+	if rerr != nil {
+		return fmt.Errorf("reading lock %s after another run created it: %w", Key, rerr)
+	}
+	if cur.Token != h.info.Token {
+		return &LockedError{Holder: cur}
+	}
+	return nil
 }
 
 func (h *Held) write(ctx context.Context) error {

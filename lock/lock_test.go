@@ -110,3 +110,64 @@ func TestUnreadableLockRefuses(t *testing.T) {
 		t.Fatal("a corrupt lock must not be taken over silently")
 	}
 }
+
+// racingStore lets a rival run take the free lock between this run's read
+// and its write: the moment a write-then-read-back lock loses, when the
+// rival reads back before this run writes over it.
+type racingStore struct {
+	*storage.Memory
+	rival func()
+}
+
+func (r *racingStore) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	b, err := r.Memory.Get(ctx, key, max)
+	if key == Key && r.rival != nil {
+		rival := r.rival
+		r.rival = nil
+		rival()
+	}
+	return b, err
+}
+
+func TestFreeLockTakenByARivalMeanwhileRefuses(t *testing.T) {
+	ctx := context.Background()
+	alive := func(int) bool { return true }
+	d := &racingStore{Memory: storage.NewMemory(nil, nil)}
+	var rival *Held
+	d.rival = func() {
+		var err error
+		if rival, _, err = Acquire(ctx, d.Memory, opts("b", 2, time.Now, alive)); err != nil {
+			t.Fatalf("rival acquire: %v", err)
+		}
+	}
+	_, _, err := Acquire(ctx, d, opts("a", 1, time.Now, alive))
+	var le *LockedError
+	if !errors.As(err, &le) || le.Holder.PID != 2 {
+		t.Fatalf("acquire racing a rival: want the rival's LockedError, got %v", err)
+	}
+	if cur, err := Read(ctx, d); err != nil || cur.Token != rival.Info().Token {
+		t.Fatalf("the rival's lock was overwritten: %+v %v", cur, err)
+	}
+	rival.Release(ctx)
+}
+
+// landedTwice is a store whose first create lands but reports a lost
+// answer, so the retry finds the key: what a retried request sees.
+type landedTwice struct{ *storage.Memory }
+
+func (l landedTwice) Create(ctx context.Context, key string, data []byte) error {
+	if err := l.Memory.Create(ctx, key, data); err != nil {
+		return err
+	}
+	return l.Memory.Create(ctx, key, data)
+}
+
+func TestCreateThatFindsItsOwnLockHoldsIt(t *testing.T) {
+	ctx := context.Background()
+	d := landedTwice{storage.NewMemory(nil, nil)}
+	h, _, err := Acquire(ctx, d, opts("a", 1, time.Now, func(int) bool { return true }))
+	if err != nil {
+		t.Fatalf("acquire whose create found its own lock: %v", err)
+	}
+	h.Release(ctx)
+}

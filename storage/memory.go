@@ -101,6 +101,18 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
 	return nil
 }
 
+// Create is Put unless key exists (Creator).
+func (m *Memory) Create(ctx context.Context, key string, data []byte) error {
+	m.reqs.Add(OpPut)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.objects[key]; ok {
+		return &PathError{Op: "create", Driver: "memory", Key: key, Err: ErrExists}
+	}
+	m.objects[key] = memObject{data: append([]byte(nil), data...), modTime: m.now()}
+	return nil
+}
+
 // PutAt stores an object with a given modification time (tests only).
 func (m *Memory) PutAt(key string, data []byte, modTime time.Time) {
 	m.mu.Lock()

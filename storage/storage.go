@@ -67,6 +67,8 @@ var (
 	ErrReadOnly = errors.New("storage is opened read-only")
 	// ErrAccessDenied means the store refused the credentials or the operation.
 	ErrAccessDenied = errors.New("access denied: the storage refused the credentials")
+	// ErrExists means a conditional create (Creator) found the key there.
+	ErrExists = errors.New("already exists")
 )
 
 // PathError records the operation and key that failed.
@@ -155,6 +157,30 @@ func DirListerOf(d Driver) (DirLister, bool) {
 	c, _, ok := find[DirLister](d)
 	if r := retryOf(d); ok && r != nil {
 		c = retryDirLister{c, r}
+	}
+	return c, ok
+}
+
+// Creator is implemented by stores that can write a key only if it is
+// absent, in one atomic request (S3 and Swift `If-None-Match: *`, a hard
+// link on a filesystem). The lock is taken with it, so two runs that
+// start at the same instant cannot both write a free lock.
+type Creator interface {
+	// Create writes key unless it exists, when it fails with ErrExists and
+	// leaves it unchanged. A store that ignores the condition (an old S3
+	// clone) overwrites instead: callers read back what they created.
+	Create(ctx context.Context, key string, data []byte) error
+}
+
+// CreatorOf: see MultipartOf. A retried Create whose first attempt
+// landed fails with ErrExists: callers read the key to tell.
+func CreatorOf(d Driver) (Creator, bool) {
+	c, ro, ok := find[Creator](d)
+	if r := retryOf(d); ok && r != nil {
+		c = retryCreator{c, r}
+	}
+	if ok && ro {
+		c = readOnlyCreator{}
 	}
 	return c, ok
 }

@@ -40,6 +40,12 @@ func (readOnlyLargeObjects) DeleteSegments(context.Context, []string) ([]DeleteR
 	return nil, &PathError{Op: "delete-segments", Err: ErrReadOnly}
 }
 
+type readOnlyCreator struct{}
+
+func (readOnlyCreator) Create(_ context.Context, key string, _ []byte) error {
+	return &PathError{Op: "create", Key: key, Err: ErrReadOnly}
+}
+
 type readOnlyDirRemover struct{}
 
 func (readOnlyDirRemover) RemoveEmptyDirs(_ context.Context, prefix string) error {
@@ -305,6 +311,15 @@ func (x retryMultipart) WalkMultipartUploads(ctx context.Context, prefix string,
 
 func (x retryMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
 	return x.r.do(ctx, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
+}
+
+type retryCreator struct {
+	Creator
+	r *retryDriver
+}
+
+func (x retryCreator) Create(ctx context.Context, key string, data []byte) error {
+	return x.r.do(ctx, func() error { return x.Creator.Create(ctx, key, data) })
 }
 
 type retryLargeObjects struct {

@@ -295,17 +295,36 @@ func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error)
 // Put writes through a temporary file and a rename, so a reader never
 // sees half an object.
 func (d *Driver) Put(ctx context.Context, key string, data []byte) error {
+	return d.write("put", key, data, os.Rename)
+}
+
+// Create is Put unless key exists: the complete file is hard-linked into
+// place, which fails if the name is taken, where a rename would replace it.
+func (d *Driver) Create(ctx context.Context, key string, data []byte) error {
+	return d.write("create", key, data, func(tmp, p string) error {
+		err := os.Link(tmp, p)
+		os.Remove(tmp)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%w: %w", storage.ErrExists, err)
+		}
+		return err
+	})
+}
+
+// write writes data to a temporary file beside key's and moves it into
+// place with place, so no reader sees part of it.
+func (d *Driver) write(op, key string, data []byte, place func(tmp, p string) error) error {
 	p, err := d.fullPath(key)
 	if err != nil {
-		return d.pathErr("put", key, err)
+		return d.pathErr(op, key, err)
 	}
 	d.reqs.Add(storage.OpPut)
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return d.pathErr("put", key, err)
+		return d.pathErr(op, key, err)
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(p), ".regsweep-*")
 	if err != nil {
-		return d.pathErr("put", key, err)
+		return d.pathErr(op, key, err)
 	}
 	_, werr := tmp.Write(data)
 	cerr := tmp.Close()
@@ -313,11 +332,11 @@ func (d *Driver) Put(ctx context.Context, key string, data []byte) error {
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.Rename(tmp.Name(), p)
+		werr = place(tmp.Name(), p)
 	}
 	if werr != nil {
 		os.Remove(tmp.Name())
-		return d.pathErr("put", key, werr)
+		return d.pathErr(op, key, werr)
 	}
 	return nil
 }

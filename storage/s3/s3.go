@@ -334,6 +334,8 @@ func translate(err error) error {
 		return fmt.Errorf("%w %q: %w", ErrNoSuchBucket, er.BucketName, err)
 	case "NoSuchKey", "NoSuchUpload":
 		return fmt.Errorf("%w: %s: %w", storage.ErrNotFound, code, err)
+	case "PreconditionFailed":
+		return fmt.Errorf("%w: %s: %w", storage.ErrExists, code, err)
 	case "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled", "AccountProblem":
 		return fmt.Errorf("%w: %s: %w", storage.ErrAccessDenied, code, err)
 	case "SlowDown", "SlowDownRead", "SlowDownWrite", "RequestTimeout", "InternalError", "ServiceUnavailable",
@@ -536,6 +538,19 @@ func (d *Driver) Put(ctx context.Context, key string, data []byte) error {
 		minio.PutObjectOptions{DisableMultipart: true, ContentType: "application/octet-stream"})
 	if err != nil {
 		return d.pathErr("put", key, err)
+	}
+	return nil
+}
+
+// Create is Put with If-None-Match: * (AWS S3 and MinIO honour it).
+func (d *Driver) Create(ctx context.Context, key string, data []byte) error {
+	if err := checkKey(key); err != nil {
+		return d.pathErr("create", key, err)
+	}
+	opts := minio.PutObjectOptions{DisableMultipart: true, ContentType: "application/octet-stream"}
+	opts.SetMatchETagExcept("*")
+	if _, err := d.client.PutObject(ctx, d.bucket, d.key(key), bytes.NewReader(data), int64(len(data)), opts); err != nil {
+		return d.pathErr("create", key, err)
 	}
 	return nil
 }

@@ -26,6 +26,10 @@ type Options struct {
 	// BulkPut writes many small objects fast for the pagination case; nil
 	// means Put from parallel goroutines.
 	BulkPut func(ctx context.Context, keys []string, data []byte) error
+	// CreateOverwrites is for an in-process fake that ignores
+	// If-None-Match (swifttest): the suite then checks only that Create
+	// writes. Real servers never set it.
+	CreateOverwrites bool
 }
 
 // Run runs every case against a fresh driver from newDriver. Each case
@@ -47,6 +51,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver, opts Options
 		{"DeleteBatch", testDeleteBatch},
 		{"LargeObject", testLargeObject},
 		{"ReadOnlyRefuses", testReadOnly},
+		{"CreateIfAbsent", testCreate},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -375,10 +380,46 @@ func testReadOnly(t *testing.T, d storage.Driver, opts Options, prefix string) {
 			t.Errorf("read-only DeleteSegments: want ErrReadOnly, got %v", err)
 		}
 	}
+	if c, ok := storage.CreatorOf(ro); ok {
+		if err := c.Create(context.Background(), prefix+"ro-created", []byte("y")); !errors.Is(err, storage.ErrReadOnly) {
+			t.Errorf("read-only Create: want ErrReadOnly, got %v", err)
+		}
+	}
 	if dr, ok := storage.DirRemoverOf(ro); ok {
 		if err := dr.RemoveEmptyDirs(context.Background(), prefix); !errors.Is(err, storage.ErrReadOnly) {
 			t.Errorf("read-only RemoveEmptyDirs: want ErrReadOnly, got %v", err)
 		}
+	}
+	cleanup(t, d, key)
+}
+
+// testCreate: Create writes an absent key, and refuses one that exists
+// with ErrExists, leaving it as it was. The lock relies on it.
+func testCreate(t *testing.T, d storage.Driver, opts Options, prefix string) {
+	ctx := context.Background()
+	c, ok := storage.CreatorOf(d)
+	if !ok {
+		t.Fatalf("%s driver has no Creator: the lock needs a create-if-absent", d.Name())
+	}
+	key := prefix + "lock.json"
+	if err := c.Create(ctx, key, []byte("first")); err != nil {
+		t.Fatalf("Create of an absent key: %v", err)
+	}
+	if b, err := d.Get(ctx, key, 100); err != nil || string(b) != "first" {
+		t.Fatalf("after Create: %q %v", b, err)
+	}
+	if !opts.CreateOverwrites {
+		err := c.Create(ctx, key, []byte("second"))
+		if !errors.Is(err, storage.ErrExists) {
+			t.Errorf("Create of an existing key: want ErrExists, got %v", err)
+		}
+		if b, err := d.Get(ctx, key, 100); err != nil || string(b) != "first" {
+			t.Errorf("a refused Create changed the key: %q %v", b, err)
+		}
+	}
+	// The filesystem's temporary file must not stay beside the key.
+	if keys := walkKeys(t, d, prefix); len(keys) != 1 {
+		t.Errorf("after Create: keys %q, want only %q", keys, key)
 	}
 	cleanup(t, d, key)
 }

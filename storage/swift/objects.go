@@ -196,6 +196,21 @@ func (d *Driver) Put(ctx context.Context, key string, data []byte) error {
 	return nil
 }
 
+// Create is Put with If-None-Match: *, which Swift's object server honours.
+func (d *Driver) Create(ctx context.Context, key string, data []byte) error {
+	name, err := d.objectName(key)
+	if err != nil {
+		return d.pathErr("create", key, err)
+	}
+	sum := md5.Sum(data)
+	_, err = d.conn.ObjectPut(ctx, d.container, name, bytes.NewReader(data), true, hex.EncodeToString(sum[:]), contentType,
+		swift.Headers{"Content-Length": strconv.Itoa(len(data)), "If-None-Match": "*"})
+	if err != nil {
+		return d.pathErr("create", key, err)
+	}
+	return nil
+}
+
 // Delete removes exactly the keys given: in bulk-delete requests of
 // BulkDeleteMax names when the cluster offers bulk delete, otherwise with
 // single DELETEs, Concurrency at a time. A missing key is not a failure

@@ -385,6 +385,8 @@ func translate(err error) error {
 	switch code := se.StatusCode; {
 	case code == http.StatusNotFound:
 		return fmt.Errorf("%w (%w)", storage.ErrNotFound, err)
+	case code == http.StatusPreconditionFailed: // If-None-Match: * on a key that exists
+		return fmt.Errorf("%w (%w)", storage.ErrExists, err)
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return fmt.Errorf("%w (%w)", storage.ErrAccessDenied, err)
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code == 498 || code >= 500,
