@@ -181,32 +181,25 @@ func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error)
 
 // Put is one plain object PUT; the server checks the MD5 sent as ETag.
 func (d *Driver) Put(ctx context.Context, key string, data []byte) error {
-	name, err := d.objectName(key)
-	if err != nil {
-		return d.pathErr("put", key, err)
-	}
-	sum := md5.Sum(data)
-	// A bytes.Reader can be rewound, so the library can resend the body
-	// after re-authenticating.
-	_, err = d.conn.ObjectPut(ctx, d.container, name, bytes.NewReader(data), true, hex.EncodeToString(sum[:]), contentType,
-		swift.Headers{"Content-Length": strconv.Itoa(len(data))})
-	if err != nil {
-		return d.pathErr("put", key, err)
-	}
-	return nil
+	return d.put(ctx, "put", key, data, swift.Headers{})
 }
 
 // Create is Put with If-None-Match: *, which Swift's object server honours.
 func (d *Driver) Create(ctx context.Context, key string, data []byte) error {
+	return d.put(ctx, "create", key, data, swift.Headers{"If-None-Match": "*"})
+}
+
+func (d *Driver) put(ctx context.Context, op, key string, data []byte, h swift.Headers) error {
 	name, err := d.objectName(key)
 	if err != nil {
-		return d.pathErr("create", key, err)
+		return d.pathErr(op, key, err)
 	}
 	sum := md5.Sum(data)
-	_, err = d.conn.ObjectPut(ctx, d.container, name, bytes.NewReader(data), true, hex.EncodeToString(sum[:]), contentType,
-		swift.Headers{"Content-Length": strconv.Itoa(len(data)), "If-None-Match": "*"})
-	if err != nil {
-		return d.pathErr("create", key, err)
+	h["Content-Length"] = strconv.Itoa(len(data))
+	// A bytes.Reader can be rewound, so the library can resend the body
+	// after re-authenticating.
+	if _, err := d.conn.ObjectPut(ctx, d.container, name, bytes.NewReader(data), true, hex.EncodeToString(sum[:]), contentType, h); err != nil {
+		return d.pathErr(op, key, err)
 	}
 	return nil
 }
