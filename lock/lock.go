@@ -104,6 +104,9 @@ type Held struct {
 	opts   Options
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+	// ahead is how far this host's clock ran ahead of the storage's when
+	// the lock was written (negative: behind).
+	ahead time.Duration
 }
 
 // Read returns the current lock, or storage.ErrNotFound.
@@ -149,9 +152,11 @@ func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, contex
 	now := opts.Now().UTC()
 	h := &Held{d: d, opts: opts, done: make(chan struct{}),
 		info: Info{Token: hex.EncodeToString(tok), Hostname: opts.Hostname, PID: opts.PID, Command: opts.Command, StartedAt: now, RefreshedAt: now, Timeout: opts.Timeout}}
+	before := opts.Now()
 	if err := h.take(ctx, free); err != nil {
 		return nil, nil, err
 	}
+	after := opts.Now()
 	if err := sleep(ctx, opts.Settle); err != nil {
 		return nil, nil, err
 	}
@@ -161,6 +166,17 @@ func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, contex
 	}
 	if back.Token != h.info.Token {
 		return nil, nil, &LockedError{Holder: back}
+	}
+	// The store stamped the lock between before and after by its own
+	// clock: outside that span, the clocks disagree.
+	st, err := d.Stat(ctx, Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the time of lock %s: %w", Key, err)
+	}
+	if stamped := st.ModTime; stamped.Before(before) {
+		h.ahead = before.Sub(stamped)
+	} else if stamped.After(after) {
+		h.ahead = -stamped.Sub(after)
 	}
 	lctx, cancel := context.WithCancelCause(ctx)
 	h.cancel = cancel
@@ -234,6 +250,12 @@ func (h *Held) refresh(ctx context.Context) {
 		}
 	}
 }
+
+// ClockAhead is how far this host's clock ran ahead of the storage's when
+// the lock was written, negative when behind. Every window compares the
+// storage's mtimes with this host's clock, so a clock ahead shortens them
+// all by as much. S3 stamps whole seconds: a second of it is resolution.
+func (h *Held) ClockAhead() time.Duration { return h.ahead }
 
 // Info is what the held lock says.
 func (h *Held) Info() Info { return h.info }

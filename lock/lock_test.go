@@ -171,3 +171,19 @@ func TestCreateThatFindsItsOwnLockHoldsIt(t *testing.T) {
 	}
 	h.Release(ctx)
 }
+
+func TestClockAheadIsMeasuredOnTheLocksWrite(t *testing.T) {
+	ctx := context.Background()
+	for _, storageOffset := range []time.Duration{-10 * time.Minute, 0, 3 * time.Minute} {
+		d := storage.NewMemory(func() time.Time { return time.Now().Add(storageOffset) }, nil)
+		h, _, err := Acquire(ctx, d, opts("a", 1, time.Now, func(int) bool { return true }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// This host is ahead by -storageOffset, to within the call's time.
+		if got, want := h.ClockAhead(), -storageOffset; got < want-time.Second || got > want+time.Second {
+			t.Errorf("storage clock offset %s: ClockAhead %s, want about %s", storageOffset, got, want)
+		}
+		h.Release(ctx)
+	}
+}

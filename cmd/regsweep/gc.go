@@ -123,6 +123,9 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 			return err
 		}
 		defer release()
+		if err := checkClock(held, o.force, log, o.grace, o.uploadGrace); err != nil {
+			return err
+		}
 	}
 
 	opts := walker.DefaultOptions()

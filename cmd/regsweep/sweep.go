@@ -59,6 +59,18 @@ type planError struct{ msg string }
 
 func (p planError) Error() string { return p.msg }
 
+// planWindows are the windows a plan was made with (its rechecks use
+// them again).
+func planWindows(plan *sweep.Plan) []time.Duration {
+	var ws []time.Duration
+	for _, s := range []string{plan.Options.Grace, plan.Options.UploadGrace} {
+		if w, err := time.ParseDuration(s); err == nil {
+			ws = append(ws, w)
+		}
+	}
+	return ws
+}
+
 func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	if o.planFile == "" {
 		return usageError{fmt.Errorf("--plan is required")}
@@ -104,6 +116,9 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 			return err
 		}
 		defer release()
+		if err := checkClock(held, o.force, log, planWindows(plan)...); err != nil {
+			return err
+		}
 	}
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
