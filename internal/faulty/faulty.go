@@ -11,6 +11,7 @@ package faulty
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -300,6 +301,19 @@ func (f *Driver) Put(ctx context.Context, key string, data []byte) error {
 		return err
 	}
 	return f.Driver.Put(ctx, key, data)
+}
+
+// Create is Put for an absent key (the lock takes a free lock with it):
+// it fails as a Put would.
+func (f *Driver) Create(ctx context.Context, key string, data []byte) error {
+	if fail, err := f.callFault(ctx, f.pick(Put, key), Put, key); fail {
+		return err
+	}
+	c, ok := storage.CreatorOf(f.Driver)
+	if !ok {
+		return &storage.PathError{Op: "create", Driver: f.Name(), Key: key, Err: errors.New("the wrapped driver cannot create if absent")}
+	}
+	return c.Create(ctx, key, data)
 }
 
 func (f *Driver) Delete(ctx context.Context, keys []string) ([]storage.DeleteResult, error) {
