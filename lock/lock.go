@@ -198,9 +198,17 @@ func (h *Held) take(ctx context.Context, free bool) error {
 		return err
 	}
 	err = c.Create(ctx, Key, b)
-	if !errors.Is(err, storage.ErrExists) {
-		if err != nil {
-			return fmt.Errorf("writing lock %s: %w", Key, err)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, storage.ErrAccessDenied), ctx.Err() != nil:
+		return fmt.Errorf("writing lock %s: %w", Key, err)
+	case !errors.Is(err, storage.ErrExists):
+		// A store that does not take the condition (an S3 clone that
+		// answers NotImplemented) gets the plain write, as before there
+		// was a create: the read-back still decides.
+		if werr := h.write(ctx); werr != nil {
+			return fmt.Errorf("writing lock %s: %w (a create-if-absent failed first: %v)", Key, werr, err)
 		}
 		return nil
 	}

@@ -187,3 +187,25 @@ func TestClockAheadIsMeasuredOnTheLocksWrite(t *testing.T) {
 		h.Release(ctx)
 	}
 }
+
+// refusesCondition is a store that rejects If-None-Match (NotImplemented):
+// the lock falls back to the plain write and read-back.
+type refusesCondition struct{ *storage.Memory }
+
+func (refusesCondition) Create(_ context.Context, key string, _ []byte) error {
+	return &storage.PathError{Op: "create", Driver: "memory", Key: key, Err: errors.New("501 NotImplemented: If-None-Match")}
+}
+
+func TestStoreThatRefusesTheConditionStillLocks(t *testing.T) {
+	ctx := context.Background()
+	alive := func(int) bool { return true }
+	d := refusesCondition{storage.NewMemory(nil, nil)}
+	h, _, err := Acquire(ctx, d, opts("a", 1, time.Now, alive))
+	if err != nil {
+		t.Fatalf("acquire on a store without conditional writes: %v", err)
+	}
+	if _, _, err := Acquire(ctx, d, opts("b", 2, time.Now, alive)); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second acquire: want ErrLocked, got %v", err)
+	}
+	h.Release(ctx)
+}
