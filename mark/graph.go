@@ -52,6 +52,7 @@ type graph struct {
 	// lacks (dangling links, missing references) get the ids after those.
 	blobs  *walker.DigestMap[walker.Blob]
 	stored uint32 // ids 1..stored are blobs
+	shape  walker.Shape
 	extra  *walker.DigestMap[uint32]
 	names  []digest.Digest // of ids above stored
 	nodes  []*node         // by id; nil for ids never wanted as manifests
@@ -65,7 +66,7 @@ type graph struct {
 func newGraph(inv *walker.Inventory) *graph {
 	inv.Blobs.Compact()
 	stored := uint32(inv.Blobs.Positions())
-	return &graph{blobs: inv.Blobs, stored: stored, extra: walker.NewDigestMap[uint32](),
+	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: walker.NewDigestMap[uint32](),
 		nodes: make([]*node, stored+1), inv: inv}
 }
 
@@ -90,7 +91,7 @@ func (g *graph) find(d digest.Digest) (uint32, bool) {
 }
 
 // checkBlobs: ids are positions only while the blob map keeps its shape.
-func (g *graph) checkBlobs() { g.blobs.KeepsPositions(int(g.stored)) }
+func (g *graph) checkBlobs() { g.blobs.KeepsPositions(g.shape) }
 
 func (g *graph) digest(id uint32) digest.Digest {
 	g.checkBlobs()

@@ -22,6 +22,15 @@ type DigestMap[V any] struct {
 	sorted []digestEntry[V] // ascending by key
 	recent map[[32]byte]V   // keys not in sorted
 	other  map[digest.Digest]V
+	moves  uint64 // writes that moved positions: merges and deletes
+}
+
+// Shape names a map's positions: any write that moves them (a merge of
+// new keys, a delete) gives the map another shape, even when the number
+// of positions comes back to what it was.
+type Shape struct {
+	positions int
+	moves     uint64
 }
 
 type digestEntry[V any] struct {
@@ -117,6 +126,7 @@ func (m *DigestMap[V]) merge() {
 		add = append(add, digestEntry[V]{k, v})
 	}
 	m.recent = nil
+	m.moves++
 	slices.SortFunc(add, func(a, b digestEntry[V]) int { return bytes.Compare(a.key[:], b.key[:]) })
 	old := len(m.sorted)
 	m.sorted = slices.Grow(m.sorted, len(add))[:old+len(add)]
@@ -159,11 +169,15 @@ func (m *DigestMap[V]) Position(d digest.Digest) (int, bool) {
 // Positions is the number of merged sha256 keys: positions are below it.
 func (m *DigestMap[V]) Positions() int { return len(m.sorted) }
 
-// KeepsPositions panics unless the map still has the n positions a reader
-// took as ids: they shift when the map is written (a merge or a delete
-// changes their number), and a shifted id would name another blob.
-func (m *DigestMap[V]) KeepsPositions(n int) {
-	if len(m.sorted) != n {
+// Shape is the map's current shape, for a reader that takes positions as
+// ids (see KeepsPositions).
+func (m *DigestMap[V]) Shape() Shape { return Shape{len(m.sorted), m.moves} }
+
+// KeepsPositions panics unless the map still has the shape a reader took
+// its positions in: they shift when the map is written, and a shifted id
+// would name another blob.
+func (m *DigestMap[V]) KeepsPositions(s Shape) {
+	if m.Shape() != s {
 		panic("walker: a blob map was written while its positions were in use as ids")
 	}
 }
@@ -186,6 +200,7 @@ func (m *DigestMap[V]) Delete(d digest.Digest) {
 	delete(m.recent, k)
 	if i, found := m.search(k); found {
 		m.sorted = slices.Delete(m.sorted, i, i+1)
+		m.moves++
 	}
 }
 

@@ -109,3 +109,28 @@ func TestDigestSetRefusesAMovedBlobMap(t *testing.T) {
 	}()
 	s.Has(digest.FromString("a"))
 }
+
+// TestDigestSetRefusesAMapMovedBackToItsSize: a delete and a merge that
+// bring the map back to as many positions still move them; counting them
+// alone would let the set answer for the wrong blobs.
+func TestDigestSetRefusesAMapMovedBackToItsSize(t *testing.T) {
+	inv := NewInventory()
+	for i := range 100 {
+		inv.Blobs.Set(digest.FromString(fmt.Sprint(i)), Blob{})
+	}
+	s := inv.NewDigestSet(false)
+	s.Add(digest.FromString("7"))
+	n := inv.Blobs.Positions()
+	inv.Blobs.Delete(digest.FromString("0"))
+	inv.Blobs.Set(digest.FromString("new"), Blob{})
+	inv.Blobs.Compact()
+	if inv.Blobs.Positions() != n {
+		t.Fatalf("setup: %d positions, want %d", inv.Blobs.Positions(), n)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Has answered over a blob map whose positions moved")
+		}
+	}()
+	s.Has(digest.FromString("7"))
+}

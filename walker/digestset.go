@@ -18,7 +18,7 @@ import (
 // Like a map, it is safe for concurrent readers but not for a writer.
 type DigestSet struct {
 	blobs  *DigestMap[Blob]
-	shape  int                 // blobs' positions when the set was made
+	shape  Shape               // blobs' shape when the set was made
 	dense  []uint64            // dense form: a bit per position
 	sorted []uint32            // sorted form: the positions, ascending
 	sparse map[uint32]struct{} // sparse form: the positions
@@ -31,9 +31,9 @@ type DigestSet struct {
 // every blob, sparse ones for the rest.
 func (inv *Inventory) NewDigestSet(dense bool) *DigestSet {
 	inv.Blobs.Compact()
-	s := &DigestSet{blobs: inv.Blobs, shape: inv.Blobs.Positions()}
+	s := &DigestSet{blobs: inv.Blobs, shape: inv.Blobs.Shape()}
 	if dense {
-		s.dense = make([]uint64, (s.shape+63)/64)
+		s.dense = make([]uint64, (inv.Blobs.Positions()+63)/64)
 	} else {
 		s.sparse = map[uint32]struct{}{}
 	}
@@ -46,11 +46,10 @@ func (inv *Inventory) NewDigestSet(dense bool) *DigestSet {
 func (inv *Inventory) DigestSetOf(positions []uint32, others []digest.Digest) *DigestSet {
 	slices.Sort(positions)
 	positions = slices.Clip(slices.Compact(positions))
-	shape := inv.Blobs.Positions()
-	if len(positions) > 0 && int(positions[len(positions)-1]) >= shape {
+	if len(positions) > 0 && int(positions[len(positions)-1]) >= inv.Blobs.Positions() {
 		panic("walker: DigestSetOf given a position the blob map does not have")
 	}
-	s := &DigestSet{blobs: inv.Blobs, shape: shape, sorted: positions, n: len(positions)}
+	s := &DigestSet{blobs: inv.Blobs, shape: inv.Blobs.Shape(), sorted: positions, n: len(positions)}
 	for _, d := range others {
 		s.Add(d)
 	}
