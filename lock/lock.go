@@ -171,6 +171,8 @@ func Acquire(ctx context.Context, d storage.Driver, opts Options) (*Held, contex
 	// clock: outside that span, the clocks disagree.
 	st, err := d.Stat(ctx, Key)
 	if err != nil {
+		// Held, but of no use: leave no lock for the next run to wait out.
+		h.removeIfOurs(context.WithoutCancel(ctx))
 		return nil, nil, fmt.Errorf("reading the time of lock %s: %w", Key, err)
 	}
 	if stamped := st.ModTime; stamped.Before(before) {
@@ -193,7 +195,7 @@ func (h *Held) take(ctx context.Context, free bool) error {
 		}
 		return nil
 	}
-	b, err := json.MarshalIndent(h.info, "", "  ")
+	b, err := h.encode()
 	if err != nil {
 		return err
 	}
@@ -225,12 +227,14 @@ func (h *Held) take(ctx context.Context, free bool) error {
 }
 
 func (h *Held) write(ctx context.Context) error {
-	b, err := json.MarshalIndent(h.info, "", "  ")
+	b, err := h.encode()
 	if err != nil {
 		return err
 	}
 	return h.d.Put(ctx, Key, b)
 }
+
+func (h *Held) encode() ([]byte, error) { return json.MarshalIndent(h.info, "", "  ") }
 
 // ErrLost is the cause of a lock context cancelled because the lock could
 // not be kept.
@@ -272,6 +276,11 @@ func (h *Held) Info() Info { return h.info }
 func (h *Held) Release(ctx context.Context) error {
 	h.cancel(errors.New("released"))
 	<-h.done
+	return h.removeIfOurs(ctx)
+}
+
+// removeIfOurs deletes the lock if it still holds this run's token.
+func (h *Held) removeIfOurs(ctx context.Context) error {
 	cur, err := Read(ctx, h.d)
 	if storage.IsNotFound(err) {
 		return nil

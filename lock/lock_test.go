@@ -209,3 +209,22 @@ func TestStoreThatRefusesTheConditionStillLocks(t *testing.T) {
 	}
 	h.Release(ctx)
 }
+
+// statFails is a store whose lock can be written and read back, but not
+// stat'ed.
+type statFails struct{ *storage.Memory }
+
+func (statFails) Stat(_ context.Context, key string) (storage.ObjectInfo, error) {
+	return storage.ObjectInfo{}, &storage.PathError{Op: "stat", Driver: "memory", Key: key, Err: errors.New("503 SlowDown")}
+}
+
+func TestAcquireThatFailsLeavesNoLock(t *testing.T) {
+	ctx := context.Background()
+	d := statFails{storage.NewMemory(nil, nil)}
+	if _, _, err := Acquire(ctx, d, opts("a", 1, time.Now, func(int) bool { return true })); err == nil {
+		t.Fatal("acquire without the lock's time succeeded")
+	}
+	if _, err := Read(ctx, d); !storage.IsNotFound(err) {
+		t.Fatalf("a failed acquire left its lock: %v", err)
+	}
+}
