@@ -230,9 +230,9 @@ func findingsOf(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) []Fin
 		add(f)
 	}
 	for _, e := range inv.Unknown {
-		if target, ok := layout.InFlightTemp(e.Key); ok {
+		if e.InFlightFor != "" {
 			add(Finding{Kind: KindUnknownKey, Key: e.Key, Size: e.Size, Explanation: fmt.Sprintf(
-				"a storage driver's temporary file for %s: a write in flight, or one a crash cut short (gc ignores it)", target)})
+				"a storage driver's temporary file for %s: a write in flight, or one a crash cut short (gc ignores it)", e.InFlightFor)})
 			continue
 		}
 		add(Finding{Kind: KindUnknownKey, Key: e.Key, Size: e.Size, Explanation: "key under docker/registry/v2/ that fits no registry layout"})

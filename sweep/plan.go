@@ -375,7 +375,7 @@ func WalkGuards(inv *walker.Inventory) []Guard {
 	for _, e := range inv.Unknown {
 		// A driver's temporary file for a link (a registry writing under
 		// the walk) hides nothing: no key of the layout is below it.
-		if _, temp := layout.InFlightTemp(e.Key); temp {
+		if e.InFlightFor != "" {
 			continue
 		}
 		if strings.HasPrefix(e.Key, layout.RepositoriesPrefix) {

@@ -68,6 +68,10 @@ type Entry struct {
 	Corrupt       bool
 	CorruptReason string
 
+	// InFlightFor is set on a KindUnknown key that is a storage driver's
+	// temporary file (layout.InFlightTemp): the key it becomes.
+	InFlightFor string
+
 	UploadID string
 	// StartedAt is read from an upload's startedat file.
 	StartedAt time.Time
@@ -306,6 +310,7 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 	spec, err := layout.Parse(oi.Key)
 	if err != nil {
 		e.Kind = KindUnknown
+		e.InFlightFor, _ = layout.InFlightTemp(oi.Key)
 		return w.emit(ctx, e)
 	}
 	e.Repo = layout.Repo(spec)
