@@ -35,7 +35,7 @@ func ReadRegistryStorage(raw []byte, env []string) (RegistryStorage, error) {
 	storage := &cfgValue{entries: map[string]*cfgValue{}}
 	if len(doc.Content) == 1 {
 		// The top level sits above storage: depth -1.
-		top, err := fromYAML(doc.Content[0], -1)
+		top, err := new(yamlDecoder).fromYAML(doc.Content[0], -1)
 		if err != nil {
 			return RegistryStorage{}, fmt.Errorf("registry config: %w", err)
 		}
@@ -257,27 +257,51 @@ func yaml11Resolve(s string) any {
 	return s
 }
 
+// yamlDecoder converts YAML nodes the way distribution's YAML library
+// decodes them, and refuses what that library refuses to expand: a mapping
+// that contains itself through an alias (which would recurse forever) and
+// aliases that blow a small file up (which would exhaust memory).
+type yamlDecoder struct {
+	open   map[*yaml.Node]bool // mappings being converted
+	values int                 // cfgValues made so far
+}
+
+// maxConfigValues bounds a storage section once its aliases are expanded;
+// a real one holds a few dozen values.
+const maxConfigValues = 100_000
+
 // fromYAML converts a node at depth (0: storage, 1: its sections, 2 and
-// more: inside them) the way distribution's YAML library decodes it:
-// aliases resolved, merge keys applied in place, the last duplicate key
-// winning.
-func fromYAML(n *yaml.Node, depth int) (*cfgValue, error) {
-	if n.Kind == yaml.AliasNode {
-		return fromYAML(n.Alias, depth)
+// more: inside them): aliases resolved, merge keys applied in place, the
+// last duplicate key winning.
+func (d *yamlDecoder) fromYAML(n *yaml.Node, depth int) (*cfgValue, error) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if d.values++; d.values > maxConfigValues {
+		return nil, fmt.Errorf("more than %d values once its aliases are expanded", maxConfigValues)
 	}
 	switch n.Kind {
 	case yaml.ScalarNode:
 		return &cfgValue{scalar: n}, nil
 	case yaml.MappingNode:
 		v := &cfgValue{entries: map[string]*cfgValue{}, anyKeyed: depth >= 2}
-		return v, mergeMapping(v, n, depth)
+		return v, d.mergeMapping(v, n, depth)
 	case yaml.SequenceNode:
 		return &cfgValue{sequence: true}, nil
 	}
 	return &cfgValue{}, nil
 }
 
-func mergeMapping(v *cfgValue, n *yaml.Node, depth int) error {
+func (d *yamlDecoder) mergeMapping(v *cfgValue, n *yaml.Node, depth int) error {
+	if d.open[n] {
+		// No anchor name: it may be part of a secret.
+		return errors.New("a mapping contains itself through an alias")
+	}
+	if d.open == nil {
+		d.open = map[*yaml.Node]bool{}
+	}
+	d.open[n] = true
+	defer delete(d.open, n)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, val := n.Content[i], n.Content[i+1]
 		if key.Kind == yaml.ScalarNode && key.Tag == "!!merge" {
@@ -299,13 +323,13 @@ func mergeMapping(v *cfgValue, n *yaml.Node, depth int) error {
 				if s.Kind != yaml.MappingNode {
 					return errors.New("a merge key (<<) that is not a mapping")
 				}
-				if err := mergeMapping(v, s, depth); err != nil {
+				if err := d.mergeMapping(v, s, depth); err != nil {
 					return err
 				}
 			}
 			continue
 		}
-		child, err := fromYAML(val, depth+1)
+		child, err := d.fromYAML(val, depth+1)
 		if err != nil {
 			return err
 		}
@@ -387,7 +411,7 @@ func parsePayload(payload string, depth int) (*cfgValue, error) {
 	if len(doc.Content) == 0 {
 		return &cfgValue{}, nil
 	}
-	v, err := fromYAML(doc.Content[0], depth)
+	v, err := new(yamlDecoder).fromYAML(doc.Content[0], depth)
 	if err == nil && depth == 1 && v.entries == nil && !v.null() {
 		err = errors.New("a storage section must be a mapping")
 	}

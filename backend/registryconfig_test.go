@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -131,5 +132,44 @@ func TestRegistryConfigErrorsHideValues(t *testing.T) {
 		} else if strings.Contains(err.Error(), secret) {
 			t.Errorf("the error shows the value: %v", err)
 		}
+	}
+}
+
+// A file whose aliases recurse or multiply is refused with an error, not a
+// crash (the registry's YAML library refuses it too), and the error does
+// not name the anchor.
+func TestRegistryConfigAliasesThatDoNotEnd(t *testing.T) {
+	const anchor = "TopSecret9f2"
+	var laughs strings.Builder
+	laughs.WriteString("l0: &l0 {k: v}\n")
+	for i := 1; i <= 30; i++ {
+		fmt.Fprintf(&laughs, "l%d: &l%d {a: *l%d, b: *l%d}\n", i, i, i-1, i-1)
+	}
+	laughs.WriteString("storage:\n  filesystem:\n    rootdirectory: /r\n")
+	for _, c := range []struct {
+		name, config string
+		env          []string
+		errHas       string
+	}{
+		{"storage inside itself", "storage: &" + anchor + "\n  filesystem:\n    x: *" + anchor + "\n", nil, "contains itself"},
+		{"a section inside itself", "storage:\n  filesystem: &" + anchor + "\n    x: *" + anchor + "\n", nil, "contains itself"},
+		{"a section merged into itself", "storage:\n  filesystem: &" + anchor + "\n    <<: *" + anchor + "\n", nil, "contains itself"},
+		{"an override inside itself", s3File, []string{"REGISTRY_STORAGE_S3=&" + anchor + " {x: *" + anchor + "}"}, "contains itself"},
+		{"aliases doubling 30 times", laughs.String(), nil, "once its aliases are expanded"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseRegistryConfig([]byte(c.config), c.env)
+			if err == nil || !strings.Contains(err.Error(), c.errHas) {
+				t.Fatalf("error %v, want one saying %q", err, c.errHas)
+			}
+			if strings.Contains(err.Error(), anchor) {
+				t.Fatalf("the error names the anchor: %v", err)
+			}
+		})
+	}
+	// Aliases that neither recurse nor multiply still resolve.
+	cfg, err := ParseRegistryConfig([]byte("x: &fs {rootdirectory: /shared}\nstorage:\n  filesystem:\n    <<: *fs\n  delete: *fs\n"), nil)
+	if err != nil || cfg.Filesystem.RootDirectory != "/shared" {
+		t.Fatalf("got %+v, %v; want rootdirectory /shared", cfg, err)
 	}
 }
