@@ -411,8 +411,8 @@ const reasonOrphanSegment = "segment of no blob"
 // but missing from storage (a dangling link, a row without a blob) do not
 // count: they prove nothing about the blobs that are there.
 func anyStored(kept *walker.DigestSet, stored *walker.DigestMap[walker.Blob]) bool {
-	for d := range kept.All() {
-		if stored.Has(d) {
+	for pos, d := range kept.Each() {
+		if pos >= 0 || stored.Has(d) { // a position is a stored blob's
 			return true
 		}
 	}
