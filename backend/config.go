@@ -206,20 +206,21 @@ func (p *paramReader) fail(key, want, got string) {
 // get returns key's value, or nil when it is absent or null.
 func (p *paramReader) get(key string) any {
 	var v *cfgValue
-	if p.params != nil {
+	switch {
+	case p.params == nil:
+	case !p.foldCase:
 		v = p.params.entries[key]
-		if p.foldCase {
-			var found []string
-			for k, kv := range p.params.entries {
-				if strings.EqualFold(k, key) {
-					found, v = append(found, k), kv
-				}
+	default:
+		var found []string
+		for k, kv := range p.params.entries {
+			if strings.EqualFold(k, key) {
+				found, v = append(found, k), kv
 			}
-			if len(found) > 1 {
-				sort.Strings(found)
-				p.fail(key, "given once", "several spellings ("+strings.Join(found, ", ")+")")
-				return nil
-			}
+		}
+		if len(found) > 1 {
+			sort.Strings(found)
+			p.fail(key, "given once", "several spellings ("+strings.Join(found, ", ")+")")
+			return nil
 		}
 	}
 	x, err := v.value()
@@ -242,35 +243,27 @@ func (p *paramReader) str(key, def string) string {
 }
 
 func (p *paramReader) boolean(key string, def bool) bool {
-	switch t := p.get(key).(type) {
-	case nil:
-		return def
-	case bool:
-		return t
-	case string:
-		if b, err := strconv.ParseBool(t); err == nil {
-			return b
-		}
-		p.fail(key, "a boolean", "a string that is not one")
-	default:
-		p.fail(key, "a boolean", fmt.Sprintf("%T", t))
-	}
-	return def
+	return readAs(p, key, def, "a boolean", strconv.ParseBool)
 }
 
 func (p *paramReader) integer(key string, def int) int {
+	return readAs(p, key, def, "an integer", strconv.Atoi)
+}
+
+// readAs reads key as a T, or as a string that parse reads as one.
+func readAs[T bool | int](p *paramReader, key string, def T, want string, parse func(string) (T, error)) T {
 	switch t := p.get(key).(type) {
 	case nil:
 		return def
-	case int:
+	case T:
 		return t
 	case string:
-		if n, err := strconv.Atoi(t); err == nil {
-			return n
+		if x, err := parse(t); err == nil {
+			return x
 		}
-		p.fail(key, "an integer", "a string that is not one")
+		p.fail(key, want, "a string that is not one")
 	default:
-		p.fail(key, "an integer", fmt.Sprintf("%T", t))
+		p.fail(key, want, fmt.Sprintf("%T", t))
 	}
 	return def
 }

@@ -145,7 +145,7 @@ type cfgValue struct {
 	// passes the registry's start-up check.
 	anyKeyed bool
 	scalar   *yaml.Node
-	sequence bool // never read, but neither null nor a mapping
+	sequence bool // its items are never read
 }
 
 func (v *cfgValue) null() bool {
@@ -230,6 +230,7 @@ func yaml11Resolve(s string) any {
 		}
 	case c == '+' || c == '-' || c >= '0' && c <= '9':
 		plain := strings.ReplaceAll(s, "_", "")
+		// Base 0 reads YAML 1.1's 0x, 0 (octal) and 0b prefixes too.
 		if i, err := strconv.ParseInt(plain, 0, 64); err == nil {
 			if i == int64(int(i)) {
 				return int(i)
@@ -242,15 +243,6 @@ func yaml11Resolve(s string) any {
 		if yaml11Float.MatchString(plain) {
 			if f, err := strconv.ParseFloat(plain, 64); err == nil {
 				return f
-			}
-		}
-		if b, ok := strings.CutPrefix(plain, "0b"); ok {
-			if i, err := strconv.ParseInt(b, 2, 64); err == nil {
-				return int(i)
-			}
-		} else if b, ok := strings.CutPrefix(plain, "-0b"); ok {
-			if i, err := strconv.ParseInt("-"+b, 2, 64); err == nil {
-				return int(i)
 			}
 		}
 	}
