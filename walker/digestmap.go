@@ -5,25 +5,35 @@ import (
 	"encoding/hex"
 	"iter"
 	"slices"
+	"sort"
 
 	"github.com/opencontainers/go-digest"
 )
 
 // DigestMap maps digests to values compactly. A collector holds a few of
 // these per blob, so their size is its memory: sha256 digests, nearly all
-// of them, are kept as 32 raw bytes instead of a 71-byte string, in a
-// sorted slice rather than a hash map (32 bytes and the value per entry,
+// of them, are kept as 32 raw bytes instead of a 71-byte string, in
+// sorted slices rather than a hash map (32 bytes and the value per entry,
 // where a map needs half as much again and twice that while it grows).
-// New keys collect in a small map, merged into the slice once it holds an
+// New keys collect in a small map, merged into the slices once it holds an
 // eighth as many, so n inserts cost O(n log n) in all.
+//
+// A large map keeps its keys in 256 slices by their first byte: growing
+// one big slice would need its old and new copies at once, and leave the
+// old one as a hole in the heap, at the moment the map is largest. Digests
+// are uniform, so the slices stay a 256th of the map each. Positions run
+// across them in key order, as if they were one slice.
 //
 // Like a map, it is safe for concurrent readers but not for a writer.
 type DigestMap[V any] struct {
-	sorted []digestEntry[V] // ascending by key
-	recent map[[32]byte]V   // keys not in sorted
-	other  map[digest.Digest]V
-	moves  uint64 // writes that moved positions: merges and deletes
+	buckets []bucket[V]    // one, or 256 by the key's first byte; each ascending
+	starts  []int          // starts[b] is the position of buckets[b][0]; one more than buckets
+	recent  map[[32]byte]V // keys not in buckets
+	other   map[digest.Digest]V
+	moves   uint64 // writes that moved positions: merges and deletes
 }
+
+type bucket[V any] []digestEntry[V]
 
 // Shape names a map's positions: any write that moves them (a merge of
 // new keys, a delete) gives the map another shape, even when the number
@@ -42,6 +52,10 @@ type digestEntry[V any] struct {
 // small: a registry has many repositories with a few hundred links each,
 // and a map that never merges is a hash map.
 const minMerge = 32
+
+// splitAt is the size at which a map's one slice becomes 256: small maps
+// (a repository's links) stay one slice, with no 256 headers to carry.
+const splitAt = 2048
 
 // NewDigestMap returns an empty map.
 func NewDigestMap[V any]() *DigestMap[V] {
@@ -68,8 +82,21 @@ func sha256Key(d digest.Digest) ([32]byte, bool) {
 
 func compareEntry[V any](e digestEntry[V], k [32]byte) int { return bytes.Compare(e.key[:], k[:]) }
 
-func (m *DigestMap[V]) search(k [32]byte) (int, bool) {
-	return slices.BinarySearchFunc(m.sorted, k, compareEntry[V])
+func (m *DigestMap[V]) bucketOf(k [32]byte) int {
+	if len(m.buckets) == 1 {
+		return 0
+	}
+	return int(k[0])
+}
+
+// search finds k among the merged keys: its bucket and its index there.
+func (m *DigestMap[V]) search(k [32]byte) (b, i int, found bool) {
+	if len(m.buckets) == 0 {
+		return 0, 0, false
+	}
+	b = m.bucketOf(k)
+	i, found = slices.BinarySearchFunc(m.buckets[b], k, compareEntry[V])
+	return b, i, found
 }
 
 // Get returns the value for d.
@@ -78,8 +105,8 @@ func (m *DigestMap[V]) Get(d digest.Digest) (V, bool) {
 		if v, found := m.recent[k]; found {
 			return v, true
 		}
-		if i, found := m.search(k); found {
-			return m.sorted[i].val, true
+		if b, i, found := m.search(k); found {
+			return m.buckets[b][i].val, true
 		}
 		var zero V
 		return zero, false
@@ -104,22 +131,22 @@ func (m *DigestMap[V]) Set(d digest.Digest, v V) {
 		m.other[d] = v
 		return
 	}
-	if i, found := m.search(k); found {
-		m.sorted[i].val = v
+	if b, i, found := m.search(k); found {
+		m.buckets[b][i].val = v
 		return
 	}
 	if m.recent == nil {
 		m.recent = map[[32]byte]V{}
 	}
 	m.recent[k] = v
-	if len(m.recent) >= max(minMerge, len(m.sorted)/8) {
+	if len(m.recent) >= max(minMerge, m.Positions()/8) {
 		m.merge()
 	}
 }
 
-// merge moves the recent keys into sorted: they are sorted on their own,
-// then merged in from the back, so that no second copy of sorted is made
-// beyond what growing the slice takes.
+// merge moves the recent keys into the buckets: they are sorted on their
+// own, then each bucket's share is merged in from the back, so that no
+// second copy of a bucket is made beyond what growing it takes.
 func (m *DigestMap[V]) merge() {
 	add := make([]digestEntry[V], 0, len(m.recent))
 	for k, v := range m.recent {
@@ -128,30 +155,78 @@ func (m *DigestMap[V]) merge() {
 	m.recent = nil
 	m.moves++
 	slices.SortFunc(add, func(a, b digestEntry[V]) int { return bytes.Compare(a.key[:], b.key[:]) })
-	old := len(m.sorted)
-	m.sorted = slices.Grow(m.sorted, len(add))[:old+len(add)]
-	i, j := old-1, len(add)-1
-	for w := len(m.sorted) - 1; j >= 0; w-- {
-		if i >= 0 && bytes.Compare(m.sorted[i].key[:], add[j].key[:]) > 0 {
-			m.sorted[w] = m.sorted[i]
-			i--
-		} else {
-			m.sorted[w] = add[j]
-			j--
+	if len(m.buckets) == 0 {
+		m.buckets = make([]bucket[V], 1)
+	}
+	if len(m.buckets) == 1 && len(m.buckets[0])+len(add) >= splitAt {
+		m.split()
+	}
+	for len(add) > 0 {
+		b := m.bucketOf(add[0].key)
+		n := 1
+		for n < len(add) && m.bucketOf(add[n].key) == b {
+			n++
 		}
+		m.buckets[b] = mergeInto(m.buckets[b], add[:n])
+		add = add[n:]
+	}
+	m.count()
+}
+
+// split turns the one bucket into 256 by first byte.
+func (m *DigestMap[V]) split() {
+	one := m.buckets[0]
+	m.buckets = make([]bucket[V], 256)
+	for len(one) > 0 {
+		b := int(one[0].key[0])
+		n := 1
+		for n < len(one) && int(one[n].key[0]) == b {
+			n++
+		}
+		m.buckets[b] = slices.Clone(one[:n])
+		one = one[n:]
 	}
 }
 
-// Compact merges what is pending and drops the slack left by growing a
-// small map (up to half of it); a large one grows by a quarter at most,
-// and copying it would cost more at that moment than the slack saves.
-// Call it when the map is built and about to be only read.
+// mergeInto merges add (ascending, no key of s) into s.
+func mergeInto[V any](s bucket[V], add []digestEntry[V]) bucket[V] {
+	old := len(s)
+	s = slices.Grow(s, len(add))[:old+len(add)]
+	i, j := old-1, len(add)-1
+	for w := len(s) - 1; j >= 0; w-- {
+		if i >= 0 && bytes.Compare(s[i].key[:], add[j].key[:]) > 0 {
+			s[w] = s[i]
+			i--
+		} else {
+			s[w] = add[j]
+			j--
+		}
+	}
+	return s
+}
+
+// count recomputes where each bucket's positions start.
+func (m *DigestMap[V]) count() {
+	m.starts = slices.Grow(m.starts[:0], len(m.buckets)+1)[:len(m.buckets)+1]
+	n := 0
+	for b, s := range m.buckets {
+		m.starts[b] = n
+		n += len(s)
+	}
+	m.starts[len(m.buckets)] = n
+}
+
+// Compact merges what is pending and drops the slack left by growing
+// (up to half a bucket). Call it when the map is built and about to be
+// only read.
 func (m *DigestMap[V]) Compact() {
 	if len(m.recent) > 0 {
 		m.merge()
 	}
-	if cap(m.sorted)-len(m.sorted) > len(m.sorted)/4 {
-		m.sorted = slices.Clone(m.sorted)
+	for b, s := range m.buckets {
+		if cap(s)-len(s) > len(s)/4 {
+			m.buckets[b] = slices.Clone(s)
+		}
 	}
 }
 
@@ -163,15 +238,24 @@ func (m *DigestMap[V]) Position(d digest.Digest) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	return m.search(k)
+	b, i, found := m.search(k)
+	if len(m.starts) > 0 {
+		i += m.starts[b]
+	}
+	return i, found
 }
 
 // Positions is the number of merged sha256 keys: positions are below it.
-func (m *DigestMap[V]) Positions() int { return len(m.sorted) }
+func (m *DigestMap[V]) Positions() int {
+	if len(m.starts) == 0 {
+		return 0
+	}
+	return m.starts[len(m.buckets)]
+}
 
 // Shape is the map's current shape, for a reader that takes positions as
 // ids (see KeepsPositions).
-func (m *DigestMap[V]) Shape() Shape { return Shape{len(m.sorted), m.moves} }
+func (m *DigestMap[V]) Shape() Shape { return Shape{m.Positions(), m.moves} }
 
 // KeepsPositions panics unless the map still has the shape a reader took
 // its positions in: they shift when the map is written, and a shifted id
@@ -182,13 +266,26 @@ func (m *DigestMap[V]) KeepsPositions(s Shape) {
 	}
 }
 
+// at is the entry at position i.
+func (m *DigestMap[V]) at(i int) *digestEntry[V] {
+	if len(m.buckets) == 1 {
+		return &m.buckets[0][i]
+	}
+	b := sort.Search(len(m.buckets), func(b int) bool { return m.starts[b+1] > i })
+	return &m.buckets[b][i-m.starts[b]]
+}
+
 // DigestAt returns the digest at position i.
 func (m *DigestMap[V]) DigestAt(i int) digest.Digest {
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(m.sorted[i].key[:]))
+	return digestOfKey(m.at(i).key)
+}
+
+func digestOfKey(k [32]byte) digest.Digest {
+	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(k[:]))
 }
 
 // ValueAt returns the value at position i.
-func (m *DigestMap[V]) ValueAt(i int) V { return m.sorted[i].val }
+func (m *DigestMap[V]) ValueAt(i int) V { return m.at(i).val }
 
 // Delete removes d.
 func (m *DigestMap[V]) Delete(d digest.Digest) {
@@ -198,21 +295,24 @@ func (m *DigestMap[V]) Delete(d digest.Digest) {
 		return
 	}
 	delete(m.recent, k)
-	if i, found := m.search(k); found {
-		m.sorted = slices.Delete(m.sorted, i, i+1)
+	if b, i, found := m.search(k); found {
+		m.buckets[b] = slices.Delete(m.buckets[b], i, i+1)
 		m.moves++
+		m.count()
 	}
 }
 
 // Len is the number of digests.
-func (m *DigestMap[V]) Len() int { return len(m.sorted) + len(m.recent) + len(m.other) }
+func (m *DigestMap[V]) Len() int { return m.Positions() + len(m.recent) + len(m.other) }
 
 // All yields every digest and value, in no particular order.
 func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 	return func(yield func(digest.Digest, V) bool) {
-		for i := range m.sorted {
-			if !yield(m.DigestAt(i), m.sorted[i].val) {
-				return
+		for _, s := range m.buckets {
+			for _, e := range s {
+				if !yield(digestOfKey(e.key), e.val) {
+					return
+				}
 			}
 		}
 		for d, v := range m.Unpositioned() {
@@ -229,7 +329,7 @@ func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 func (m *DigestMap[V]) Unpositioned() iter.Seq2[digest.Digest, V] {
 	return func(yield func(digest.Digest, V) bool) {
 		for k, v := range m.recent {
-			if !yield(digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(k[:])), v) {
+			if !yield(digestOfKey(k), v) {
 				return
 			}
 		}

@@ -64,6 +64,60 @@ func TestDigestMapAgreesWithAMap(t *testing.T) {
 		if m.Has(digest.FromString("never set")) {
 			t.Fatal("Has reports a key never set")
 		}
+		checkPositions(t, m, want)
+	}
+}
+
+// checkPositions: once compacted, positions 0..Positions()-1 are the
+// canonical sha256 keys in ascending order, and Position, DigestAt and
+// ValueAt agree on each.
+func checkPositions(t *testing.T, m *DigestMap[int], want map[digest.Digest]int) {
+	t.Helper()
+	m.Compact()
+	var canonical int
+	for d := range want {
+		if _, ok := sha256Key(d); ok {
+			canonical++
+		}
+	}
+	if m.Positions() != canonical {
+		t.Fatalf("%d positions, want %d canonical sha256 keys", m.Positions(), canonical)
+	}
+	var prev digest.Digest
+	for p := range m.Positions() {
+		d := m.DigestAt(p)
+		if w, ok := want[d]; !ok || m.ValueAt(p) != w {
+			t.Fatalf("position %d: %s = %d, want %d (present %v)", p, d, m.ValueAt(p), w, ok)
+		}
+		if got, ok := m.Position(d); !ok || got != p {
+			t.Fatalf("Position(DigestAt(%d)) = %d,%v", p, got, ok)
+		}
+		if p > 0 && d <= prev {
+			t.Fatalf("position %d: %s not after %s", p, d, prev)
+		}
+		prev = d
+	}
+}
+
+// TestDigestMapSplitsAndKeepsPositions grows a map through its split into
+// 256 slices in batches and in one go, and checks its positions each time.
+func TestDigestMapSplitsAndKeepsPositions(t *testing.T) {
+	for _, batch := range []int{97, splitAt - 1, splitAt, 3 * splitAt} {
+		m := NewDigestMap[int]()
+		want := map[digest.Digest]int{}
+		for i := range 3*splitAt + 5 {
+			d := digest.FromString(fmt.Sprint(batch, i))
+			m.Set(d, i)
+			want[d] = i
+			// Single keys merged across the split, and batches.
+			if (i+1)%batch == 0 || splitAt-3 <= i && i <= splitAt+1 {
+				checkPositions(t, m, want)
+			}
+		}
+		checkPositions(t, m, want)
+		if len(m.buckets) != 256 {
+			t.Fatalf("batch %d: %d slices after %d keys, want 256", batch, len(m.buckets), m.Len())
+		}
 	}
 }
 
