@@ -135,7 +135,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	out := make(chan Entry, 4096)
+	// A short queue: entries waiting here hold their keys and digests,
+	// and 4096 of them cost 3 MiB of peak RSS for no speed.
+	out := make(chan Entry, 256)
 	g, gctx := errgroup.WithContext(ctx)
 	// Reads (links, DLO heads) go through their own bounded pool so a
 	// listing never waits behind a read it produced.

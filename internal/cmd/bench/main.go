@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/storage/s3"
@@ -168,7 +170,62 @@ func run() error {
 	fmt.Printf("reference: wall %s, peak RSS %.1f MiB\n  requests: %s\n", ref.wall.Round(time.Millisecond), mib(ref.maxRSS), fmtReqs(refReqs))
 	fmt.Printf("\nregsweep gc dry run vs reference: %.1fx faster cold, %.1fx warm; %.1fx fewer requests cold\n",
 		ref.wall.Seconds()/gcRuns[0].wall.Seconds(), ref.wall.Seconds()/gcRuns[1].wall.Seconds(), float64(total(refReqs))/float64(total(gcReqs[0])))
+	// What listing every key costs on this server, with nothing else: no
+	// collector that proves each key (sizes, mtimes, link ETags) can
+	// finish sooner, so it bounds the ratio any collector can reach here.
+	for _, conc := range []int{2, 8, 32} {
+		wall, keys, err := listEverything(ctx, endpoint, access, secret, *bucket, conc)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("listing every key alone (%d keys, %d listings at once, no other work): %s = %.1fx the reference at best\n",
+			keys, conc, wall.Round(time.Millisecond), ref.wall.Seconds()/wall.Seconds())
+	}
 	return nil
+}
+
+// listEverything lists every key of bucket in parallel shards, as a
+// collector must, and does nothing with them.
+func listEverything(ctx context.Context, endpoint, access, secret, bucket string, concurrency int) (time.Duration, int64, error) {
+	c, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(access, secret, "")})
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	var shards []string
+	const hexDigits = "0123456789abcdef"
+	for _, a := range hexDigits {
+		for _, b := range hexDigits {
+			shards = append(shards, "docker/registry/v2/blobs/sha256/"+string(a)+string(b))
+		}
+	}
+	shards = append(shards, "docker/registry/v2/blobs/sha384/", "docker/registry/v2/blobs/sha512/")
+	var keys atomic.Int64
+	for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "docker/registry/v2/repositories/"}) {
+		if o.Err != nil {
+			return 0, 0, o.Err
+		}
+		if strings.HasSuffix(o.Key, "/") {
+			shards = append(shards, o.Key)
+		} else {
+			keys.Add(1)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for _, shard := range shards {
+		g.Go(func() error {
+			for o := range c.ListObjects(gctx, bucket, minio.ListObjectsOptions{Prefix: shard, Recursive: true}) {
+				if o.Err != nil {
+					return o.Err
+				}
+				keys.Add(1)
+			}
+			return nil
+		})
+	}
+	err = g.Wait()
+	return time.Since(start), keys.Load(), err
 }
 
 func total(m map[string]int64) int64 {
