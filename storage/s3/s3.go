@@ -91,6 +91,8 @@ var ErrNoSuchBucket = errors.New("no such bucket")
 type Driver struct {
 	client      *minio.Client
 	core        minio.Core
+	creds       *credentials.Credentials
+	http        *http.Client // listings, on the client's transport (list.go)
 	bucket      string
 	endpoint    string // host[:port], for messages and Location
 	rootPrefix  string // object key prefix of the root: "" or "dir/"
@@ -134,20 +136,26 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 	if cfg.ForcePathStyle {
 		lookup = minio.BucketLookupPath
 	}
+	creds := newCredentials(cfg)
+	counted := storage.CountingTransport(transport, reqs, classifier(cfg.Bucket))
 	client, err := minio.New(host, &minio.Options{
-		Creds:        newCredentials(cfg),
+		Creds:        creds,
 		Secure:       secure,
 		Region:       cfg.Region,
 		BucketLookup: lookup,
-		Transport:    storage.CountingTransport(transport, reqs, classifier(cfg.Bucket)),
+		Transport:    counted,
 		MaxRetries:   1,
 	})
 	if err != nil {
 		return nil, openErr(fmt.Errorf("endpoint %q: %w", host, err))
 	}
 	d := &Driver{
-		client:      client,
-		core:        minio.Core{Client: client},
+		client: client,
+		core:   minio.Core{Client: client},
+		creds:  creds,
+		// No redirects: minio-go follows none either, and a listing
+		// redirected elsewhere is no listing of this bucket.
+		http:        &http.Client{Transport: counted, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		bucket:      cfg.Bucket,
 		endpoint:    host,
 		rootPrefix:  objectKey(cfg.RootDirectory, ""),
@@ -405,6 +413,18 @@ func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Object
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if !d.listV1 {
+		err := d.listV2(ctx, d.key(prefix), "", func(o listedObject) error {
+			key, ok := d.logical(o.key)
+			if !ok {
+				return nil
+			}
+			return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)})
+		}, nil)
+		if !errors.Is(err, errAnonymous) {
+			return d.listErr(ctx, prefix, err)
+		}
+	}
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	fetchOwner := false
@@ -437,12 +457,44 @@ func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Object
 	return ctx.Err()
 }
 
+// listErr returns a listing's error: fn's own as it is, a request's as a
+// PathError, and the context's when it ended.
+func (d *Driver) listErr(ctx context.Context, prefix string, err error) error {
+	if err == nil {
+		return ctx.Err()
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	var callErr *listCallError
+	if errors.As(err, &callErr) {
+		return d.pathErr("list", prefix, callErr.err)
+	}
+	return err
+}
+
 var _ storage.DirLister = (*Driver)(nil)
 
 // ListDir lists one level below prefix with a delimiter listing.
 func (d *Driver) ListDir(ctx context.Context, prefix string, fn func(storage.ObjectInfo, bool) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if !d.listV1 {
+		err := d.listV2(ctx, d.key(prefix), "/", func(o listedObject) error {
+			if key, ok := d.logical(o.key); ok {
+				return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)}, strings.HasSuffix(key, "/"))
+			}
+			return nil
+		}, func(p string) error {
+			if key, ok := d.logical(p); ok {
+				return fn(storage.ObjectInfo{Key: key}, true)
+			}
+			return nil
+		})
+		if !errors.Is(err, errAnonymous) {
+			return d.listErr(ctx, prefix, err)
+		}
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()

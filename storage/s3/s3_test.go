@@ -655,3 +655,51 @@ func TestS3MinIOShadowedPrefix(t *testing.T) {
 		t.Logf("MinIO hides %s below the object %s: walk = %v", keys[0], keys[1], got)
 	}
 }
+
+// TestS3ListingNamesNeedingEncoding: names that XML and URL encoding must
+// carry come back from a real server's listing, flat and by level, as they
+// were written, with sizes and times (list.go parses these pages itself).
+func TestS3ListingNamesNeedingEncoding(t *testing.T) {
+	srv := testenv.MinIO(t)
+	bucket := testenv.NewBucket(t, srv)
+	ctx := context.Background()
+	d := open(t, minioConfig(srv, bucket, "root"), nil)
+	names := []string{"docker/a&b", "docker/<tag>", "docker/100%", "docker/x+y", "docker/sp ace", "docker/ümlaut/日本", "docker/q\"uote'", "docker/dir/inner"}
+	before := time.Now().Add(-time.Minute)
+	for i, n := range names {
+		if err := d.Put(ctx, n, []byte(strings.Repeat("x", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]int64{}
+	for _, oi := range walkAll(t, d, "docker/") {
+		if oi.ModTime.Before(before) {
+			t.Errorf("%q: modification time %v is before the write", oi.Key, oi.ModTime)
+		}
+		got[oi.Key] = oi.Size
+	}
+	for i, n := range names {
+		if size, ok := got[n]; !ok || size != int64(i) {
+			t.Errorf("walk: %q size %d, present %v; want size %d", n, size, ok, i)
+		}
+	}
+	if len(got) != len(names) {
+		t.Errorf("walk listed %d keys, want %d: %v", len(got), len(names), got)
+	}
+	var dirs, objects []string
+	err := d.ListDir(ctx, "docker/", func(oi storage.ObjectInfo, dir bool) error {
+		if dir {
+			dirs = append(dirs, oi.Key)
+		} else {
+			objects = append(objects, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(dirs)
+	if want := []string{"docker/dir/", "docker/ümlaut/"}; !slices.Equal(dirs, want) || len(objects) != len(names)-2 {
+		t.Errorf("ListDir: dirs %q (want %q), %d objects (want %d)", dirs, want, len(objects), len(names)-2)
+	}
+}
