@@ -2,6 +2,7 @@ package walker
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -42,10 +43,10 @@ type Upload struct {
 // Repository is everything stored under one repository name.
 type Repository struct {
 	Name       string
-	Revisions  *DigestMap[Link]
+	Revisions  *LinkMap
 	Signatures map[digest.Digest][]digest.Digest // revision -> schema1 signature links
 	Tags       map[string]*Tag
-	Layers     *DigestMap[Link]
+	Layers     *LinkMap
 	Uploads    map[string]*Upload
 }
 
@@ -67,17 +68,33 @@ type Inventory struct {
 	Segments map[string][]storage.ObjectInfo
 	// Keys counts every key listed, for request-count comparisons.
 	Keys int64
+
+	links *linkIndex // the blob map as the repositories' link maps use it
 }
 
 // NewInventory returns an empty inventory.
 func NewInventory() *Inventory {
-	return &Inventory{Blobs: NewDigestMap[Blob](), BlobSegments: NewDigestMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo)}
+	inv := &Inventory{Blobs: NewDigestMap[Blob](), BlobSegments: NewDigestMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo)}
+	inv.links = &linkIndex{blobs: inv.Blobs}
+	return inv
+}
+
+// BlobsListed says every blob is in: the blob map is compacted, and links
+// added from now on to a listed blob are kept as its position (LinkMap).
+// No blob may be added after it.
+func (inv *Inventory) BlobsListed() {
+	inv.Blobs.Compact()
+	inv.links.frozen = true
 }
 
 // Collect walks d and aggregates the result.
 func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, error) {
 	inv := NewInventory()
+	opts.OnBlobsListed = inv.BlobsListed
 	err := Walk(ctx, d, opts, func(e Entry) error {
+		if e.Kind == KindBlob && inv.links.frozen {
+			return fmt.Errorf("%w: blob %s reported after the blob listing ended", ErrWalk, e.Key)
+		}
 		inv.Add(e)
 		return nil
 	})
@@ -102,8 +119,8 @@ func (inv *Inventory) Compact() {
 func (inv *Inventory) Repo(name string) *Repository {
 	r := inv.Repositories[name]
 	if r == nil {
-		r = &Repository{Name: name, Revisions: NewDigestMap[Link](), Signatures: map[digest.Digest][]digest.Digest{},
-			Tags: map[string]*Tag{}, Layers: NewDigestMap[Link](), Uploads: map[string]*Upload{}}
+		r = &Repository{Name: name, Revisions: newLinkMap(inv.links), Signatures: map[digest.Digest][]digest.Digest{},
+			Tags: map[string]*Tag{}, Layers: newLinkMap(inv.links), Uploads: map[string]*Upload{}}
 		inv.Repositories[name] = r
 	}
 	return r
@@ -129,6 +146,10 @@ func (inv *Inventory) Add(e Entry) {
 	}
 	switch e.Kind {
 	case KindBlob:
+		if inv.links.frozen {
+			// Positions are in use as ids: a blob now would shift them.
+			panic("walker: a blob was added after BlobsListed")
+		}
 		inv.Blobs.Set(e.Digest, Blob{Size: e.Size, ModTime: e.ModTime.Unix()})
 		if e.SegmentPrefix != "" {
 			inv.BlobSegments.Set(e.Digest, e.SegmentPrefix)

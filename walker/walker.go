@@ -40,6 +40,10 @@ const (
 	KindMultipartUpload             // an incomplete S3 multipart upload
 	KindSegment                     // a Swift large-object segment
 	KindUnknown                     // under docker/registry/v2/ but fits no layout
+
+	// kindBlobsListed marks the end of the blob entries inside Walk; no
+	// entry of this kind reaches its caller.
+	kindBlobsListed Kind = -1
 )
 
 var kindNames = [...]string{"blob", "revision_link", "signature_link", "tag_current_link", "tag_index_link",
@@ -107,6 +111,11 @@ type Options struct {
 	// sha384/ and sha512/, and repository names not starting with
 	// [a-z0-9], are not (no valid key can be there).
 	Parallel bool
+	// OnBlobsListed, when set, is called from the goroutine that calls fn
+	// once every blob entry has been handed to fn and before any
+	// repository entry is: blobs are listed first. Collect uses it to keep
+	// links as blob positions. A walk of the repositories only never calls it.
+	OnBlobsListed func()
 	// ProbeUploadsBefore, when set, asks the store for the multipart
 	// upload of every upload that started before it, by exact key (two
 	// listing requests each on MinIO, which after a restart answers
@@ -157,14 +166,35 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 		if err != nil {
 			return err
 		}
-		for _, shard := range append(repoShards, blobShards(opts.RepositoriesOnly, opts.Parallel)...) {
-			listings.Go(func() error { return w.list(lctx, shard) })
-		}
 		if hasMultipart {
 			listings.Go(func() error { return w.multipart(lctx, mp, layout.Root) })
 		}
 		if w.largeObjects != nil && !opts.RepositoriesOnly {
 			listings.Go(func() error { return w.segments(lctx) })
+		}
+		// Blobs first, then the repositories: on an object store that
+		// serves listings at a fixed rate the order costs nothing, and
+		// links that arrive after the blobs can be kept as blob positions.
+		if shards := blobShards(opts.RepositoriesOnly, opts.Parallel); len(shards) > 0 {
+			var blobs sync.WaitGroup
+			for _, shard := range shards {
+				blobs.Add(1)
+				listings.Go(func() error {
+					defer blobs.Done()
+					return w.list(lctx, shard)
+				})
+			}
+			blobs.Wait()
+			w.blobReads.Wait() // Swift large-object stats emit their blobs
+			if lctx.Err() == nil {
+				if err := w.emit(lctx, Entry{Kind: kindBlobsListed}); err != nil {
+					listings.Wait()
+					return err
+				}
+			}
+		}
+		for _, shard := range repoShards {
+			listings.Go(func() error { return w.list(lctx, shard) })
 		}
 		err = listings.Wait()
 		if err == nil {
@@ -188,6 +218,12 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	var fnErr error
 	for e := range out {
 		if fnErr != nil {
+			continue
+		}
+		if e.Kind == kindBlobsListed {
+			if opts.OnBlobsListed != nil {
+				opts.OnBlobsListed()
+			}
 			continue
 		}
 		if fnErr = fn(e); fnErr != nil {
@@ -290,6 +326,7 @@ type walk struct {
 	reads        *errgroup.Group
 	rctx         context.Context
 	largeObjects storage.LargeObjects
+	blobReads    sync.WaitGroup // large-object stats in flight
 }
 
 func (w *walk) emit(ctx context.Context, e Entry) error {
@@ -320,7 +357,15 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 	case layout.BlobData:
 		e.Kind, e.Digest = KindBlob, s.Digest
 		if w.largeObjects != nil {
-			return w.read(func(ctx context.Context) error { return w.statLargeObject(ctx, e) })
+			w.blobReads.Add(1)
+			err := w.read(func(ctx context.Context) error {
+				defer w.blobReads.Done()
+				return w.statLargeObject(ctx, e)
+			})
+			if err != nil { // not started
+				w.blobReads.Done()
+			}
+			return err
 		}
 		return w.emit(ctx, e)
 	case layout.RevisionLink:

@@ -1,0 +1,142 @@
+package walker
+
+import (
+	"iter"
+	"slices"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// LinkMap holds one repository's links of a kind (revisions, layers) by
+// the digest each names. Once every blob is listed (Inventory.BlobsListed),
+// a link to a listed blob is stored as the blob's position and the link's
+// mtime, 12 bytes where a digest key takes 40: a registry has about one
+// layer link per blob, so this is a quarter of a collector's memory. Other
+// links (to a blob storage lacks, or added before the blobs were all
+// listed) are stored by digest.
+//
+// It is built by one writer and then Compacted, after which it is safe for
+// concurrent readers. Reading an uncompacted map that holds positions
+// panics, as does reading after the blob map moved its positions.
+type LinkMap struct {
+	index   *linkIndex
+	shape   Shape    // the blob map's, when pos was taken
+	pos     []uint32 // blob positions; ascending and distinct once compact
+	mtimes  []int64  // the links' mtimes, by pos
+	compact bool
+	other   *DigestMap[Link]
+}
+
+// linkIndex is the inventory's blob map as link maps see it: usable for
+// positions once frozen.
+type linkIndex struct {
+	blobs  *DigestMap[Blob]
+	frozen bool
+}
+
+func newLinkMap(index *linkIndex) *LinkMap {
+	return &LinkMap{index: index, compact: true, other: NewDigestMap[Link]()}
+}
+
+// Set stores l under d.
+func (m *LinkMap) Set(d digest.Digest, l Link) {
+	if m.index != nil && m.index.frozen {
+		if p, ok := m.index.blobs.Position(d); ok {
+			if len(m.pos) == 0 {
+				m.shape = m.index.blobs.Shape()
+			}
+			m.index.blobs.KeepsPositions(m.shape)
+			if n := len(m.pos); n > 0 && m.pos[n-1] >= uint32(p) {
+				m.compact = false
+			}
+			m.pos = append(m.pos, uint32(p))
+			m.mtimes = append(m.mtimes, l.ModTime)
+			if m.other.Len() > 0 {
+				m.other.Delete(d)
+			}
+			return
+		}
+	}
+	m.other.Set(d, l)
+}
+
+// Compact sorts the positions (a later Set of the same link wins) and
+// drops the slack of growing. Call it when the map is built.
+func (m *LinkMap) Compact() {
+	m.other.Compact()
+	if !m.compact {
+		order := make([]int, len(m.pos))
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return int(m.pos[a]) - int(m.pos[b]) })
+		pos, mtimes := make([]uint32, 0, len(m.pos)), make([]int64, 0, len(m.pos))
+		for _, i := range order {
+			if n := len(pos); n > 0 && pos[n-1] == m.pos[i] {
+				mtimes[n-1] = m.mtimes[i]
+				continue
+			}
+			pos, mtimes = append(pos, m.pos[i]), append(mtimes, m.mtimes[i])
+		}
+		m.pos, m.mtimes, m.compact = pos, mtimes, true
+	}
+	if cap(m.pos)-len(m.pos) > len(m.pos)/4 {
+		m.pos, m.mtimes = slices.Clip(slices.Clone(m.pos)), slices.Clip(slices.Clone(m.mtimes))
+	}
+}
+
+// readable panics unless positions can be read: sorted, and naming the
+// blobs they named when taken.
+func (m *LinkMap) readable() {
+	if len(m.pos) == 0 {
+		return
+	}
+	if !m.compact {
+		panic("walker: a LinkMap was read before Compact")
+	}
+	m.index.blobs.KeepsPositions(m.shape)
+}
+
+// Get returns the link for d.
+func (m *LinkMap) Get(d digest.Digest) (Link, bool) {
+	m.readable()
+	if len(m.pos) > 0 {
+		if p, ok := m.index.blobs.Position(d); ok {
+			if i, found := slices.BinarySearch(m.pos, uint32(p)); found {
+				return Link{ModTime: m.mtimes[i]}, true
+			}
+		}
+	}
+	// Links added before the blobs were all listed are here even when
+	// their blob has a position.
+	return m.other.Get(d)
+}
+
+// Has reports whether there is a link for d.
+func (m *LinkMap) Has(d digest.Digest) bool {
+	_, ok := m.Get(d)
+	return ok
+}
+
+// Len is the number of links.
+func (m *LinkMap) Len() int {
+	m.readable()
+	return len(m.pos) + m.other.Len()
+}
+
+// All yields every link and the digest it names, in no particular order.
+func (m *LinkMap) All() iter.Seq2[digest.Digest, Link] {
+	return func(yield func(digest.Digest, Link) bool) {
+		m.readable()
+		for i, p := range m.pos {
+			if !yield(m.index.blobs.DigestAt(int(p)), Link{ModTime: m.mtimes[i]}) {
+				return
+			}
+		}
+		for d, l := range m.other.All() {
+			if !yield(d, l) {
+				return
+			}
+		}
+	}
+}
