@@ -280,8 +280,13 @@ func (m *DigestMap[V]) DigestAt(i int) digest.Digest {
 	return digestOfKey(m.at(i).key)
 }
 
+// digestOfKey spells k as a digest in one allocation (go-digest's
+// constructor formats with fmt, at three times the cost).
 func digestOfKey(k [32]byte) digest.Digest {
-	return digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(k[:]))
+	var b [7 + 64]byte
+	copy(b[:], "sha256:")
+	hex.Encode(b[7:], k[:])
+	return digest.Digest(b[:])
 }
 
 // ValueAt returns the value at position i.
