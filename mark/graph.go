@@ -55,7 +55,10 @@ type graph struct {
 	shape  walker.Shape
 	extra  *walker.DigestMap[uint32]
 	names  []digest.Digest // of ids above stored
-	nodes  []*node         // by id; nil for ids never wanted as manifests
+	// nodes holds the ids wanted as manifests, a tenth of the blobs: a
+	// slice by id would hold a pointer for every blob.
+	nodes map[uint32]*node
+	next  uint32 // the id intern gives next
 
 	inv     *walker.Inventory
 	pending []uint32 // wanted, not loaded yet
@@ -67,15 +70,15 @@ func newGraph(inv *walker.Inventory) *graph {
 	inv.Blobs.Compact()
 	stored := uint32(inv.Blobs.Positions())
 	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: walker.NewDigestMap[uint32](),
-		nodes: make([]*node, stored+1), inv: inv}
+		nodes: map[uint32]*node{}, next: stored + 1, inv: inv}
 }
 
 func (g *graph) intern(d digest.Digest) uint32 {
 	if id, ok := g.find(d); ok {
 		return id
 	}
-	id := uint32(len(g.nodes))
-	g.nodes = append(g.nodes, nil)
+	id := g.next
+	g.next++
 	g.extra.Set(d, id)
 	g.names = append(g.names, d)
 	return id
@@ -240,6 +243,15 @@ func (g *graph) store(r loaded) error {
 		return nil
 	}
 	n := &node{state: stateOK}
+	// Exact sizes: ten thousand manifests' slices grown by appending
+	// would carry a third more.
+	n.blobs = make([]uint32, 0, len(r.m.Blobs))
+	if len(r.m.ForeignBlobs) > 0 {
+		n.foreign = make([]uint32, 0, len(r.m.ForeignBlobs))
+	}
+	if len(r.m.Children) > 0 {
+		n.children = make([]uint32, 0, len(r.m.Children))
+	}
 	for _, d := range r.m.Blobs {
 		n.blobs = append(n.blobs, g.intern(d))
 	}

@@ -144,7 +144,7 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 		return nil, nil, "", false, false
 	}
 	id, known := r.g.find(d)
-	if !known || int(id) >= len(r.g.nodes) || r.g.nodes[id] == nil {
+	if !known || r.g.nodes[id] == nil {
 		return nil, nil, "", false, false
 	}
 	switch n := r.g.nodes[id]; n.state {
@@ -221,9 +221,9 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 
 	m := &marker{
 		g: g, inv: inv, opts: opts,
-		keptManifest: make([]uint32, len(g.nodes)),
-		keptLayer:    make([]uint32, len(g.nodes)),
-		global:       make([]bool, len(g.nodes)),
+		keptManifest: make([]uint32, g.next),
+		keptLayer:    make([]uint32, g.next),
+		global:       make([]bool, g.next),
 		signatures:   walker.NewDigestMap[struct{}](),
 		problems:     map[problemKey]Problem{},
 	}
