@@ -112,6 +112,20 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		it, ok := planned[key]
 		return !ok || it.ModTime.Unix() != mtime
 	}
+	// A link whose digest no planned link of its repository names stays,
+	// and needs no key built: most links, and a key per link was most of
+	// what a recheck allocated. A plan item without its digest filters
+	// nothing out, and so only keeps more.
+	linkDigests := map[string]map[digest.Digest]bool{}
+	for _, it := range p.Items {
+		switch it.Kind {
+		case KindRevisionLink, KindLayerLink, KindTagIndexLink:
+			if linkDigests[it.Repo] == nil {
+				linkDigests[it.Repo] = map[digest.Digest]bool{}
+			}
+			linkDigests[it.Repo][it.Digest] = true
+		}
+	}
 	prot := &protection{fresh: fresh, manifests: manifests, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
 		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*walker.DigestSet{}}
 
@@ -134,19 +148,27 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			}
 			return false
 		}
+		mayBePlanned := linkDigests[name]
+		noteLink := func(d digest.Digest, key func() string, mtime int64) bool {
+			if !mayBePlanned[d] && !mayBePlanned[""] {
+				repoHasStaying[name] = true
+				return true
+			}
+			return note(key(), mtime)
+		}
 		for d, l := range r.Revisions.All() {
-			if note(keyOf(revisionSpec(name, d)), l.ModTime) {
+			if noteLink(d, func() string { return keyOf(revisionSpec(name, d)) }, l.ModTime) {
 				roots = append(roots, d)
 			}
 		}
 		for d, l := range r.Layers.All() {
-			if note(keyOf(layerSpec(name, d)), l.ModTime) {
+			if noteLink(d, func() string { return keyOf(layerSpec(name, d)) }, l.ModTime) {
 				prot.blob(name, d)
 			}
 		}
 		for tag, t := range r.Tags {
 			for d, l := range t.Index {
-				if note(keyOf(tagIndexSpec(name, tag, d)), l.ModTime) {
+				if noteLink(d, func() string { return keyOf(tagIndexSpec(name, tag, d)) }, l.ModTime) {
 					roots = append(roots, d)
 				}
 			}
