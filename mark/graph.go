@@ -27,14 +27,21 @@ const (
 	stateBad               // unparseable, or content that is not its digest
 )
 
+// node is one manifest. Its ids are its children, then its blobs, then
+// the foreign ones among them, in one slice: a registry has a node for
+// every manifest, and three slices would make each twice the size.
 type node struct {
-	state    nodeState
-	subject  uint32 // noID when none
-	blobs    []uint32
-	children []uint32
-	foreign  []uint32 // subset of blobs that storage may lack
-	err      error    // why a stateBad node is bad
+	state     nodeState
+	subject   uint32 // noID when none
+	nChildren uint32
+	nForeign  uint32
+	ids       []uint32
+	err       error // why a stateBad node is bad
 }
+
+func (n *node) children() []uint32 { return n.ids[:n.nChildren] }
+func (n *node) blobs() []uint32    { return n.ids[n.nChildren : uint32(len(n.ids))-n.nForeign] }
+func (n *node) foreign() []uint32  { return n.ids[uint32(len(n.ids))-n.nForeign:] }
 
 // noID is reserved: id 0 names no digest.
 const noID = 0
@@ -242,24 +249,16 @@ func (g *graph) store(r loaded) error {
 		g.nodes[r.id] = &node{state: stateBad, err: r.err}
 		return nil
 	}
-	n := &node{state: stateOK}
-	// Exact sizes: ten thousand manifests' slices grown by appending
-	// would carry a third more.
-	n.blobs = make([]uint32, 0, len(r.m.Blobs))
-	if len(r.m.ForeignBlobs) > 0 {
-		n.foreign = make([]uint32, 0, len(r.m.ForeignBlobs))
-	}
-	if len(r.m.Children) > 0 {
-		n.children = make([]uint32, 0, len(r.m.Children))
+	n := &node{state: stateOK, nChildren: uint32(len(r.m.Children)), nForeign: uint32(len(r.m.ForeignBlobs)),
+		ids: make([]uint32, 0, len(r.m.Children)+len(r.m.Blobs)+len(r.m.ForeignBlobs))}
+	for _, d := range r.m.Children {
+		n.ids = append(n.ids, g.want(d))
 	}
 	for _, d := range r.m.Blobs {
-		n.blobs = append(n.blobs, g.intern(d))
+		n.ids = append(n.ids, g.intern(d))
 	}
 	for _, d := range r.m.ForeignBlobs {
-		n.foreign = append(n.foreign, g.intern(d))
-	}
-	for _, d := range r.m.Children {
-		n.children = append(n.children, g.want(d))
+		n.ids = append(n.ids, g.intern(d))
 	}
 	if r.m.Subject != "" {
 		n.subject = g.intern(r.m.Subject)

@@ -151,10 +151,10 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 	case stateMissing:
 		return nil, nil, "", true, true
 	case stateOK:
-		for _, c := range n.children {
+		for _, c := range n.children() {
 			children = append(children, r.g.digest(c))
 		}
-		for _, b := range n.blobs {
+		for _, b := range n.blobs() {
 			blobs = append(blobs, r.g.digest(b))
 		}
 		if n.subject != noID {
@@ -410,15 +410,15 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		case stateBad:
 			m.report(Problem{Kind: KindUnparseableManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}), Err: n.err})
 		case stateOK:
-			for _, b := range n.blobs {
+			for _, b := range n.blobs() {
 				bd := g.digest(b)
 				keepLayer(b, bd)
-				if !m.inv.Blobs.Has(bd) && !slices.Contains(n.foreign, b) {
+				if !m.inv.Blobs.Has(bd) && !slices.Contains(n.foreign(), b) {
 					m.report(Problem{Kind: KindMissingBlobReference, Repo: r.Name, Digest: bd, Key: key(layout.BlobData{Digest: bd}),
 						Err: fmt.Errorf("referenced by manifest %s, but storage lacks it", d)})
 				}
 			}
-			for _, c := range n.children {
+			for _, c := range n.children() {
 				if g.nodes[c].state == stateMissing {
 					cd := g.digest(c)
 					m.report(Problem{Kind: KindMissingChildManifest, Repo: r.Name, Digest: cd, Key: key(layout.BlobData{Digest: cd}),

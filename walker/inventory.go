@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -119,6 +120,9 @@ func (inv *Inventory) Compact() {
 func (inv *Inventory) Repo(name string) *Repository {
 	r := inv.Repositories[name]
 	if r == nil {
+		// Names from a listing are slices of a whole key: a copy keeps
+		// the key from staying in memory with them.
+		name = strings.Clone(name)
 		r = &Repository{Name: name, Revisions: newLinkMap(inv.links), Signatures: map[digest.Digest][]digest.Digest{},
 			Tags: map[string]*Tag{}, Layers: newLinkMap(inv.links), Uploads: map[string]*Upload{}}
 		inv.Repositories[name] = r
@@ -130,7 +134,7 @@ func (r *Repository) tag(name string) *Tag {
 	t := r.Tags[name]
 	if t == nil {
 		t = &Tag{Index: map[digest.Digest]Link{}}
-		r.Tags[name] = t
+		r.Tags[strings.Clone(name)] = t // see Repo
 	}
 	return t
 }

@@ -15,9 +15,10 @@ import (
 func main() {
 	if os.Getenv("GOGC") == "" {
 		// A collector holds one large live set that only grows while it
-		// walks and marks: collecting at 25% growth instead of 100% costs
-		// little CPU and a third of the peak memory.
-		debug.SetGCPercent(25)
+		// walks and marks: collecting at 10% growth instead of 100% keeps
+		// the peak near that set. It costs a fifth more CPU than 25%, and
+		// no time where the store's listing rate bounds the run (make bench).
+		debug.SetGCPercent(10)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
