@@ -92,17 +92,10 @@ type Inventory struct {
 func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[string]int64, started, finished time.Time) *Inventory {
 	rep := &Inventory{SchemaVersion: InventorySchemaVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
 		Storage: storage, Requests: requests, Repositories: []RepositoryCounts{}, Problems: []Problem{}, KeysListed: inv.Keys}
-	rep.Totals.Blobs = inv.Blobs.Len()
-	rep.Totals.BlobBytes = inv.BlobBytes
-	rep.Totals.UnknownKeys = len(inv.Unknown)
+	rep.Totals = inventoryTotals(inv)
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
-		c := Counts{Repositories: 1, Manifests: r.Revisions.Len(), LayerLinks: r.Layers.Len(), Uploads: len(r.Uploads)}
-		for _, t := range r.Tags {
-			if t.HasCurrent {
-				c.Tags++
-			}
-		}
+		c := repositoryCounts(inv, name)
 		seen := walker.NewDigestMap[struct{}]()
 		count := func(d digest.Digest) {
 			if seen.Has(d) {
@@ -120,17 +113,7 @@ func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[str
 		for d := range r.Layers.All() {
 			count(d)
 		}
-		for _, m := range inv.Multipart {
-			if m.Repo == name && m.UploadID != "" && r.Uploads[m.UploadID] == nil {
-				c.Uploads++ // an upload known only by its multipart upload
-			}
-		}
 		rep.Repositories = append(rep.Repositories, RepositoryCounts{Name: name, Counts: c})
-		rep.Totals.Repositories++
-		rep.Totals.Tags += c.Tags
-		rep.Totals.Manifests += c.Manifests
-		rep.Totals.LayerLinks += c.LayerLinks
-		rep.Totals.Uploads += c.Uploads
 	}
 	for _, e := range inv.Corrupt {
 		rep.Problems = append(rep.Problems, Problem{Kind: "corrupt_link", Key: e.Key, Repo: e.Repo, Reason: e.CorruptReason})
@@ -140,6 +123,39 @@ func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[str
 	}
 	sort.Slice(rep.Problems, func(i, j int) bool { return rep.Problems[i].Key < rep.Problems[j].Key })
 	return rep
+}
+
+// repositoryCounts counts a repository's tags, links and uploads (not its
+// blobs).
+func repositoryCounts(inv *walker.Inventory, name string) Counts {
+	r := inv.Repositories[name]
+	c := Counts{Repositories: 1, Manifests: r.Revisions.Len(), LayerLinks: r.Layers.Len(), Uploads: len(r.Uploads)}
+	for _, t := range r.Tags {
+		if t.HasCurrent {
+			c.Tags++
+		}
+	}
+	for _, m := range inv.Multipart {
+		if m.Repo == name && m.UploadID != "" && r.Uploads[m.UploadID] == nil {
+			c.Uploads++ // an upload known only by its multipart upload
+		}
+	}
+	return c
+}
+
+// inventoryTotals is the Totals of BuildInventory, without the
+// per-repository blob sums that cost a digest per link.
+func inventoryTotals(inv *walker.Inventory) Counts {
+	t := Counts{Blobs: inv.Blobs.Len(), BlobBytes: inv.BlobBytes, UnknownKeys: len(inv.Unknown)}
+	for name := range inv.Repositories {
+		c := repositoryCounts(inv, name)
+		t.Repositories++
+		t.Tags += c.Tags
+		t.Manifests += c.Manifests
+		t.LayerLinks += c.LayerLinks
+		t.Uploads += c.Uploads
+	}
+	return t
 }
 
 // WriteJSON writes the document and nothing else.

@@ -151,6 +151,23 @@ func TestAccountingIsExactOnAHandComputedTree(t *testing.T) {
 	if wantBytes := h.m5 + cfg + 80 + 64 + h.uploadBytes; s.Reclaimable.Bytes != wantBytes {
 		t.Errorf("reclaimable %d bytes, want %d", s.Reclaimable.Bytes, wantBytes)
 	}
+	// The summary's totals are the inventory report's, counted without it.
+	inv := BuildInventory(h.inv, StorageInfo{}, nil, time.Time{}, time.Time{})
+	if s.Totals != inv.Totals || s.Totals.Repositories == 0 || s.Totals.LayerLinks == 0 {
+		t.Errorf("summary totals %+v, inventory report's %+v", s.Totals, inv.Totals)
+	}
+	var sum Counts
+	for _, r := range inv.Repositories {
+		sum.Repositories += r.Repositories
+		sum.Tags += r.Tags
+		sum.Manifests += r.Manifests
+		sum.LayerLinks += r.LayerLinks
+		sum.Uploads += r.Uploads
+	}
+	if sum.Repositories != inv.Totals.Repositories || sum.Tags != inv.Totals.Tags || sum.Manifests != inv.Totals.Manifests ||
+		sum.LayerLinks != inv.Totals.LayerLinks || sum.Uploads != inv.Totals.Uploads {
+		t.Errorf("repository rows sum to %+v, totals %+v", sum, inv.Totals)
+	}
 	top := acc.TopRepositories(2, ByTotal)
 	if len(top) != 2 || top[0].Name != "team/web" || top[1].Name != "team/app" {
 		t.Errorf("top 2 by total: %v", top)

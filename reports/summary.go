@@ -28,7 +28,7 @@ type Summary struct {
 // returns the storage findings too (the audit lists them; gc counts them).
 func Summarize(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) (Summary, []Finding) {
 	s := Summary{FindingsByKind: map[string]int{}, Durations: map[string]float64{}}
-	s.Totals = BuildInventory(inv, StorageInfo{}, nil, plan.CreatedAt, plan.CreatedAt).Totals
+	s.Totals = inventoryTotals(inv)
 	st := plan.Stats
 	s.Reclaimable = Reclaimable{Blobs: st.Blobs, Bytes: st.Bytes, Manifests: st.Manifests, LayerLinks: st.LayerLinks, Uploads: st.Uploads,
 		MultipartUploads: st.MultipartUploads, Segments: st.Segments, Repositories: st.Repositories}
