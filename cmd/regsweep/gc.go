@@ -182,6 +182,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	} else if o.delete {
 		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
 	}
+	res.ReleaseReferences() // the plan is built and run; reports need no manifest
 	if o.planOut != "" {
 		if err := writePlan(o.planOut, plan); err != nil {
 			return err
