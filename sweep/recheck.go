@@ -63,6 +63,13 @@ func (p *protection) protected(repo string, d digest.Digest) bool {
 	return set != nil && set.Has(d)
 }
 
+// blobAt protects the listed blob at pos, as blob does its digest.
+func (p *protection) blobAt(repo string, pos uint32) {
+	if p.set(p.perRepo, repo).AddPosition(pos) {
+		p.global.AddPosition(pos)
+	}
+}
+
 // blob protects a digest that is only a blob (a layer or config).
 func (p *protection) blob(repo string, d digest.Digest) {
 	if d != "" {
@@ -161,7 +168,18 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 				roots = append(roots, d)
 			}
 		}
-		for d, l := range r.Layers.All() {
+		for pos, d := range r.Layers.Each() {
+			if pos >= 0 && len(mayBePlanned) == 0 {
+				// Nothing of this repository is planned: the link stays,
+				// and its blob is protected by position.
+				repoHasStaying[name] = true
+				prot.blobAt(name, uint32(pos))
+				continue
+			}
+			if pos >= 0 {
+				d = fresh.Blobs.DigestAt(pos)
+			}
+			l, _ := r.Layers.Get(d)
 			if noteLink(d, func() string { return keyOf(layerSpec(name, d)) }, l.ModTime) {
 				prot.blob(name, d)
 			}

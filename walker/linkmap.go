@@ -140,3 +140,22 @@ func (m *LinkMap) All() iter.Seq2[digest.Digest, Link] {
 		}
 	}
 }
+
+// Each yields every link as DigestSet.Each does: a link to a listed blob
+// as the blob's position and an empty digest, any other as -1 and its
+// digest. It is All without a digest made per link.
+func (m *LinkMap) Each() iter.Seq2[int, digest.Digest] {
+	return func(yield func(int, digest.Digest) bool) {
+		m.readable()
+		for _, p := range m.pos {
+			if !yield(int(p), "") {
+				return
+			}
+		}
+		for d := range m.other.All() {
+			if !yield(-1, d) {
+				return
+			}
+		}
+	}
+}

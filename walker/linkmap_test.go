@@ -55,6 +55,24 @@ func TestLinkMapAgreesWithAMap(t *testing.T) {
 		if got := maps.Collect(r.Layers.All()); !maps.Equal(got, want) {
 			t.Fatalf("seed %d: All has %d links, want %d", seed, len(got), len(want))
 		}
+		each := map[digest.Digest]bool{}
+		for pos, d := range r.Layers.Each() {
+			if (pos >= 0) == (d != "") {
+				t.Fatalf("seed %d: Each yielded position %d with digest %q", seed, pos, d)
+			}
+			if pos >= 0 {
+				d = inv.Blobs.DigestAt(pos)
+			}
+			each[d] = true
+		}
+		if len(each) != len(want) {
+			t.Fatalf("seed %d: Each yielded %d links, want %d", seed, len(each), len(want))
+		}
+		for d := range want {
+			if !each[d] {
+				t.Fatalf("seed %d: Each missed %s", seed, d)
+			}
+		}
 		if r.Layers.Len() != len(want) {
 			t.Fatalf("seed %d: Len %d, want %d", seed, r.Layers.Len(), len(want))
 		}
