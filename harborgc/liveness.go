@@ -93,7 +93,7 @@ func (l *Liveness) AddStorageTags(inv *walker.Inventory) {
 				l.roots[name] = append(l.roots[name], t.Current)
 			}
 			if !t.HasCurrent || t.Current == "" {
-				for d := range t.Index {
+				for d := range t.Index.All() {
 					l.roots[name] = append(l.roots[name], d)
 				}
 			}

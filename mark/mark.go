@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/opencontainers/go-digest"
@@ -215,7 +216,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 				g.want(t.Current)
 				continue
 			}
-			for d := range t.Index {
+			for d := range t.Index.All() {
 				g.want(d)
 			}
 		}
@@ -373,7 +374,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		}
 		m.report(Problem{Kind: KindCorruptLink, Repo: r.Name, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
 			Err: fmt.Errorf("tag %q: %s; every manifest in its index is kept", name, t.CurrentCorrupt)})
-		for _, d := range sortedKeys(t.Index) {
+		for _, d := range slices.Sorted(maps.Keys(maps.Collect(t.Index.All()))) {
 			id, _ := lookup(d)
 			keep(id)
 		}

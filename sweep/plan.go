@@ -209,7 +209,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			}
 		}
 		for tagName, t := range r.Tags {
-			for d, l := range t.Index {
+			for d, l := range t.Index.All() {
 				add(old(l.ModTime) && (!keptManifest(d) || !blobExists(d)),
 					layout.TagIndexLink{Repo: name, Tag: tagName, Digest: d}, Item{Kind: KindTagIndexLink, Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "tag history entry of a deleted manifest"})
 			}

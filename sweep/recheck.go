@@ -185,7 +185,7 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			}
 		}
 		for tag, t := range r.Tags {
-			for d, l := range t.Index {
+			for d, l := range t.Index.All() {
 				if noteLink(d, func() string { return keyOf(tagIndexSpec(name, tag, d)) }, l.ModTime) {
 					roots = append(roots, d)
 				}
@@ -337,7 +337,7 @@ func freshLinkMTime(fresh *walker.Inventory, key string) (int64, bool) {
 		return l.ModTime, ok
 	case layout.TagIndexLink:
 		if t := r.Tags[s.Tag]; t != nil {
-			l, ok := t.Index[s.Digest]
+			l, ok := t.Index.Get(s.Digest)
 			return l.ModTime, ok
 		}
 	case layout.TagCurrentLink:

@@ -31,7 +31,7 @@ type Tag struct {
 	CurrentModTime int64
 	CurrentCorrupt string
 	HasCurrent     bool
-	Index          map[digest.Digest]Link
+	Index          *LinkMap
 }
 
 // Upload is one _uploads/<id> directory.
@@ -113,6 +113,9 @@ func (inv *Inventory) Compact() {
 	for _, r := range inv.Repositories {
 		r.Revisions.Compact()
 		r.Layers.Compact()
+		for _, t := range r.Tags {
+			t.Index.Compact()
+		}
 	}
 }
 
@@ -130,10 +133,10 @@ func (inv *Inventory) Repo(name string) *Repository {
 	return r
 }
 
-func (r *Repository) tag(name string) *Tag {
+func (inv *Inventory) tag(r *Repository, name string) *Tag {
 	t := r.Tags[name]
 	if t == nil {
-		t = &Tag{Index: map[digest.Digest]Link{}}
+		t = &Tag{Index: newLinkMap(inv.links)}
 		r.Tags[strings.Clone(name)] = t // see Repo
 	}
 	return t
@@ -167,9 +170,9 @@ func (inv *Inventory) Add(e Entry) {
 	case KindLayerLink:
 		inv.Repo(e.Repo).Layers.Set(e.Digest, link)
 	case KindTagIndexLink:
-		inv.Repo(e.Repo).tag(e.Tag).Index[e.Digest] = link
+		inv.tag(inv.Repo(e.Repo), e.Tag).Index.Set(e.Digest, link)
 	case KindTagCurrentLink:
-		t := inv.Repo(e.Repo).tag(e.Tag)
+		t := inv.tag(inv.Repo(e.Repo), e.Tag)
 		t.HasCurrent, t.CurrentModTime, t.CurrentCorrupt = true, e.ModTime.Unix(), e.CorruptReason
 		if !e.Corrupt {
 			t.Current = e.Digest

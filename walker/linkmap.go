@@ -24,7 +24,7 @@ type LinkMap struct {
 	pos     []uint32 // blob positions; ascending and distinct once compact
 	mtimes  []int64  // the links' mtimes, by pos
 	compact bool
-	other   *DigestMap[Link]
+	other   *DigestMap[Link] // nil until needed: most maps never need it
 }
 
 // linkIndex is the inventory's blob map as link maps see it: usable for
@@ -35,7 +35,7 @@ type linkIndex struct {
 }
 
 func newLinkMap(index *linkIndex) *LinkMap {
-	return &LinkMap{index: index, compact: true, other: NewDigestMap[Link]()}
+	return &LinkMap{index: index, compact: true}
 }
 
 // Set stores l under d.
@@ -51,11 +51,14 @@ func (m *LinkMap) Set(d digest.Digest, l Link) {
 			}
 			m.pos = append(m.pos, uint32(p))
 			m.mtimes = append(m.mtimes, l.ModTime)
-			if m.other.Len() > 0 {
+			if m.other != nil {
 				m.other.Delete(d)
 			}
 			return
 		}
+	}
+	if m.other == nil {
+		m.other = NewDigestMap[Link]()
 	}
 	m.other.Set(d, l)
 }
@@ -63,7 +66,9 @@ func (m *LinkMap) Set(d digest.Digest, l Link) {
 // Compact sorts the positions (a later Set of the same link wins) and
 // drops the slack of growing. Call it when the map is built.
 func (m *LinkMap) Compact() {
-	m.other.Compact()
+	if m.other != nil {
+		m.other.Compact()
+	}
 	if !m.compact {
 		order := make([]int, len(m.pos))
 		for i := range order {
@@ -109,6 +114,9 @@ func (m *LinkMap) Get(d digest.Digest) (Link, bool) {
 	}
 	// Links added before the blobs were all listed are here even when
 	// their blob has a position.
+	if m.other == nil {
+		return Link{}, false
+	}
 	return m.other.Get(d)
 }
 
@@ -121,7 +129,7 @@ func (m *LinkMap) Has(d digest.Digest) bool {
 // Len is the number of links.
 func (m *LinkMap) Len() int {
 	m.readable()
-	return len(m.pos) + m.other.Len()
+	return len(m.pos) + m.others()
 }
 
 // All yields every link and the digest it names, in no particular order.
@@ -132,6 +140,9 @@ func (m *LinkMap) All() iter.Seq2[digest.Digest, Link] {
 			if !yield(m.index.blobs.DigestAt(int(p)), Link{ModTime: m.mtimes[i]}) {
 				return
 			}
+		}
+		if m.other == nil {
+			return
 		}
 		for d, l := range m.other.All() {
 			if !yield(d, l) {
@@ -152,10 +163,21 @@ func (m *LinkMap) Each() iter.Seq2[int, digest.Digest] {
 				return
 			}
 		}
+		if m.other == nil {
+			return
+		}
 		for d := range m.other.All() {
 			if !yield(-1, d) {
 				return
 			}
 		}
 	}
+}
+
+// others is the number of links kept by digest.
+func (m *LinkMap) others() int {
+	if m.other == nil {
+		return 0
+	}
+	return m.other.Len()
 }

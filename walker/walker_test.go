@@ -73,7 +73,7 @@ func TestCollectCountsWhatWasWritten(t *testing.T) {
 	}
 	for _, r := range inv.Repositories {
 		for name, tag := range r.Tags {
-			if _, inIndex := tag.Index[tag.Current]; !tag.HasCurrent || !inIndex {
+			if inIndex := tag.Index.Has(tag.Current); !tag.HasCurrent || !inIndex {
 				t.Errorf("%s:%s: current %s not resolved to an index entry", r.Name, name, tag.Current)
 			}
 		}
@@ -95,7 +95,7 @@ func TestWithoutETagsEveryLinkIsRead(t *testing.T) {
 	for _, r := range inv.Repositories {
 		links += r.Revisions.Len() + r.Layers.Len() + len(r.Tags) /* current */
 		for _, tag := range r.Tags {
-			links += len(tag.Index)
+			links += tag.Index.Len()
 		}
 		links += len(r.Uploads)
 	}
