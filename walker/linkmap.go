@@ -2,6 +2,7 @@ package walker
 
 import (
 	"iter"
+	"math"
 	"slices"
 
 	"github.com/opencontainers/go-digest"
@@ -10,7 +11,7 @@ import (
 // LinkMap holds one repository's links of a kind (revisions, layers) by
 // the digest each names. Once every blob is listed (Inventory.BlobsListed),
 // a link to a listed blob is stored as the blob's position and the link's
-// mtime, 12 bytes where a digest key takes 40: a registry has about one
+// mtime, 8 bytes where a digest key takes 40: a registry has about one
 // layer link per blob, so this is a quarter of a collector's memory. Other
 // links (to a blob storage lacks, or added before the blobs were all
 // listed) are stored by digest.
@@ -22,7 +23,7 @@ type LinkMap struct {
 	index   *linkIndex
 	shape   Shape    // the blob map's, when pos was taken
 	pos     []uint32 // blob positions; ascending and distinct once compact
-	mtimes  []int64  // the links' mtimes, by pos
+	mtimes  []uint32 // the links' mtimes (unix seconds), by pos
 	compact bool
 	other   *DigestMap[Link] // nil until needed: most maps never need it
 }
@@ -50,7 +51,7 @@ func (m *LinkMap) Set(d digest.Digest, l Link) {
 				m.compact = false
 			}
 			m.pos = append(m.pos, uint32(p))
-			m.mtimes = append(m.mtimes, l.ModTime)
+			m.mtimes = append(m.mtimes, clampMTime(l.ModTime))
 			if m.other != nil {
 				m.other.Delete(d)
 			}
@@ -75,7 +76,7 @@ func (m *LinkMap) Compact() {
 			order[i] = i
 		}
 		slices.SortStableFunc(order, func(a, b int) int { return int(m.pos[a]) - int(m.pos[b]) })
-		pos, mtimes := make([]uint32, 0, len(m.pos)), make([]int64, 0, len(m.pos))
+		pos, mtimes := make([]uint32, 0, len(m.pos)), make([]uint32, 0, len(m.pos))
 		for _, i := range order {
 			if n := len(pos); n > 0 && pos[n-1] == m.pos[i] {
 				mtimes[n-1] = m.mtimes[i]
@@ -108,7 +109,7 @@ func (m *LinkMap) Get(d digest.Digest) (Link, bool) {
 	if len(m.pos) > 0 {
 		if p, ok := m.index.blobs.Position(d); ok {
 			if i, found := slices.BinarySearch(m.pos, uint32(p)); found {
-				return Link{ModTime: m.mtimes[i]}, true
+				return Link{ModTime: int64(m.mtimes[i])}, true
 			}
 		}
 	}
@@ -137,7 +138,7 @@ func (m *LinkMap) All() iter.Seq2[digest.Digest, Link] {
 	return func(yield func(digest.Digest, Link) bool) {
 		m.readable()
 		for i, p := range m.pos {
-			if !yield(m.index.blobs.DigestAt(int(p)), Link{ModTime: m.mtimes[i]}) {
+			if !yield(m.index.blobs.DigestAt(int(p)), Link{ModTime: int64(m.mtimes[i])}) {
 				return
 			}
 		}
@@ -180,4 +181,12 @@ func (m *LinkMap) others() int {
 		return 0
 	}
 	return m.other.Len()
+}
+
+// clampMTime fits an mtime in 32 bits, clamping it to 1970..2106: a
+// clamped time falls on the same side of any grace cutoff in that range.
+// A recheck that reads such a link unclamped (by digest) sees it changed,
+// and the link stays.
+func clampMTime(t int64) uint32 {
+	return uint32(min(max(t, 0), math.MaxUint32))
 }

@@ -33,8 +33,17 @@ func TestLinkMapAgreesWithAMap(t *testing.T) {
 		}
 		r := inv.Repo("r")
 		want := map[digest.Digest]Link{}
+		// set stores a link, and wants it back as stored: a link kept as a
+		// position has its mtime clamped to 32 bits.
 		set := func(d digest.Digest) {
-			l := Link{ModTime: rng.Int64N(1 << 40)}
+			// Mostly times that fit 32 bits, some that do not.
+			l := Link{ModTime: rng.Int64N(1 << 32)}
+			if rng.IntN(20) == 0 {
+				l.ModTime = -rng.Int64N(1<<40) + rng.Int64N(1<<41)
+			}
+			if inv.links.frozen && inv.Blobs.Has(d) {
+				l.ModTime = int64(clampMTime(l.ModTime)) // kept as a position
+			}
 			r.Layers.Set(d, l)
 			want[d] = l
 		}
