@@ -39,17 +39,12 @@ type node struct {
 	err       error // why a stateBad node is bad
 }
 
-func (n *node) children() []uint32 { return n.ids[:n.nChildren] }
-func (n *node) blobs() []uint32    { return n.ids[n.nChildren : uint32(len(n.ids))-n.nForeign] }
-func (n *node) foreign() []uint32  { return n.ids[uint32(len(n.ids))-n.nForeign:] }
+func (n node) children() []uint32 { return n.ids[:n.nChildren] }
+func (n node) blobs() []uint32    { return n.ids[n.nChildren : uint32(len(n.ids))-n.nForeign] }
+func (n node) foreign() []uint32  { return n.ids[uint32(len(n.ids))-n.nForeign:] }
 
 // noID is reserved: id 0 names no digest.
 const noID = 0
-
-var (
-	queuedNode  = &node{state: stateQueued}
-	missingNode = &node{state: stateMissing}
-)
 
 type graph struct {
 	mu sync.Mutex // held by the loader around table access
@@ -64,7 +59,9 @@ type graph struct {
 	names  []digest.Digest // of ids above stored
 	// nodes holds the ids wanted as manifests, a tenth of the blobs: a
 	// slice by id would hold a pointer for every blob.
-	nodes map[uint32]*node
+	// Nodes are values in the map: a pointer to each would cost an
+	// allocation a manifest.
+	nodes map[uint32]node
 	next  uint32 // the id intern gives next
 
 	inv     *walker.Inventory
@@ -77,7 +74,7 @@ func newGraph(inv *walker.Inventory) *graph {
 	inv.Blobs.Compact()
 	stored := uint32(inv.Blobs.Positions())
 	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: walker.NewDigestMap[uint32](),
-		nodes: map[uint32]*node{}, next: stored + 1, inv: inv}
+		nodes: map[uint32]node{}, next: stored + 1, inv: inv}
 }
 
 func (g *graph) intern(d digest.Digest) uint32 {
@@ -140,12 +137,12 @@ func (g *graph) addTo(s *walker.DigestSet, id uint32) {
 // list is missing without a read: the inventory is what the sweep acts on.
 func (g *graph) want(d digest.Digest) uint32 {
 	id := g.intern(d)
-	if g.nodes[id] == nil {
+	if _, known := g.nodes[id]; !known {
 		if g.inv.Blobs.Has(d) {
-			g.nodes[id] = queuedNode
+			g.nodes[id] = node{state: stateQueued}
 			g.pending = append(g.pending, id)
 		} else {
-			g.nodes[id] = missingNode
+			g.nodes[id] = node{state: stateMissing}
 		}
 	}
 	return id
@@ -240,16 +237,16 @@ func fetch(ctx context.Context, src Source, id uint32, d digest.Digest) (loaded,
 func (g *graph) store(r loaded) error {
 	switch r.state {
 	case stateMissing:
-		g.nodes[r.id] = missingNode
+		g.nodes[r.id] = node{state: stateMissing}
 		// The walk listed this blob (or it would not have been read), yet
 		// storage says it is gone: storage changed after the walk, and no
 		// decision made from that walk can be trusted.
 		return fmt.Errorf("manifest %s was listed by the walk but reading it says it does not exist (is the registry still writing?): %w", g.digest(r.id), r.err)
 	case stateBad:
-		g.nodes[r.id] = &node{state: stateBad, err: r.err}
+		g.nodes[r.id] = node{state: stateBad, err: r.err}
 		return nil
 	}
-	n := &node{state: stateOK, nChildren: uint32(len(r.m.Children)), nForeign: uint32(len(r.m.ForeignBlobs)),
+	n := node{state: stateOK, nChildren: uint32(len(r.m.Children)), nForeign: uint32(len(r.m.ForeignBlobs)),
 		ids: make([]uint32, 0, len(r.m.Children)+len(r.m.Blobs)+len(r.m.ForeignBlobs))}
 	for _, d := range r.m.Children {
 		n.ids = append(n.ids, g.want(d))

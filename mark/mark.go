@@ -150,10 +150,11 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 		return nil, nil, "", false, false
 	}
 	id, known := r.g.find(d)
-	if !known || r.g.nodes[id] == nil {
+	n, wanted := r.g.nodes[id]
+	if !known || !wanted {
 		return nil, nil, "", false, false
 	}
-	switch n := r.g.nodes[id]; n.state {
+	switch n.state {
 	case stateMissing:
 		return nil, nil, "", true, true
 	case stateOK:
@@ -321,12 +322,13 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			keptLayers = append(keptLayers, id)
 		}
 	}
-	lookup := func(d digest.Digest) (uint32, *node) {
+	lookup := func(d digest.Digest) (uint32, node) {
 		id, ok := g.find(d)
-		if !ok || g.nodes[id] == nil || g.nodes[id].state == stateQueued {
+		n, wanted := g.nodes[id]
+		if !ok || !wanted || n.state == stateQueued {
 			panic("mark: internal error: root " + d.String() + " was not loaded")
 		}
-		return id, g.nodes[id]
+		return id, n
 	}
 
 	keepAllRevisions := !m.opts.DeleteUntagged
