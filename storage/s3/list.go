@@ -73,6 +73,9 @@ func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter string, onO
 			}
 		}
 		for _, p := range page.prefixes {
+			if onPrefix == nil {
+				return &listCallError{fmt.Errorf("%w: a common prefix %q in a listing without a delimiter", errMalformed, p)}
+			}
 			if err := onPrefix(p); err != nil {
 				return err
 			}
@@ -161,7 +164,8 @@ func parseListPage(r io.Reader) (*listPage, error) {
 		}
 		switch tok.kind {
 		case tokEOF:
-			return nil, fmt.Errorf("%w: the document ends before </ListBucketResult>", errMalformed)
+			// As a cut connection reads: retried like one.
+			return nil, fmt.Errorf("%w: the document ends before </ListBucketResult>: %w", errMalformed, io.ErrUnexpectedEOF)
 		case tokStart:
 			if depth == 0 && tok.name != "ListBucketResult" {
 				return nil, fmt.Errorf("%w: root element <%s>", errMalformed, tok.name)
@@ -288,7 +292,7 @@ func (x *xmlScanner) next() (token, error) {
 		}
 		if err == io.EOF {
 			if len(bytes.TrimSpace(chunk)) > 0 || len(bytes.TrimSpace(x.text)) > 0 {
-				return token{}, fmt.Errorf("%w: text after the last tag", errMalformed)
+				return token{}, x.eof(io.EOF) // inside an element: cut short
 			}
 			return token{kind: tokEOF}, nil
 		}
@@ -414,7 +418,7 @@ func (x *xmlScanner) readPast(end string) error {
 
 func (x *xmlScanner) eof(err error) error {
 	if err == io.EOF {
-		return fmt.Errorf("%w: the document is cut short", errMalformed)
+		return fmt.Errorf("%w: the document is cut short: %w", errMalformed, io.ErrUnexpectedEOF)
 	}
 	return err
 }

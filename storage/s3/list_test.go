@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/regsweep/regsweep/storage"
 )
 
 // xmlPage is a ListObjectsV2 response as S3 servers write it, with the
@@ -106,10 +108,15 @@ func TestParseListPageRefusesWhatIsNoListing(t *testing.T) {
 	if p, err := parseListPage(strings.NewReader(full)); err != nil || len(p.objects) != 2 {
 		t.Fatalf("the complete page: %v, %v", p, err)
 	}
-	// Cut anywhere before the root's end tag.
+	// Cut anywhere before the root's end tag: malformed, and retried as a
+	// cut connection is (storage.IsTransient).
 	for n := range len(full) - len("</ListBucketResult>") + 1 {
-		if p, err := parseListPage(strings.NewReader(full[:n])); !errors.Is(err, errMalformed) {
+		p, err := parseListPage(strings.NewReader(full[:n]))
+		if !errors.Is(err, errMalformed) {
 			t.Fatalf("cut at %d (%q): %v, %v", n, full[:n], p, err)
+		}
+		if n > 0 && !storage.IsTransient(err) {
+			t.Fatalf("cut at %d (%q): %v is not transient", n, full[:n], err)
 		}
 	}
 	bad := map[string]string{
