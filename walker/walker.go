@@ -172,9 +172,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 		if w.largeObjects != nil && !opts.RepositoriesOnly {
 			listings.Go(func() error { return w.segments(lctx) })
 		}
-		// Blobs first, then the repositories: on an object store that
-		// serves listings at a fixed rate the order costs nothing, and
-		// links that arrive after the blobs can be kept as blob positions.
+		// Blobs first, then the repositories, each phase in parallel
+		// shards: links that arrive after the blobs can be kept as blob
+		// positions.
 		if shards := blobShards(opts.RepositoriesOnly, opts.Parallel); len(shards) > 0 {
 			var blobs sync.WaitGroup
 			for _, shard := range shards {
@@ -193,8 +193,10 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 				}
 			}
 		}
-		for _, shard := range repoShards {
-			listings.Go(func() error { return w.list(lctx, shard) })
+		if lctx.Err() == nil { // a failed blob listing has ended the walk
+			for _, shard := range repoShards {
+				listings.Go(func() error { return w.list(lctx, shard) })
+			}
 		}
 		err = listings.Wait()
 		if err == nil {
