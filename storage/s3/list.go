@@ -71,6 +71,9 @@ func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter string, onO
 			if err := onObject(o); err != nil {
 				return err
 			}
+			if err := ctx.Err(); err != nil { // a page holds 1000 keys
+				return err
+			}
 		}
 		for _, p := range page.prefixes {
 			if onPrefix == nil {
