@@ -22,7 +22,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/opencontainers/go-digest"
@@ -376,7 +375,12 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		}
 		m.report(Problem{Kind: KindCorruptLink, Repo: r.Name, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
 			Err: fmt.Errorf("tag %q: %s; every manifest in its index is kept", name, t.CurrentCorrupt)})
-		for _, d := range slices.Sorted(maps.Keys(maps.Collect(t.Index.All()))) {
+		var index []digest.Digest
+		for d := range t.Index.All() {
+			index = append(index, d)
+		}
+		slices.Sort(index)
+		for _, d := range index {
 			id, _ := lookup(d)
 			keep(id)
 		}
