@@ -101,8 +101,9 @@ type Options struct {
 	RepositoriesOnly bool
 	// Parallel lists in parallel shards: blobs/sha256/ by the first hex
 	// digit (digests are uniform), the repository tree by its top-level
-	// names when the store lists one level in a request, else by the 36
-	// characters a repository name can start with. Much faster on a large
+	// names (or the names below them, when there are few) when the store
+	// lists one level in a request, else by the 36 characters a
+	// repository name can start with. Much faster on a large
 	// registry, for about one partly empty listing page per shard. gc and
 	// audit set it (their requests are dominated by manifest reads);
 	// inventory does not unless asked, for the fewest requests. Unsharded,
@@ -264,13 +265,17 @@ func blobShards(repositoriesOnly, parallel bool) []string {
 
 // maxRepositoryShards bounds the parallel listings of the repository tree:
 // every shard ends in a partly empty page.
-const maxRepositoryShards = 256
+const maxRepositoryShards = 1024
 
 // repositoryShards splits repositories/. Unsharded it is one pass, the
 // fewest requests. Sharded, on a store that lists one level in a request,
-// each top-level name is a shard (objects directly under repositories/ are
-// classified from that listing); elsewhere, or with too many names, the
-// shards are the 36 first characters a repository name can start with.
+// the shards are the directories one level down, and, while there are
+// fewer of them than listings may run at once, one more level down (a
+// registry whose repositories sit under a handful of team names would
+// otherwise list each team in one long sequence of pages); objects met on
+// the way are classified from those listings. Elsewhere, or with too many
+// top-level names, the shards are the 36 first characters a repository
+// name can start with.
 func (w *walk) repositoryShards(ctx context.Context, shard bool) ([]string, error) {
 	if !shard {
 		return []string{layout.RepositoriesPrefix}, nil
@@ -286,21 +291,22 @@ func (w *walk) repositoryShards(ctx context.Context, shard bool) ([]string, erro
 	if !ok {
 		return byChar(), nil
 	}
-	var dirs []string
-	var objects []storage.ObjectInfo
-	err := dl.ListDir(ctx, layout.RepositoriesPrefix, func(oi storage.ObjectInfo, dir bool) error {
-		if dir {
-			dirs = append(dirs, oi.Key)
-		} else {
-			objects = append(objects, oi)
-		}
-		return nil
-	})
+	dirs, objects, err := listDirs(ctx, dl, []string{layout.RepositoriesPrefix}, w.opts.Concurrency)
 	if err != nil {
 		return nil, err
 	}
 	if len(dirs) > maxRepositoryShards {
 		return byChar(), nil
+	}
+	for depth := 1; depth < maxShardDepth && len(dirs) > 0 && len(dirs) < w.opts.Concurrency; depth++ {
+		below, more, err := listDirs(ctx, dl, dirs, w.opts.Concurrency)
+		if err != nil {
+			return nil, err
+		}
+		if len(below) > maxRepositoryShards {
+			break
+		}
+		dirs, objects = below, append(objects, more...)
 	}
 	for _, oi := range objects {
 		if err := w.classify(ctx, oi); err != nil {
@@ -308,6 +314,39 @@ func (w *walk) repositoryShards(ctx context.Context, shard bool) ([]string, erro
 		}
 	}
 	return dirs, nil
+}
+
+// maxShardDepth bounds how far below repositories/ the shards go: each
+// level costs a listing request per directory.
+const maxShardDepth = 3
+
+// listDirs lists one level below each prefix, in parallel, and returns the
+// directories found in order and the objects.
+func listDirs(ctx context.Context, dl storage.DirLister, prefixes []string, concurrency int) (dirs []string, objects []storage.ObjectInfo, err error) {
+	found := make([][]string, len(prefixes))
+	objs := make([][]storage.ObjectInfo, len(prefixes))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(concurrency)
+	for i, p := range prefixes {
+		g.Go(func() error {
+			return dl.ListDir(gctx, p, func(oi storage.ObjectInfo, dir bool) error {
+				if dir {
+					found[i] = append(found[i], oi.Key)
+				} else {
+					objs[i] = append(objs[i], oi)
+				}
+				return nil
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	for i := range prefixes {
+		dirs = append(dirs, found[i]...)
+		objects = append(objects, objs[i]...)
+	}
+	return dirs, objects, nil
 }
 
 type walk struct {

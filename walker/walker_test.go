@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -276,7 +277,12 @@ func TestShardedRepositoriesWalkFindsTheSame(t *testing.T) {
 	w := regtree.NewWriter(mem, 2)
 	img := w.Image("0digit/first", []byte(`{"c":2}`), []byte("l"))
 	w.Tag("0digit/first", "v", img.Digest)
-	w.Raw("docker/registry/v2/repositories/zz", []byte("stray object named like a repository"))
+	// Stray objects at each level the shards descend through: each is
+	// listed once, from the listing of its directory.
+	strays := []string{"zz", "team0/stray", "team0/app0/stray", "team0/app0/_layers/stray"}
+	for _, k := range strays {
+		w.Raw("docker/registry/v2/repositories/"+k, []byte("stray object"))
+	}
 	if err := w.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -284,15 +290,34 @@ func TestShardedRepositoriesWalkFindsTheSame(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// 7 top-level names, 13 repositories: fewer than the listings allowed
+	// at once, so the shards go two levels down, into the repositories.
 	opts := walker.DefaultOptions()
 	opts.Parallel = true
 	sharded, err := walker.Collect(context.Background(), mem, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if one.Keys != sharded.Keys || len(one.Repositories) != len(sharded.Repositories) || len(one.Unknown) != len(sharded.Unknown) || len(sharded.Unknown) != 1 {
-		t.Fatalf("one pass: %d keys, %d repos, %d unknown; sharded: %d keys, %d repos, %d unknown",
-			one.Keys, len(one.Repositories), len(one.Unknown), sharded.Keys, len(sharded.Repositories), len(sharded.Unknown))
+	unknown := func(inv *walker.Inventory) []string {
+		var keys []string
+		for _, e := range inv.Unknown {
+			keys = append(keys, e.Key)
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	if one.Keys != sharded.Keys || len(one.Repositories) != len(sharded.Repositories) || len(one.Repositories) != 13 {
+		t.Fatalf("one pass: %d keys, %d repos; sharded: %d keys, %d repos",
+			one.Keys, len(one.Repositories), sharded.Keys, len(sharded.Repositories))
+	}
+	if u1, u2 := unknown(one), unknown(sharded); !slices.Equal(u1, u2) || len(u2) != len(strays) {
+		t.Fatalf("unknown keys: one pass %q, sharded %q", u1, u2)
+	}
+	for name, r := range one.Repositories {
+		s := sharded.Repositories[name]
+		if s == nil || len(s.Tags) != len(r.Tags) || s.Revisions.Len() != r.Revisions.Len() || s.Layers.Len() != r.Layers.Len() {
+			t.Fatalf("repository %s differs between one pass and shards", name)
+		}
 	}
 }
 
