@@ -42,9 +42,17 @@ func main() {
 var spec = regtree.Spec{Seed: 7, Repositories: 500, ImagesPerRepo: 20, TagsPerRepo: 5, LayersPerImg: 9,
 	SharedLayers: 50, OrphanBlobs: 1000, LayerSize: 64, MultiArch: true, Uploads: 20}
 
+// tenthSpec is the same registry at a tenth of the size (10,115 blobs,
+// 50 repositories). Peak RSS on both gives the memory each blob adds, with
+// every fixed cost of a real run (connections, worker pools, the code of
+// every phase) on both sides of the difference.
+var tenthSpec = regtree.Spec{Seed: 7, Repositories: 50, ImagesPerRepo: 20, TagsPerRepo: 5, LayersPerImg: 9,
+	SharedLayers: 5, OrphanBlobs: 100, LayerSize: 64, MultiArch: true, Uploads: 2}
+
 func run() error {
 	bin := flag.String("regsweep", "bin/regsweep", "regsweep binary")
 	bucket := flag.String("bucket", "regsweep-bench-101k", "bucket holding the generated store (generated once, then reused)")
+	tenthBucket := flag.String("tenth-bucket", "regsweep-bench-10k", "bucket holding the store at a tenth of the size (generated once, then reused)")
 	reference := flag.Bool("reference", true, "also run distribution v3's `registry garbage-collect --dry-run` on the same bucket")
 	flag.Parse()
 	endpoint, access, secret := os.Getenv("REGSWEEP_TEST_MINIO_ENDPOINT"), os.Getenv("REGSWEEP_TEST_MINIO_ACCESS_KEY"), os.Getenv("REGSWEEP_TEST_MINIO_SECRET_KEY")
@@ -52,7 +60,10 @@ func run() error {
 		return fmt.Errorf("MinIO is not running: run `make testenv-up` (REGSWEEP_TEST_MINIO_ENDPOINT unset)")
 	}
 	ctx := context.Background()
-	if err := ensureStore(ctx, endpoint, access, secret, *bucket); err != nil {
+	if err := ensureStore(ctx, endpoint, access, secret, *bucket, spec); err != nil {
+		return err
+	}
+	if err := ensureStore(ctx, endpoint, access, secret, *tenthBucket, tenthSpec); err != nil {
 		return err
 	}
 	if err := ensureBucket(ctx, endpoint, access, secret, emptyBucket); err != nil {
@@ -141,6 +152,9 @@ func run() error {
 			float64(gcRuns[i].maxRSS-emptyGC.maxRSS)/float64(blobs), mib(emptyGC.maxRSS),
 			manifestReads[i], fmtReqs(gcReqs[i]), gcFloor, float64(total(gcReqs[i]))/float64(gcFloor))
 	}
+	if err := perBlobMemory(*bin, env, endpoint, *tenthBucket, int64(blobs), gcRuns); err != nil {
+		return err
+	}
 	if !*reference {
 		return nil
 	}
@@ -201,16 +215,26 @@ func listEverything(ctx context.Context, endpoint, access, secret, bucket string
 	}
 	shards = append(shards, "docker/registry/v2/blobs/sha384/", "docker/registry/v2/blobs/sha512/")
 	var keys atomic.Int64
-	for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: "docker/registry/v2/repositories/"}) {
-		if o.Err != nil {
-			return 0, 0, o.Err
+	// The repository tree is split as regsweep splits it: by the names
+	// one level down, and one more while they are fewer than the listings.
+	dirs := []string{"docker/registry/v2/repositories/"}
+	for depth := 0; depth < 2 && len(dirs) < concurrency; depth++ {
+		var below []string
+		for _, dir := range dirs {
+			for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: dir}) {
+				if o.Err != nil {
+					return 0, 0, o.Err
+				}
+				if strings.HasSuffix(o.Key, "/") {
+					below = append(below, o.Key)
+				} else {
+					keys.Add(1)
+				}
+			}
 		}
-		if strings.HasSuffix(o.Key, "/") {
-			shards = append(shards, o.Key)
-		} else {
-			keys.Add(1)
-		}
+		dirs = below
 	}
+	shards = append(shards, dirs...)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(concurrency)
 	for _, shard := range shards {
@@ -351,6 +375,36 @@ func measure(bin string, env []string, args ...string) (result, error) {
 	return r, nil
 }
 
+// perBlobMemory runs the same two gc dry runs (cold, then warm) on the
+// tenth-scale store and prints what each blob of the full store added to
+// peak RSS: the difference of the two peaks over the difference in blobs.
+func perBlobMemory(bin string, env []string, endpoint, bucket string, blobs int64, full [2]result) error {
+	cache, err := os.MkdirTemp("", "regsweep-bench-cache")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(cache)
+	args := []string{"gc", "--format", "json", "--cache-dir", cache, "--max-delete-fraction", "1", "--grace", "0s", "--upload-grace", "0s",
+		"--s3-endpoint", "http://" + endpoint, "--s3-bucket", bucket, "--s3-path-style", "--quiet"}
+	for i, label := range []string{"cold cache", "warm cache"} {
+		r, err := measure(bin, env, args...)
+		if err != nil {
+			return err
+		}
+		var g struct {
+			Totals struct {
+				Blobs int64 `json:"blobs"`
+			} `json:"totals"`
+		}
+		if err := json.Unmarshal(r.stdout, &g); err != nil || g.Totals.Blobs <= 0 || g.Totals.Blobs >= blobs {
+			return fmt.Errorf("gc of the tenth-scale store: no blob count in its output (%v)", err)
+		}
+		fmt.Printf("  per blob, %s: the tenth-scale store (%d blobs) peaks at %.1f MiB: %.0f bytes per added blob\n",
+			label, g.Totals.Blobs, mib(r.maxRSS), float64(full[i].maxRSS-r.maxRSS)/float64(blobs-g.Totals.Blobs))
+	}
+	return nil
+}
+
 // emptyBucket holds no registry: the gc run on it is the RSS baseline.
 const emptyBucket = "regsweep-bench-empty"
 
@@ -365,7 +419,7 @@ func ensureBucket(ctx context.Context, endpoint, access, secret, bucket string) 
 	return c.MakeBucket(ctx, bucket, minio.MakeBucketOptions{})
 }
 
-func ensureStore(ctx context.Context, endpoint, access, secret, bucket string) error {
+func ensureStore(ctx context.Context, endpoint, access, secret, bucket string, spec regtree.Spec) error {
 	c, err := minio.New(endpoint, &minio.Options{Creds: credentials.NewStaticV4(access, secret, "")})
 	if err != nil {
 		return err
