@@ -90,6 +90,14 @@ func (inv *Inventory) BlobsListed() {
 
 // Collect walks d and aggregates the result.
 func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, error) {
+	return CollectObserving(ctx, d, opts, nil)
+}
+
+// CollectObserving is Collect that also hands each entry, once added, to
+// observe (when not nil) with the inventory as it stands, from the one
+// goroutine that adds entries: gc starts reading manifests while the walk
+// goes on. observe must not block for long; the listings wait for it.
+func CollectObserving(ctx context.Context, d storage.Driver, opts Options, observe func(*Inventory, Entry)) (*Inventory, error) {
 	inv := NewInventory()
 	opts.OnBlobsListed = inv.BlobsListed
 	err := Walk(ctx, d, opts, func(e Entry) error {
@@ -97,6 +105,9 @@ func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, e
 			return fmt.Errorf("%w: blob %s reported after the blob listing ended", ErrWalk, e.Key)
 		}
 		inv.Add(e)
+		if observe != nil {
+			observe(inv, e)
+		}
 		return nil
 	})
 	if err != nil {

@@ -133,11 +133,19 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	opts.Parallel = true
 	log.Info("walking storage", "location", d.Location())
-	inv, err := walker.Collect(ctx, d, opts)
+	src := mark.StorageSource(d, o.cacheDir, 0)
+	// Manifests are read into the cache as their revision links are
+	// listed: a first run's reads overlap the listing.
+	prefetch := src.Prefetch(ctx, g.concurrency/2)
+	inv, err := walker.CollectObserving(ctx, d, opts, func(inv *walker.Inventory, e walker.Entry) {
+		if e.Kind == walker.KindRevisionLink && !e.Corrupt {
+			prefetch.Add(inv, e.Digest)
+		}
+	})
+	prefetch.Close()
 	if err != nil {
 		return err
 	}
-	src := mark.StorageSource(d, o.cacheDir, 0)
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
 	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
 	if hb != nil {

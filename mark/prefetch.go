@@ -1,0 +1,149 @@
+package mark
+
+import (
+	"context"
+	"os"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// Prefetch reads the manifests a walk finds into the local cache while the
+// walk goes on, so that the reads of a first run overlap the listing
+// instead of following it. It only fills the cache: Manifest still reads,
+// verifies and reports every manifest the mark asks for, so a manifest the
+// prefetch could not read (or verify) is read again there and its error
+// reported then. Nothing read is kept in memory.
+type Prefetch struct {
+	src  *BlobSource
+	ctx  context.Context
+	stop context.CancelFunc
+
+	mu     sync.Mutex
+	queue  []digest.Digest
+	queued []uint64 // a bit per blob position: each manifest is queued once
+	closed bool
+	wake   chan struct{}
+	done   sync.WaitGroup
+}
+
+// Prefetch starts workers reading into the cache; Close stops them. Without
+// a cache directory it returns nil, on which Add and Close do nothing.
+func (s *BlobSource) Prefetch(ctx context.Context, workers int) *Prefetch {
+	if s.cacheDir == "" {
+		return nil
+	}
+	ctx, stop := context.WithCancel(ctx)
+	p := &Prefetch{src: s, ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
+	for range max(workers, 1) {
+		p.done.Add(1)
+		go p.work()
+	}
+	return p
+}
+
+// Add queues the manifest d that a revision link of inv names, unless it
+// is queued already or inv did not list its blob (the mark then reads
+// nothing: a missing manifest). It never waits for a read, so a walk can
+// call it from the goroutine that takes its entries. inv's blobs must be
+// all listed (walker.Options.OnBlobsListed has been called).
+func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
+	if p == nil {
+		return
+	}
+	pos, ok := inv.Blobs.Position(d)
+	if !ok {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	if n := pos/64 + 1; n > len(p.queued) {
+		p.queued = append(p.queued, make([]uint64, n-len(p.queued))...)
+	}
+	if p.queued[pos/64]&(1<<(pos%64)) != 0 {
+		return
+	}
+	p.queued[pos/64] |= 1 << (pos % 64)
+	p.queue = append(p.queue, d)
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close drops what is still queued (the mark reads it) and waits for the
+// reads in flight, so that the mark never reads a manifest at the same
+// time as a prefetch.
+func (p *Prefetch) Close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.closed = true
+	p.queue = nil
+	p.mu.Unlock()
+	close(p.wake)
+	p.done.Wait()
+	p.stop()
+}
+
+func (p *Prefetch) work() {
+	defer p.done.Done()
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return
+		}
+		if len(p.queue) == 0 {
+			p.mu.Unlock()
+			if _, open := <-p.wake; !open {
+				return
+			}
+			continue
+		}
+		d := p.queue[len(p.queue)-1]
+		p.queue = p.queue[:len(p.queue)-1]
+		if len(p.queue) == 0 {
+			p.queue = nil // let a drained queue's array go
+		} else {
+			// One signal may stand for many digests: pass it on. (Sent
+			// under the lock: Close closes wake only once closed is set.)
+			select {
+			case p.wake <- struct{}{}:
+			default:
+			}
+		}
+		p.mu.Unlock()
+		p.fetch(d)
+	}
+}
+
+// fetch reads d into the cache unless it is there. Errors are dropped:
+// Manifest meets them again.
+func (p *Prefetch) fetch(d digest.Digest) {
+	if p.ctx.Err() != nil {
+		return
+	}
+	if _, err := os.Stat(p.src.cachePath(d)); err == nil {
+		return
+	}
+	key, err := layout.Path(layout.BlobData{Digest: d})
+	if err != nil {
+		return
+	}
+	p.src.reads.Add(1)
+	b, err := p.src.d.Get(p.ctx, key, p.src.maxSize)
+	if err != nil || d.Algorithm().FromBytes(b) != d {
+		return
+	}
+	if err := p.src.writeCache(d, b); err != nil {
+		p.src.cacheErrors.Add(1)
+	}
+}

@@ -1,0 +1,116 @@
+package mark_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/walker"
+)
+
+// collectPrefetching walks d as gc does: each revision link's manifest
+// is queued for the prefetch as the walk finds it.
+func collectPrefetching(t *testing.T, d storage.Driver, p *mark.Prefetch) *walker.Inventory {
+	t.Helper()
+	inv, err := walker.CollectObserving(context.Background(), d, walker.DefaultOptions(), func(inv *walker.Inventory, e walker.Entry) {
+		if e.Kind == walker.KindRevisionLink {
+			p.Add(inv, e.Digest)
+		}
+	})
+	p.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inv
+}
+
+func TestPrefetchFillsTheCacheAndReadsEachManifestOnce(t *testing.T) {
+	mem, reqs, manifests := registry(t)
+	ctx := context.Background()
+	// The same manifests linked from a second repository, and a revision
+	// link whose manifest blob is not there: neither is read twice or at all.
+	for _, d := range manifests {
+		if err := mem.Put(ctx, mustKey(t, layout.RevisionLink{Repo: "copy", Digest: d}), []byte(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := sha([]byte("never stored"))
+	if err := mem.Put(ctx, mustKey(t, layout.RevisionLink{Repo: "copy", Digest: missing}), []byte(missing)); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	src := mark.StorageSource(mem, cache, 0)
+	before := reqs.Snapshot()["get"]
+	inv := collectPrefetching(t, mem, src.Prefetch(ctx, 4))
+	gets := reqs.Snapshot()["get"] - before
+	if src.Reads() != int64(len(manifests)) || gets != int64(len(manifests)) {
+		t.Fatalf("prefetch: %d reads, %d GETs; want one of each per manifest (%d)", src.Reads(), gets, len(manifests))
+	}
+	for _, d := range manifests {
+		if _, err := os.Stat(filepath.Join(cache, "sha256", d.Encoded()[:2], d.Encoded())); err != nil {
+			t.Fatalf("manifest %s not in the cache after the walk: %v", d, err)
+		}
+	}
+	// The mark reads every manifest from the cache and none from storage.
+	res, err := mark.Run(ctx, inv, src, mark.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifestKept(t, res, "app", manifests...)
+	if src.Reads() != int64(len(manifests)) || src.CacheHits() != int64(len(manifests)) || reqs.Snapshot()["get"]-before != gets {
+		t.Fatalf("mark after prefetch: %d reads, %d cache hits, %d GETs", src.Reads(), src.CacheHits(), reqs.Snapshot()["get"]-before)
+	}
+}
+
+// A manifest blob whose content is not its digest is not cached by the
+// prefetch, and the mark still reads it and reports it.
+func TestPrefetchLeavesABadManifestToTheMark(t *testing.T) {
+	mem, _, manifests := registry(t)
+	ctx := context.Background()
+	amd := manifests[0]
+	if err := mem.Put(ctx, mustKey(t, layout.BlobData{Digest: amd}), []byte(`{"schemaVersion":2,"not":"the same bytes"}`)); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	src := mark.StorageSource(mem, cache, 0)
+	inv := collectPrefetching(t, mem, src.Prefetch(ctx, 2))
+	if _, err := os.Stat(filepath.Join(cache, "sha256", amd.Encoded()[:2], amd.Encoded())); !os.IsNotExist(err) {
+		t.Fatalf("a manifest that does not verify was cached: %v", err)
+	}
+	res, err := mark.Run(ctx, inv, src, mark.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasBlockingProblem(res, amd) {
+		t.Fatalf("mark after prefetch: no blocking problem for the corrupt manifest %s: %+v", amd, res.Problems)
+	}
+}
+
+func TestPrefetchWithoutACacheDoesNothing(t *testing.T) {
+	mem, reqs, _ := registry(t)
+	src := mark.StorageSource(mem, "", 0)
+	p := src.Prefetch(context.Background(), 4)
+	if p != nil {
+		t.Fatal("a prefetch without a cache directory would read manifests only to drop them")
+	}
+	before := reqs.Snapshot()["get"]
+	collectPrefetching(t, mem, p) // Add and Close on nil
+	if got := reqs.Snapshot()["get"] - before; got != 0 || src.Reads() != 0 {
+		t.Fatalf("%d GETs, %d reads without a cache", got, src.Reads())
+	}
+}
+
+func hasBlockingProblem(res *mark.Result, d digest.Digest) bool {
+	for _, p := range res.Blocking() {
+		if p.Digest == d {
+			return true
+		}
+	}
+	return false
+}
