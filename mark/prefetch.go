@@ -22,12 +22,14 @@ type Prefetch struct {
 	ctx  context.Context
 	stop context.CancelFunc
 
-	mu     sync.Mutex
-	queue  []digest.Digest
-	queued []uint64 // a bit per blob position: each manifest is queued once
-	closed bool
-	wake   chan struct{}
-	done   sync.WaitGroup
+	mu       sync.Mutex
+	idle     sync.Cond // signalled when the queue is empty and no read is in flight
+	inflight int
+	queue    []digest.Digest
+	queued   []uint64 // a bit per blob position: each manifest is queued once
+	closed   bool
+	wake     chan struct{}
+	done     sync.WaitGroup
 }
 
 // Prefetch starts workers reading into the cache; Close stops them. Without
@@ -38,6 +40,7 @@ func (s *BlobSource) Prefetch(ctx context.Context, workers int) *Prefetch {
 	}
 	ctx, stop := context.WithCancel(ctx)
 	p := &Prefetch{src: s, ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
+	p.idle.L = &p.mu
 	for range max(workers, 1) {
 		p.done.Add(1)
 		go p.work()
@@ -77,6 +80,18 @@ func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
 	}
 }
 
+// Wait waits until everything queued so far has been read (or failed).
+func (p *Prefetch) Wait() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for (len(p.queue) > 0 || p.inflight > 0) && !p.closed {
+		p.idle.Wait()
+	}
+}
+
 // Close drops what is still queued (the mark reads it) and waits for the
 // reads in flight, so that the mark never reads a manifest at the same
 // time as a prefetch.
@@ -87,6 +102,7 @@ func (p *Prefetch) Close() {
 	p.mu.Lock()
 	p.closed = true
 	p.queue = nil
+	p.idle.Broadcast()
 	p.mu.Unlock()
 	close(p.wake)
 	p.done.Wait()
@@ -120,8 +136,15 @@ func (p *Prefetch) work() {
 			default:
 			}
 		}
+		p.inflight++
 		p.mu.Unlock()
 		p.fetch(d)
+		p.mu.Lock()
+		p.inflight--
+		if p.inflight == 0 && len(p.queue) == 0 {
+			p.idle.Broadcast()
+		}
+		p.mu.Unlock()
 	}
 }
 

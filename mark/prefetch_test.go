@@ -15,7 +15,8 @@ import (
 )
 
 // collectPrefetching walks d as gc does: each revision link's manifest
-// is queued for the prefetch as the walk finds it.
+// is queued for the prefetch as the walk finds it. gc closes the prefetch
+// at once (the mark reads what is left); the tests let it finish first.
 func collectPrefetching(t *testing.T, d storage.Driver, p *mark.Prefetch) *walker.Inventory {
 	t.Helper()
 	inv, err := walker.CollectObserving(context.Background(), d, walker.DefaultOptions(), func(inv *walker.Inventory, e walker.Entry) {
@@ -23,6 +24,7 @@ func collectPrefetching(t *testing.T, d storage.Driver, p *mark.Prefetch) *walke
 			p.Add(inv, e.Digest)
 		}
 	})
+	p.Wait()
 	p.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +115,33 @@ func hasBlockingProblem(res *mark.Result, d digest.Digest) bool {
 		}
 	}
 	return false
+}
+
+// gc closes the prefetch as soon as the walk ends: whatever it had not
+// read yet is read by the mark, and no manifest is read twice.
+func TestPrefetchClosedEarlyLeavesTheRestToTheMark(t *testing.T) {
+	for range 20 {
+		mem, reqs, manifests := registry(t)
+		ctx := context.Background()
+		src := mark.StorageSource(mem, t.TempDir(), 0)
+		before := reqs.Snapshot()["get"]
+		p := src.Prefetch(ctx, 1)
+		inv, err := walker.CollectObserving(ctx, mem, walker.DefaultOptions(), func(inv *walker.Inventory, e walker.Entry) {
+			if e.Kind == walker.KindRevisionLink {
+				p.Add(inv, e.Digest)
+			}
+		})
+		p.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := mark.Run(ctx, inv, src, mark.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifestKept(t, res, "app", manifests...)
+		if gets := reqs.Snapshot()["get"] - before; gets != int64(len(manifests)) || src.Reads() != int64(len(manifests)) {
+			t.Fatalf("%d GETs, %d reads for %d manifests", gets, src.Reads(), len(manifests))
+		}
+	}
 }
