@@ -171,6 +171,44 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 	return nil, nil, "", false, true
 }
 
+// ReferencesAt is References for a reader of the inventory the mark ran
+// over, without a digest per blob: each blob d references is handed to
+// blob (when not nil) as its position in inv's blob map, or as pos -1 and
+// its digest when inv did not list it. For another inventory found is
+// false: positions are only good in their own.
+func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
+	if r.g == nil || r.g.inv != inv {
+		return nil, "", false, false
+	}
+	id, known := r.g.find(d)
+	n, wanted := r.g.nodes[id]
+	if !known || !wanted {
+		return nil, "", false, false
+	}
+	switch n.state {
+	case stateMissing:
+		return nil, "", true, true
+	case stateOK:
+		for _, c := range n.children() {
+			children = append(children, r.g.digest(c))
+		}
+		if blob != nil {
+			for _, b := range n.blobs() {
+				if b > r.g.stored {
+					blob(-1, r.g.digest(b))
+				} else {
+					blob(int(b-1), "")
+				}
+			}
+		}
+		if n.subject != noID {
+			subject = r.g.digest(n.subject)
+		}
+		return children, subject, true, true
+	}
+	return nil, "", false, true
+}
+
 // Blocking returns the problems that must stop a sweep: unparseable
 // manifests, missing index children and corrupt links. (A read error
 // other than not-found is not a problem: Run returns it.)

@@ -1,6 +1,7 @@
 package mark_test
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -93,5 +94,42 @@ func TestReferencesFromTheMark(t *testing.T) {
 	}
 	if _, _, _, _, found = res.References(f.absentBlob()); found {
 		t.Errorf("a digest the mark never read is found")
+	}
+}
+
+// ReferencesAt answers as References does, with listed blobs as their
+// positions in the inventory the mark ran over, and only for that one.
+func TestReferencesAtGivesPositionsInTheMarkedInventory(t *testing.T) {
+	f := newFixture(t)
+	l1, l2 := f.blob(), f.blob()
+	img := f.image(l1, l2)
+	sig := f.referrer(img)
+	list := f.index(img)
+	f.push("r", "v1", list)
+	f.push("r", "", sig)
+	unlisted := f.absentBlob() // a layer the walk did not list
+	broken := f.image(unlisted)
+	f.push("r", "v2", broken)
+	res := f.run(mark.Options{})
+
+	for _, d := range []digest.Digest{list, img, sig, broken} {
+		wantChildren, wantBlobs, wantSubject, wantOK, _ := res.References(d)
+		var gotBlobs []digest.Digest
+		children, subject, ok, found := res.ReferencesAt(f.inv, d, func(pos int, b digest.Digest) {
+			if pos >= 0 {
+				if b != "" {
+					t.Errorf("%s: a blob at position %d also came with its digest %s", d, pos, b)
+				}
+				b = f.inv.Blobs.DigestAt(pos)
+			}
+			gotBlobs = append(gotBlobs, b)
+		})
+		if !found || ok != wantOK || subject != wantSubject || !slices.Equal(children, wantChildren) || !slices.Equal(gotBlobs, wantBlobs) {
+			t.Errorf("%s: ReferencesAt %v %v %q %v %v, References %v %v %q %v",
+				d, children, gotBlobs, subject, ok, found, wantChildren, wantBlobs, wantSubject, wantOK)
+		}
+	}
+	if _, _, _, found := res.ReferencesAt(walker.NewInventory(), img, nil); found {
+		t.Errorf("positions answered for an inventory the mark did not run over")
 	}
 }

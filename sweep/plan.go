@@ -316,7 +316,11 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
-	p.Recheck(inv, true, manifests)
+	var marked markedReferences
+	if res != nil {
+		marked = res
+	}
+	p.recheck(inv, true, manifests, marked)
 	p.Guards = guards(inv, res, p.Stats, o)
 	return p
 }

@@ -13,6 +13,14 @@ import (
 // manifest references nothing (ok true, nothing returned).
 type Manifests func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
 
+// markedReferences answers Manifests' question for the manifests a mark
+// read, with the blobs the walk listed as positions in its blob map (see
+// mark.Result.ReferencesAt): a plan's check against its own walk then
+// builds no digest per reference.
+type markedReferences interface {
+	ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool)
+}
+
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {
 	Dropped      int  `json:"dropped"`
@@ -27,6 +35,7 @@ type RecheckStats struct {
 type protection struct {
 	fresh     *walker.Inventory
 	manifests Manifests
+	marked    markedReferences // nil, or the mark of fresh
 	perRepo   map[string]*walker.DigestSet
 	global    *walker.DigestSet
 	// referrers[repo][subject] are the revisions attached to subject.
@@ -88,18 +97,55 @@ func (p *protection) manifest(repo string, d digest.Digest) {
 			continue
 		}
 		p.mark(repo, d)
-		children, blobs, subject, ok := p.manifests(d)
+		children, subject, ok := p.references(repo, d)
 		if !ok {
 			p.unreadable[repo] = true
 			continue
-		}
-		for _, b := range blobs {
-			p.blob(repo, b)
 		}
 		work = append(work, children...)
 		work = append(work, subject)
 		work = append(work, p.referrers[repo][d]...)
 	}
+}
+
+// references protects the blobs manifest d references in repo and returns
+// the rest of what it references.
+func (p *protection) references(repo string, d digest.Digest) (children []digest.Digest, subject digest.Digest, ok bool) {
+	if p.marked != nil {
+		children, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, func(pos int, b digest.Digest) {
+			if pos >= 0 {
+				p.blobAt(repo, uint32(pos))
+			} else {
+				p.blob(repo, b)
+			}
+		})
+		if found {
+			return children, subject, ok
+		}
+	}
+	children, blobs, subject, ok := p.manifests(d)
+	if ok {
+		for _, b := range blobs {
+			p.blob(repo, b)
+		}
+	}
+	return children, subject, ok
+}
+
+// subject is the manifest d is attached to, if any.
+func (p *protection) subject(d digest.Digest) digest.Digest {
+	if p.marked != nil {
+		if _, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, nil); found {
+			if ok {
+				return subject
+			}
+			return ""
+		}
+	}
+	if _, _, subject, ok := p.manifests(d); ok {
+		return subject
+	}
+	return ""
 }
 
 // Recheck compares the plan with a fresh walk taken just before deleting
@@ -110,6 +156,11 @@ func (p *protection) manifest(repo string, d digest.Digest) {
 // may hold only the repository tree (blobsListed false): blob items are
 // then judged by the links alone. Stats are recomputed.
 func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests) RecheckStats {
+	return p.recheck(fresh, blobsListed, manifests, nil)
+}
+
+// recheck is Recheck; marked, when not nil, is the mark of fresh itself.
+func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked markedReferences) RecheckStats {
 	st := RecheckStats{BlobsChecked: blobsListed}
 	planned := make(map[string]Item, len(p.Items))
 	for _, it := range p.Items {
@@ -133,14 +184,14 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			linkDigests[it.Repo][it.Digest] = true
 		}
 	}
-	prot := &protection{fresh: fresh, manifests: manifests, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
+	prot := &protection{fresh: fresh, manifests: manifests, marked: marked, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
 		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*walker.DigestSet{}}
 
 	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
 		refs := map[digest.Digest][]digest.Digest{}
 		for d := range r.Revisions.All() {
-			if _, _, subject, ok := manifests(d); ok && subject != "" {
+			if subject := prot.subject(d); subject != "" {
 				refs[subject] = append(refs[subject], d)
 			}
 		}
