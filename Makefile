@@ -50,6 +50,7 @@ fuzz-targets:
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./manifest/
 	$(GO) test -run XXX -fuzz '^FuzzParseRoundTrip$$' -fuzztime $(FUZZTIME) ./manifest/
 	$(GO) test -run XXX -fuzz '^FuzzParseLink$$' -fuzztime $(FUZZTIME) ./walker/
+	$(GO) test -run XXX -fuzz '^FuzzLinkETagMatches$$' -fuzztime $(FUZZTIME) ./walker/
 	$(GO) test -run XXX -fuzz '^FuzzParseRegistryConfig$$' -fuzztime $(FUZZTIME) ./backend/
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run XXX -fuzz '^FuzzParseListPage$$' -fuzztime $(FUZZTIME) ./storage/s3/

@@ -3,6 +3,7 @@ package walker
 import (
 	"crypto/md5"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -67,6 +68,23 @@ func FuzzParseLink(f *testing.F) {
 		}
 		if digest.Digest(b) != d {
 			t.Fatalf("digest changed on parse")
+		}
+	})
+}
+
+// linkETagMatches answers as the strings it replaces do, for any ETag.
+func FuzzLinkETagMatches(f *testing.F) {
+	d := digest.FromString("layer")
+	f.Add(LinkETag(d), string(d))
+	f.Add(strings.ToUpper(LinkETag(d)), string(d))
+	f.Add(LinkETag(d)[1:]+"0", string(d))
+	f.Add(LinkETag(d)+"-1", string(d))
+	f.Add("", string(d))
+	f.Add(LinkETag(digest.SHA512.FromString("x")), string(digest.SHA512.FromString("x")))
+	f.Fuzz(func(t *testing.T, etag, d string) {
+		want := strings.EqualFold(etag, LinkETag(digest.Digest(d)))
+		if got := linkETagMatches(etag, digest.Digest(d)); got != want {
+			t.Fatalf("linkETagMatches(%q, %q) = %v, want %v", etag, d, got, want)
 		}
 	})
 }

@@ -398,15 +398,7 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 	case layout.BlobData:
 		e.Kind, e.Digest = KindBlob, s.Digest
 		if w.largeObjects != nil {
-			w.blobReads.Add(1)
-			err := w.read(func(ctx context.Context) error {
-				defer w.blobReads.Done()
-				return w.statLargeObject(ctx, e)
-			})
-			if err != nil { // not started
-				w.blobReads.Done()
-			}
-			return err
+			return w.readLargeObject(e)
 		}
 		return w.emit(ctx, e)
 	case layout.RevisionLink:
@@ -433,7 +425,7 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 			w.mu.Unlock()
 			return nil
 		}
-		return w.read(func(ctx context.Context) error { return w.readCurrent(ctx, e) })
+		return w.readLater(e, w.readCurrent)
 	case layout.UploadData:
 		e.Kind, e.UploadID = KindUploadFile, s.ID
 	case layout.UploadHashState:
@@ -442,9 +434,30 @@ func (w *walk) classify(ctx context.Context, oi storage.ObjectInfo) error {
 	case layout.UploadStartedAt:
 		e.Kind, e.UploadID = KindUploadFile, s.ID
 		w.noteUpload(s.Repo, s.ID, oi.ModTime)
-		return w.read(func(ctx context.Context) error { return w.readStartedAt(ctx, e) })
+		return w.readLater(e, w.readStartedAt)
 	}
 	return w.emit(ctx, e)
+}
+
+// readLater has read(ctx, e) run in the read pool. The reads' closures
+// live in their own functions: an entry a closure captures is moved to the
+// heap where it is declared, and classify's entries would all be.
+func (w *walk) readLater(e Entry, read func(context.Context, Entry) error) error {
+	return w.read(func(ctx context.Context) error { return read(ctx, e) })
+}
+
+// readLargeObject has a blob's large-object manifest stated in the read
+// pool; the blob is emitted from there.
+func (w *walk) readLargeObject(e Entry) error {
+	w.blobReads.Add(1)
+	err := w.read(func(ctx context.Context) error {
+		defer w.blobReads.Done()
+		return w.statLargeObject(ctx, e)
+	})
+	if err != nil { // not started
+		w.blobReads.Done()
+	}
+	return err
 }
 
 // read runs a GET or HEAD in the read pool.
@@ -463,23 +476,65 @@ func LinkETag(d digest.Digest) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// linkETagMatches is strings.EqualFold(etag, LinkETag(d)) without the
+// strings: it runs for every link listed.
+func linkETagMatches(etag string, d digest.Digest) bool {
+	var got [md5.Size]byte
+	if len(etag) != 2*md5.Size || !decodeHexFold(got[:], etag) {
+		return false
+	}
+	var buf [7 + 128]byte // "sha512:" and 128 hex digits
+	if len(d) > len(buf) {
+		return false
+	}
+	return md5.Sum(append(buf[:0], d...)) == got
+}
+
+// decodeHexFold decodes hex digits of either case into dst.
+func decodeHexFold(dst []byte, s string) bool {
+	for i := range dst {
+		hi, ok1 := hexValue(s[2*i])
+		lo, ok2 := hexValue(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func hexValue(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
 func (w *walk) verifyLink(ctx context.Context, e Entry, etag string) error {
-	if w.opts.TrustETags && etag != "" && strings.EqualFold(etag, LinkETag(e.Digest)) {
+	if w.opts.TrustETags && etag != "" && linkETagMatches(etag, e.Digest) {
 		return w.emit(ctx, e)
 	}
-	return w.read(func(ctx context.Context) error {
-		target, reason, found, err := w.readLink(ctx, e.Key)
-		if err != nil || !found {
-			return err
-		}
-		if reason == "" && target != e.Digest {
-			reason = fmt.Sprintf("link holds %s but its path names %s", target, e.Digest)
-		}
-		if reason != "" {
-			e.Corrupt, e.CorruptReason = true, reason
-		}
-		return w.emit(ctx, e)
-	})
+	return w.readLater(e, w.readAndVerifyLink)
+}
+
+// readAndVerifyLink reads a link whose ETag did not prove its content.
+func (w *walk) readAndVerifyLink(ctx context.Context, e Entry) error {
+	target, reason, found, err := w.readLink(ctx, e.Key)
+	if err != nil || !found {
+		return err
+	}
+	if reason == "" && target != e.Digest {
+		reason = fmt.Sprintf("link holds %s but its path names %s", target, e.Digest)
+	}
+	if reason != "" {
+		e.Corrupt, e.CorruptReason = true, reason
+	}
+	return w.emit(ctx, e)
 }
 
 func (w *walk) readCurrent(ctx context.Context, e Entry) error {
