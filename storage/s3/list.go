@@ -204,11 +204,11 @@ func parseListPage(r io.Reader) (*listPage, error) {
 			case depth == 2:
 				switch tok.name {
 				case "IsTruncated":
-					page.truncated = text == "true"
+					page.truncated = string(text) == "true"
 				case "NextContinuationToken":
-					page.next = text
+					page.next = string(text)
 				case "EncodingType":
-					encoding = text
+					encoding = string(text)
 				case "Contents":
 					if seen != 7 {
 						return nil, fmt.Errorf("%w: an entry without its key, size or modification time", errMalformed)
@@ -218,26 +218,28 @@ func parseListPage(r io.Reader) (*listPage, error) {
 			case depth == 3 && names[1] == "Contents":
 				switch tok.name {
 				case "Key":
-					if text == "" {
+					if len(text) == 0 {
 						return nil, fmt.Errorf("%w: an entry with an empty key", errMalformed)
 					}
-					obj.key, seen = text, seen|1
+					obj.key, seen = string(text), seen|1
 				case "Size":
-					if obj.size, err = strconv.ParseInt(text, 10, 64); err != nil || obj.size < 0 {
+					// (Conversions of short texts that do not escape are
+					// made on the stack: no allocation per entry.)
+					if obj.size, err = strconv.ParseInt(string(text), 10, 64); err != nil || obj.size < 0 {
 						return nil, fmt.Errorf("%w: size %q", errMalformed, text)
 					}
 					seen |= 2
 				case "LastModified":
-					t, err := time.Parse(time.RFC3339Nano, text)
+					t, err := time.Parse(time.RFC3339Nano, string(text))
 					if err != nil {
 						return nil, fmt.Errorf("%w: modification time %q", errMalformed, text)
 					}
 					obj.mtime, seen = t.Truncate(time.Millisecond), seen|4
 				case "ETag":
-					obj.etag = text
+					obj.etag = string(text)
 				}
 			case depth == 3 && names[1] == "CommonPrefixes" && tok.name == "Prefix":
-				page.prefixes = append(page.prefixes, text)
+				page.prefixes = append(page.prefixes, string(text))
 			}
 			depth--
 		}
@@ -266,17 +268,22 @@ const (
 )
 
 // token is a start or end tag; an end tag carries the text since the
-// last tag (the element's value when it has no children).
+// last tag (the element's value when it has no children), good until the
+// next call: a listing's texts are mostly read and dropped, so they are
+// made strings only where kept.
 type token struct {
 	kind tokKind
 	name string
-	text string
+	text []byte
 }
 
 type xmlScanner struct {
 	r          *bufio.Reader
 	text       []byte
-	pendingEnd string // the end of a self-closing tag, returned next
+	unescaped  []byte // text with its references resolved, when it has any
+	tagBuf     []byte
+	names      map[string]string // tag names met, made strings once
+	pendingEnd string            // the end of a self-closing tag, returned next
 }
 
 // next returns the next start or end tag. A self-closing tag is returned
@@ -321,8 +328,8 @@ func (x *xmlScanner) next() (token, error) {
 			if err != nil {
 				return token{}, err
 			}
-			text, err := unescape(x.text)
-			x.text = x.text[:0]
+			text, err := x.unescape()
+			x.text = x.text[:0] // text keeps the bytes until the next call
 			if err != nil {
 				return token{}, err
 			}
@@ -354,7 +361,8 @@ func (x *xmlScanner) next() (token, error) {
 
 // tag reads a tag's inside up to its '>', quoted attribute values included.
 func (x *xmlScanner) tag() (string, error) {
-	var b []byte
+	b := x.tagBuf[:0]
+	defer func() { x.tagBuf = b[:0] }()
 	var quote byte
 	for {
 		c, err := x.r.ReadByte()
@@ -369,12 +377,44 @@ func (x *xmlScanner) tag() (string, error) {
 		case c == '"' || c == '\'':
 			quote = c
 		case c == '>':
-			return string(b), nil
+			return x.name(b), nil
 		case c == '<':
 			return "", fmt.Errorf("%w: '<' inside a tag", errMalformed)
 		}
 		b = append(b, c)
 	}
+}
+
+// maxNames bounds the tag names a scanner keeps: a listing has about ten.
+const maxNames = 64
+
+// name returns b as a string, made once per distinct tag.
+func (x *xmlScanner) name(b []byte) string {
+	if s, ok := x.names[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if x.names == nil {
+		x.names = map[string]string{}
+	}
+	if len(x.names) < maxNames {
+		x.names[s] = s
+	}
+	return s
+}
+
+// unescape returns x.text with its references resolved: x.text itself
+// when it has none.
+func (x *xmlScanner) unescape() ([]byte, error) {
+	if bytes.IndexByte(x.text, '&') < 0 {
+		return x.text, nil
+	}
+	s, err := unescape(x.text)
+	if err != nil {
+		return nil, err
+	}
+	x.unescaped = append(x.unescaped[:0], s...)
+	return x.unescaped, nil
 }
 
 // markup handles "<!": a comment is skipped, CDATA is text; anything else
