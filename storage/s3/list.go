@@ -59,8 +59,9 @@ func (e *listCallError) Unwrap() error { return e.err }
 // error, never the end of the listing.
 func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter string, onObject func(listedObject) error, onPrefix func(string) error) error {
 	token := ""
+	var parser pageParser // one per listing: its buffers serve every page
 	for {
-		page, err := d.listPage(ctx, objectPrefix, delimiter, token)
+		page, err := d.listPage(ctx, objectPrefix, delimiter, token, &parser)
 		if errors.Is(err, errAnonymous) {
 			return err
 		}
@@ -94,7 +95,7 @@ func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter string, onO
 }
 
 // listPage requests and parses one page.
-func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, token string) (*listPage, error) {
+func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, token string, parser *pageParser) (*listPage, error) {
 	q := url.Values{"list-type": {"2"}, "encoding-type": {"url"}, "prefix": {objectPrefix}, "delimiter": {delimiter}, "max-keys": {"1000"}}
 	if token != "" {
 		q.Set("continuation-token", token)
@@ -118,7 +119,7 @@ func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, token st
 	if resp.StatusCode != http.StatusOK {
 		return nil, errorResponse(resp, d.bucket)
 	}
-	page, err := parseListPage(resp.Body)
+	page, err := parser.parse(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("listing response: %w", err)
 	}
@@ -152,8 +153,30 @@ var errMalformed = errors.New("malformed ListBucketResult")
 // anything else, on a document cut short, and on an entry missing its key,
 // size or modification time: a zero time would make an object look old.
 func parseListPage(r io.Reader) (*listPage, error) {
-	x := xmlScanner{r: bufio.NewReaderSize(r, 16<<10)}
-	page := &listPage{}
+	var p pageParser
+	return p.parse(r)
+}
+
+// pageParser parses the pages of one listing, one after the other, into
+// the same buffers: a page's slice of 1000 entries, grown by doubling,
+// was most of what a listing allocated.
+type pageParser struct {
+	x    xmlScanner
+	page listPage
+}
+
+// parse parses a page; what it returns is good until the next call.
+func (p *pageParser) parse(r io.Reader) (*listPage, error) {
+	if p.x.r == nil {
+		p.x.r = bufio.NewReaderSize(r, 16<<10)
+	} else {
+		p.x.r.Reset(r)
+	}
+	p.x.text, p.x.pendingEnd = p.x.text[:0], ""
+	clear(p.page.objects) // drop the keys of the last page
+	clear(p.page.prefixes)
+	p.page = listPage{objects: p.page.objects[:0], prefixes: p.page.prefixes[:0]}
+	x, page := &p.x, &p.page
 	var names [4]string // open elements, the deepest last
 	depth := 0
 	var obj listedObject

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +189,35 @@ func FuzzParseListPage(f *testing.F) {
 			t.Fatal("truncated page without a continuation token")
 		}
 	})
+}
+
+// A listing parses its pages into the same buffers: nothing of a page
+// may show in the next.
+func TestPageParserReusesNothingOfTheLastPage(t *testing.T) {
+	first := `<ListBucketResult><IsTruncated>true</IsTruncated><NextContinuationToken>t1</NextContinuationToken><EncodingType>url</EncodingType>` +
+		`<Contents><Key>a%2Fb</Key><LastModified>2026-01-02T03:04:05Z</LastModified><Size>1</Size><ETag>"e1"</ETag></Contents>` +
+		`<Contents><Key>c</Key><LastModified>2026-01-02T03:04:06Z</LastModified><Size>2</Size></Contents>` +
+		`<CommonPrefixes><Prefix>p%2F</Prefix></CommonPrefixes></ListBucketResult>`
+	second := `<ListBucketResult><IsTruncated>false</IsTruncated>` +
+		`<Contents><Key>d&amp;e</Key><LastModified>2026-01-02T03:04:07Z</LastModified><Size>3</Size></Contents></ListBucketResult>`
+	var p pageParser
+	page, err := p.parse(strings.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := slices.Clone(page.objects)
+	if len(kept) != 2 || kept[0].key != "a/b" || kept[0].etag != `"e1"` || !page.truncated || page.next != "t1" || len(page.prefixes) != 1 || page.prefixes[0] != "p/" {
+		t.Fatalf("first page: %+v", page)
+	}
+	page, err = p.parse(strings.NewReader(second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.objects) != 1 || page.objects[0].key != "d&e" || page.objects[0].etag != "" || page.objects[0].size != 3 ||
+		page.truncated || page.next != "" || len(page.prefixes) != 0 {
+		t.Fatalf("second page: %+v", page)
+	}
+	if kept[0].key != "a/b" || kept[1].key != "c" || kept[1].size != 2 {
+		t.Fatalf("entries taken from the first page changed: %+v", kept)
+	}
 }
