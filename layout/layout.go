@@ -120,12 +120,16 @@ func ValidRepo(name string) bool {
 	if name == "" || len(name) > 255 {
 		return false
 	}
-	for _, c := range strings.Split(name, "/") {
+	for rest := name; ; {
+		c, more, found := strings.Cut(rest, "/")
 		if !componentRE.MatchString(c) {
 			return false
 		}
+		if !found {
+			return true
+		}
+		rest = more
 	}
-	return true
 }
 
 // ValidTag reports whether tag is a tag distribution accepts.
@@ -217,18 +221,20 @@ func Path(s Spec) (string, error) {
 		if err := validDigest(s.Digest); err != nil {
 			return "", err
 		}
-		hex := s.Digest.Encoded()
-		return BlobsPrefix + s.Digest.Algorithm().String() + "/" + hex[:2] + "/" + hex + "/data", nil
+		alg, hex := s.Digest.Algorithm().String(), s.Digest.Encoded()
+		return BlobsPrefix + alg + "/" + hex[:2] + "/" + hex + "/data", nil
 	case LayerLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
 			return "", err
 		}
-		return RepoPrefix(s.Repo) + "_layers/" + digestDir(s.Digest) + "/link", nil
+		// Each key is built in one concatenation: Parse builds one per
+		// key listed, to check it.
+		return RepositoriesPrefix + s.Repo + "/_layers/" + s.Digest.Algorithm().String() + "/" + s.Digest.Encoded() + "/link", nil
 	case RevisionLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
 			return "", err
 		}
-		return RepoPrefix(s.Repo) + "_manifests/revisions/" + digestDir(s.Digest) + "/link", nil
+		return RepositoriesPrefix + s.Repo + "/_manifests/revisions/" + s.Digest.Algorithm().String() + "/" + s.Digest.Encoded() + "/link", nil
 	case SignatureLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest), validDigest(s.Signature)); err != nil {
 			return "", err
@@ -243,7 +249,7 @@ func Path(s Spec) (string, error) {
 		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag), validDigest(s.Digest)); err != nil {
 			return "", err
 		}
-		return RepoPrefix(s.Repo) + "_manifests/tags/" + s.Tag + "/index/" + digestDir(s.Digest) + "/link", nil
+		return RepositoriesPrefix + s.Repo + "/_manifests/tags/" + s.Tag + "/index/" + s.Digest.Algorithm().String() + "/" + s.Digest.Encoded() + "/link", nil
 	case UploadData:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
 			return "", err
@@ -315,7 +321,8 @@ func parseDigest(alg, hex string) (digest.Digest, bool) {
 
 func parse(key string) (Spec, bool) {
 	rest := strings.TrimPrefix(key, Root)
-	parts := strings.Split(rest, "/")
+	var buf [24]string // enough for most keys: no slice allocated per key
+	parts := splitInto(buf[:0], rest)
 	switch parts[0] {
 	case "blobs":
 		// blobs/<alg>/<xx>/<hex>/data
@@ -340,7 +347,14 @@ func parse(key string) (Spec, bool) {
 	if split < 1 {
 		return nil, false
 	}
-	repo := strings.Join(parts[:split], "/")
+	// The name as it stands in the key (the parts joined by '/'), without
+	// building it again.
+	repoLen := split - 1
+	for _, p := range parts[:split] {
+		repoLen += len(p)
+	}
+	start := len("repositories/")
+	repo := rest[start : start+repoLen]
 	if !ValidRepo(repo) {
 		return nil, false
 	}
@@ -388,6 +402,18 @@ func parse(key string) (Spec, bool) {
 		}
 	}
 	return nil, false
+}
+
+// splitInto is strings.Split(s, "/") appended to parts.
+func splitInto(parts []string, s string) []string {
+	for {
+		part, rest, found := strings.Cut(s, "/")
+		parts = append(parts, part)
+		if !found {
+			return parts
+		}
+		s = rest
+	}
 }
 
 // Repo returns the repository a spec belongs to, or "" for blobs.
