@@ -47,11 +47,18 @@ func (m *Memory) info(key string, o memObject) ObjectInfo {
 }
 
 func (m *Memory) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	return m.WalkAfter(ctx, prefix, "", fn)
+}
+
+var _ AfterWalker = (*Memory)(nil)
+
+// WalkAfter is Walk over the keys after startAfter.
+func (m *Memory) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	m.reqs.Add(OpList)
 	m.mu.Lock()
 	var infos []ObjectInfo
 	for k, o := range m.objects {
-		if strings.HasPrefix(k, prefix) {
+		if strings.HasPrefix(k, prefix) && k > startAfter {
 			infos = append(infos, m.info(k, o))
 		}
 	}

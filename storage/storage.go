@@ -161,6 +161,52 @@ func DirListerOf(d Driver) (DirLister, bool) {
 	return c, ok
 }
 
+// AfterWalker is implemented by stores that can start a listing after a
+// given key (S3's start-after): the walker uses it to split a listing that
+// turns out large into parallel ones without listing a key twice.
+type AfterWalker interface {
+	// WalkAfter is Walk over the keys under prefix that sort after
+	// startAfter (all of them when it is empty).
+	WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error
+}
+
+// AfterWalkerOf returns d as an AfterWalker when the store below its
+// wrappers is one. Unlike the other capabilities, it is not found below
+// the wrappers: every wrapper passes WalkAfter on as it does Walk (a retry,
+// a rate limit, an injected fault), for it lists as much as Walk.
+func AfterWalkerOf(d Driver) (AfterWalker, bool) {
+	aw, ok := d.(AfterWalker)
+	if !ok {
+		return nil, false
+	}
+	inner := d
+	for {
+		u, isWrapper := inner.(Unwrapper)
+		if !isWrapper {
+			break
+		}
+		inner = u.Unwrap()
+	}
+	if _, ok := inner.(AfterWalker); !ok {
+		return nil, false
+	}
+	return aw, true
+}
+
+// WalkAfter is d's WalkAfter, or its Walk without the keys up to
+// startAfter when it has none: wrappers pass WalkAfter on with it.
+func WalkAfter(ctx context.Context, d Driver, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	if aw, ok := d.(AfterWalker); ok {
+		return aw.WalkAfter(ctx, prefix, startAfter, fn)
+	}
+	return d.Walk(ctx, prefix, func(oi ObjectInfo) error {
+		if oi.Key <= startAfter {
+			return nil
+		}
+		return fn(oi)
+	})
+}
+
 // Creator is implemented by stores that can write a key only if it is
 // absent, in one atomic request (S3 and Swift `If-None-Match: *`, a hard
 // link on a filesystem). The lock is taken with it, so two runs that

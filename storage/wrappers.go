@@ -20,6 +20,10 @@ type readOnlyDriver struct{ Driver }
 
 func (r *readOnlyDriver) Unwrap() Driver { return r.Driver }
 
+func (r *readOnlyDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	return WalkAfter(ctx, r.Driver, prefix, startAfter, fn)
+}
+
 func (r *readOnlyDriver) Put(_ context.Context, key string, _ []byte) error {
 	return &PathError{Op: "put", Driver: r.Name(), Key: key, Err: ErrReadOnly}
 }
@@ -70,6 +74,11 @@ type limitDriver struct {
 }
 
 func (l *limitDriver) Unwrap() Driver { return l.Driver }
+
+// WalkAfter passes on (a Walk takes no slot either).
+func (l *limitDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	return WalkAfter(ctx, l.Driver, prefix, startAfter, fn)
+}
 
 func (l *limitDriver) acquire(ctx context.Context) error {
 	select {
@@ -231,8 +240,12 @@ func (u unresumable) Unwrap() error { return u.err }
 // retried once it has handed out keys. Remembering order costs one key,
 // where remembering every key would cost the whole listing.
 func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	return r.WalkAfter(ctx, prefix, "", fn)
+}
+
+func (r *retryDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	return r.listing(ctx, func(visit func(string, func() error) error) error {
-		return r.Driver.Walk(ctx, prefix, func(oi ObjectInfo) error {
+		return WalkAfter(ctx, r.Driver, prefix, startAfter, func(oi ObjectInfo) error {
 			return visit(oi.Key, func() error { return fn(oi) })
 		})
 	})
@@ -423,6 +436,13 @@ func (r *rateDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo
 		return err
 	}
 	return r.Driver.Walk(ctx, prefix, fn)
+}
+
+func (r *rateDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	if err := r.lim.Wait(ctx); err != nil {
+		return err
+	}
+	return WalkAfter(ctx, r.Driver, prefix, startAfter, fn)
 }
 
 func (r *rateDriver) Stat(ctx context.Context, key string) (ObjectInfo, error) {

@@ -100,7 +100,9 @@ type Options struct {
 	// uploads): the re-list before deleting.
 	RepositoriesOnly bool
 	// Parallel lists in parallel shards: blobs/sha256/ by the first hex
-	// digit (digests are uniform), the repository tree by its top-level
+	// digit (digests are uniform; on a store that can start a listing
+	// after a key, a shard larger than a page splits by the next digits,
+	// see listBlobs), the repository tree by its top-level
 	// names (or the names below them, when there are few) when the store
 	// lists one level in a request, else by the 36 characters a
 	// repository name can start with. Much faster on a large
@@ -155,6 +157,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	reads.SetLimit(opts.Concurrency)
 	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]time.Time{}, multipartSeen: map[string]bool{}, tagIndex: map[string][]digest.Digest{}}
 	w.largeObjects, _ = storage.LargeObjectsOf(d)
+	if opts.Parallel {
+		w.after, _ = storage.AfterWalkerOf(d)
+	}
 
 	mp, hasMultipart := storage.MultipartOf(d)
 	hasMultipart = hasMultipart && !opts.RepositoriesOnly
@@ -178,11 +183,22 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 		// positions.
 		if shards := blobShards(opts.RepositoriesOnly, opts.Parallel); len(shards) > 0 {
 			var blobs sync.WaitGroup
+			// A listing that splits hands its new shards to spawn. They
+			// are started from goroutines of their own: the listing holds
+			// a slot, and starting one waits for a free slot.
+			var spawn func(shard, startAfter string)
+			spawn = func(shard, startAfter string) {
+				blobs.Add(1)
+				go listings.Go(func() error {
+					defer blobs.Done()
+					return w.listBlobs(lctx, shard, startAfter, spawn)
+				})
+			}
 			for _, shard := range shards {
 				blobs.Add(1)
 				listings.Go(func() error {
 					defer blobs.Done()
-					return w.list(lctx, shard)
+					return w.listBlobs(lctx, shard, "", spawn)
 				})
 			}
 			blobs.Wait()
@@ -367,7 +383,8 @@ type walk struct {
 	reads        *errgroup.Group
 	rctx         context.Context
 	largeObjects storage.LargeObjects
-	blobReads    sync.WaitGroup // large-object stats in flight
+	blobReads    sync.WaitGroup      // large-object stats in flight
+	after        storage.AfterWalker // nil: blob shards do not split
 }
 
 func (w *walk) emit(ctx context.Context, e Entry) error {
@@ -378,6 +395,57 @@ func (w *walk) emit(ctx context.Context, e Entry) error {
 		return ctx.Err()
 	}
 }
+
+// splitAfter is how many keys a blob shard lists before it splits: one
+// listing page, so that a shard of a small store stays one request.
+const splitAfter = 1000
+
+// maxSplitDigits bounds the splitting: shards of at most three hex digits
+// (4096 of them).
+const maxSplitDigits = 3
+
+var errSplit = errors.New("split the listing")
+
+// listBlobs lists a blob shard (blobs/sha256/ and hex digits) from the key
+// after startAfter. On a store that can start a listing after a key, a
+// shard larger than a listing page splits at the key it reached: what
+// remains of that key's next-digit prefix goes on here, after the key, and
+// each later next-digit prefix of the shard is a shard of its own, started
+// through spawn. No key is listed twice, and a shard of a small store is
+// still one request.
+func (w *walk) listBlobs(ctx context.Context, shard, startAfter string, spawn func(shard, startAfter string)) error {
+	digits := len(shard) - len(layout.BlobsPrefix+"sha256/")
+	if w.after == nil || digits < 1 || digits >= maxSplitDigits || !strings.HasPrefix(shard, layout.BlobsPrefix+"sha256/") {
+		if startAfter != "" {
+			return w.after.WalkAfter(ctx, shard, startAfter, func(oi storage.ObjectInfo) error { return w.classify(ctx, oi) })
+		}
+		return w.list(ctx, shard)
+	}
+	n := 0
+	split := ""
+	err := w.after.WalkAfter(ctx, shard, startAfter, func(oi storage.ObjectInfo) error {
+		if err := w.classify(ctx, oi); err != nil {
+			return err
+		}
+		if n++; n == splitAfter && len(oi.Key) > len(shard) && isLowerHex(oi.Key[len(shard)]) {
+			split = oi.Key
+			return errSplit
+		}
+		return nil
+	})
+	if !errors.Is(err, errSplit) {
+		return err
+	}
+	next := split[len(shard)]
+	for _, h := range "0123456789abcdef" {
+		if byte(h) > next {
+			spawn(shard+string(h), "")
+		}
+	}
+	return w.listBlobs(ctx, shard+string(next), split, spawn)
+}
+
+func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
 
 func (w *walk) list(ctx context.Context, prefix string) error {
 	return w.d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {

@@ -348,3 +348,60 @@ func TestUploadThatFinishesDuringTheWalk(t *testing.T) {
 		t.Fatalf("upload: %+v, want its other files without a start time", u)
 	}
 }
+
+// A sharded walk of a store larger than a listing page per shard splits
+// its blob shards, and still hands out each blob once; a small store's
+// shards do not split.
+func TestBlobShardsSplitWhenLarge(t *testing.T) {
+	count := func(n, concurrency int) (blobs map[string]int, lists int64) {
+		reqs := &storage.Requests{}
+		mem := storage.NewMemory(nil, reqs)
+		w := regtree.NewWriter(mem, 8)
+		for i := 0; i < n; i++ {
+			w.Blob([]byte(fmt.Sprintf("blob %d", i)))
+		}
+		if err := w.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		before := reqs.Snapshot()["list"]
+		opts := walker.DefaultOptions()
+		opts.Parallel = true
+		opts.Concurrency = concurrency
+		blobs = map[string]int{}
+		err := walker.Walk(context.Background(), mem, opts, func(e walker.Entry) error {
+			if e.Kind != walker.KindBlob {
+				t.Errorf("unexpected entry %s %s", e.Kind, e.Key)
+			}
+			blobs[e.Key]++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blobs, reqs.Snapshot()["list"] - before
+	}
+	// 18 shards (16 sha256 ones, sha384, sha512) and one delimiter listing
+	// of the repository tree.
+	const unsplit = 18 + 1
+	if _, lists := count(300, 4); lists != unsplit {
+		t.Fatalf("a store of 300 blobs took %d listings, want %d (no split)", lists, unsplit)
+	}
+	const n = 40000                               // 2,500 per one-digit shard: each splits once or twice
+	for _, concurrency := range []int{1, 2, 16} { // one slot: a split must not wait for itself
+		blobs, lists := count(n, concurrency)
+		if len(blobs) != n {
+			t.Fatalf("concurrency %d: %d blobs handed out, want %d", concurrency, len(blobs), n)
+		}
+		for k, c := range blobs {
+			if c != 1 {
+				t.Fatalf("blob %s handed out %d times", k, c)
+			}
+		}
+		// Each one-digit shard: its first listing, the rest of the
+		// two-digit prefix it split in, and the later two-digit prefixes.
+		if lists <= unsplit+16 || lists > unsplit+16*17 {
+			t.Fatalf("%d listings for %d blobs: the shards did not split as they should", lists, n)
+		}
+		t.Logf("concurrency %d: %d listings", concurrency, lists)
+	}
+}

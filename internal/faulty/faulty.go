@@ -243,15 +243,20 @@ func (f *Driver) callFault(ctx context.Context, r *Rule, op Op, key string) (boo
 }
 
 func (f *Driver) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	return f.WalkAfter(ctx, prefix, "", fn)
+}
+
+// WalkAfter injects faults as Walk does: a split listing is a listing.
+func (f *Driver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(storage.ObjectInfo) error) error {
 	r := f.pick(Walk, prefix)
 	if fail, err := f.callFault(ctx, r, Walk, prefix); fail {
 		return err
 	}
 	if r == nil || (r.Kind != FailAfter && r.Kind != ShortListing && r.Kind != Truncated) {
-		return f.Driver.Walk(ctx, prefix, fn)
+		return storage.WalkAfter(ctx, f.Driver, prefix, startAfter, fn)
 	}
 	n := 0
-	err := f.Driver.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
+	err := storage.WalkAfter(ctx, f.Driver, prefix, startAfter, func(oi storage.ObjectInfo) error {
 		if r.Kind == ShortListing && r.Drop != nil {
 			if r.Drop.MatchString(oi.Key) {
 				return nil

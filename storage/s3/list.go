@@ -57,11 +57,11 @@ func (e *listCallError) Unwrap() error { return e.err }
 // logical ones), calling onObject for each object and onPrefix for each
 // common prefix when delimiter is set. A failed or malformed page is an
 // error, never the end of the listing.
-func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter string, onObject func(listedObject) error, onPrefix func(string) error) error {
+func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter, startAfter string, onObject func(listedObject) error, onPrefix func(string) error) error {
 	token := ""
 	var parser pageParser // one per listing: its buffers serve every page
 	for {
-		page, err := d.listPage(ctx, objectPrefix, delimiter, token, &parser)
+		page, err := d.listPage(ctx, objectPrefix, delimiter, startAfter, token, &parser)
 		if errors.Is(err, errAnonymous) {
 			return err
 		}
@@ -95,10 +95,12 @@ func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter string, onO
 }
 
 // listPage requests and parses one page.
-func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, token string, parser *pageParser) (*listPage, error) {
+func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, startAfter, token string, parser *pageParser) (*listPage, error) {
 	q := url.Values{"list-type": {"2"}, "encoding-type": {"url"}, "prefix": {objectPrefix}, "delimiter": {delimiter}, "max-keys": {"1000"}}
 	if token != "" {
 		q.Set("continuation-token", token)
+	} else if startAfter != "" {
+		q.Set("start-after", startAfter)
 	}
 	u, err := d.client.Presign(ctx, http.MethodGet, d.bucket, "", 15*time.Minute, q)
 	if err != nil {

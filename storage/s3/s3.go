@@ -410,11 +410,29 @@ func requestKey(r *http.Request, bucket string) string {
 // goroutine. It stops at once when fn fails or ctx ends; a failed page is
 // an error, never a shorter listing.
 func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	return d.WalkAfter(ctx, prefix, "", fn)
+}
+
+var _ storage.AfterWalker = (*Driver)(nil)
+
+// WalkAfter is Walk from the first key after startAfter (S3's start-after;
+// all keys when it is empty).
+func (d *Driver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(storage.ObjectInfo) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// A start outside the prefix means all of it or none (MinIO refuses a
+	// V1 marker that is not under the prefix).
+	rawAfter := ""
+	switch {
+	case startAfter == "":
+	case strings.HasPrefix(startAfter, prefix):
+		rawAfter = d.key(startAfter)
+	case startAfter > prefix:
+		return nil
+	}
 	if !d.listV1 {
-		err := d.listV2(ctx, d.key(prefix), "", func(o listedObject) error {
+		err := d.listV2(ctx, d.key(prefix), "", rawAfter, func(o listedObject) error {
 			key, ok := d.logical(o.key)
 			if !ok {
 				return nil
@@ -430,6 +448,7 @@ func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Object
 	fetchOwner := false
 	opts := minio.ListObjectsOptions{
 		Prefix:     d.key(prefix),
+		StartAfter: rawAfter, // the marker of a V1 listing
 		Recursive:  true,
 		UseV1:      d.listV1,
 		FetchOwner: &fetchOwner,
@@ -481,7 +500,7 @@ func (d *Driver) ListDir(ctx context.Context, prefix string, fn func(storage.Obj
 		return err
 	}
 	if !d.listV1 {
-		err := d.listV2(ctx, d.key(prefix), "/", func(o listedObject) error {
+		err := d.listV2(ctx, d.key(prefix), "/", "", func(o listedObject) error {
 			if key, ok := d.logical(o.key); ok {
 				return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)}, strings.HasSuffix(key, "/"))
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -45,6 +46,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver, opts Options
 		{"GetLimit", testGetLimit},
 		{"WalkPrefixBoundary", testWalkPrefixBoundary},
 		{"WalkPagination", testWalkPagination},
+		{"WalkAfter", testWalkAfter},
 		{"WalkStopsOnCallbackError", testWalkStops},
 		{"WalkCancelled", testWalkCancelled},
 		{"DeleteIdempotent", testDeleteIdempotent},
@@ -225,6 +227,65 @@ func testWalkPagination(t *testing.T, d storage.Driver, opts Options, prefix str
 			t.Fatalf("delete %s: %v", r.Key, r.Err)
 		}
 	}
+}
+
+// testWalkAfter: a store that can start a listing after a key lists
+// exactly the keys after it, across pages, whether or not it exists.
+func testWalkAfter(t *testing.T, d storage.Driver, opts Options, prefix string) {
+	aw, ok := storage.AfterWalkerOf(d)
+	if !ok {
+		t.Logf("%s cannot start a listing after a key: the walker does not split its listings", d.Name())
+		return
+	}
+	n := 30
+	if opts.PageSize > 0 {
+		n = opts.PageSize + 21
+	}
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%sa/%06d", prefix, i)
+	}
+	ctx := context.Background()
+	if opts.BulkPut != nil {
+		if err := opts.BulkPut(ctx, keys, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		parallelPut(t, d, opts, keys)
+	}
+	put(t, d, opts, prefix+"b", []byte("outside the prefix walked"))
+	defer d.Delete(ctx, append(keys, prefix+"b"))
+	after := func(startAfter string) []string {
+		var got []string
+		if err := aw.WalkAfter(ctx, prefix+"a/", startAfter, func(oi storage.ObjectInfo) error {
+			got = append(got, oi.Key)
+			return nil
+		}); err != nil {
+			t.Fatalf("WalkAfter(%q): %v", startAfter, err)
+		}
+		return got
+	}
+	for _, c := range []struct {
+		startAfter string
+		want       []string
+	}{
+		{"", keys},
+		{keys[9], keys[10:]},
+		{keys[9] + "5", keys[10:]}, // not a key: the next one is first
+		{keys[n-1], nil},
+		{prefix, keys}, // before the prefix
+	} {
+		if got := after(c.startAfter); !slices.Equal(got, c.want) {
+			t.Fatalf("WalkAfter(%q): %d keys from %v, want %d", c.startAfter, len(got), first(got), len(c.want))
+		}
+	}
+}
+
+func first(keys []string) string {
+	if len(keys) == 0 {
+		return "nothing"
+	}
+	return keys[0]
 }
 
 func parallelPut(t *testing.T, d storage.Driver, opts Options, keys []string) {
