@@ -202,13 +202,7 @@ func testWalkPagination(t *testing.T, d storage.Driver, opts Options, prefix str
 		keys[i] = fmt.Sprintf("%sp/%02x/%06d", prefix, i%256, i)
 	}
 	ctx := context.Background()
-	if opts.BulkPut != nil {
-		if err := opts.BulkPut(ctx, keys, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		parallelPut(t, d, opts, keys)
-	}
+	putMany(t, d, opts, keys)
 	got := walkKeys(t, d, prefix)
 	if len(got) != n {
 		t.Fatalf("Walk found %d keys, want %d", len(got), n)
@@ -246,13 +240,7 @@ func testWalkAfter(t *testing.T, d storage.Driver, opts Options, prefix string) 
 		keys[i] = fmt.Sprintf("%sa/%06d", prefix, i)
 	}
 	ctx := context.Background()
-	if opts.BulkPut != nil {
-		if err := opts.BulkPut(ctx, keys, []byte("x")); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		parallelPut(t, d, opts, keys)
-	}
+	putMany(t, d, opts, keys)
 	put(t, d, opts, prefix+"b", []byte("outside the prefix walked"))
 	defer d.Delete(ctx, append(keys, prefix+"b"))
 	after := func(startAfter string) []string {
@@ -286,6 +274,18 @@ func first(keys []string) string {
 		return "nothing"
 	}
 	return keys[0]
+}
+
+// putMany writes "x" at every key, in bulk where the backend can.
+func putMany(t *testing.T, d storage.Driver, opts Options, keys []string) {
+	t.Helper()
+	if opts.BulkPut != nil {
+		if err := opts.BulkPut(context.Background(), keys, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	parallelPut(t, d, opts, keys)
 }
 
 func parallelPut(t *testing.T, d storage.Driver, opts Options, keys []string) {
