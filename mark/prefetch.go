@@ -94,12 +94,16 @@ func (p *Prefetch) Wait() {
 
 // Close drops what is still queued (the mark reads it) and waits for the
 // reads in flight, so that the mark never reads a manifest at the same
-// time as a prefetch.
+// time as a prefetch. A second Close does nothing.
 func (p *Prefetch) Close() {
 	if p == nil {
 		return
 	}
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
 	p.closed = true
 	p.queue = nil
 	p.idle.Broadcast()

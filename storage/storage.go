@@ -166,7 +166,8 @@ func DirListerOf(d Driver) (DirLister, bool) {
 // turns out large into parallel ones without listing a key twice.
 type AfterWalker interface {
 	// WalkAfter is Walk over the keys under prefix that sort after
-	// startAfter (all of them when it is empty).
+	// startAfter (all of them when it is empty), in byte order as Walk: a
+	// listing split at a key relies on both.
 	WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error
 }
 
@@ -198,6 +199,9 @@ func AfterWalkerOf(d Driver) (AfterWalker, bool) {
 func WalkAfter(ctx context.Context, d Driver, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	if aw, ok := d.(AfterWalker); ok {
 		return aw.WalkAfter(ctx, prefix, startAfter, fn)
+	}
+	if startAfter == "" {
+		return d.Walk(ctx, prefix, fn)
 	}
 	return d.Walk(ctx, prefix, func(oi ObjectInfo) error {
 		if oi.Key <= startAfter {

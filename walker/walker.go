@@ -101,8 +101,8 @@ type Options struct {
 	RepositoriesOnly bool
 	// Parallel lists in parallel shards: blobs/sha256/ by the first hex
 	// digit (digests are uniform; on a store that can start a listing
-	// after a key, a shard larger than a page splits by the next digits,
-	// see listBlobs), the repository tree by its top-level
+	// after a key, a shard larger than a page splits by the directories
+	// below it, see listBlobs), the repository tree by its top-level
 	// names (or the names below them, when there are few) when the store
 	// lists one level in a request, else by the 36 characters a
 	// repository name can start with. Much faster on a large
@@ -158,7 +158,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]time.Time{}, multipartSeen: map[string]bool{}, tagIndex: map[string][]digest.Digest{}}
 	w.largeObjects, _ = storage.LargeObjectsOf(d)
 	if opts.Parallel {
-		w.after, _ = storage.AfterWalkerOf(d)
+		if _, dirs := storage.DirListerOf(d); dirs {
+			w.after, _ = storage.AfterWalkerOf(d)
+		}
 	}
 
 	mp, hasMultipart := storage.MultipartOf(d)
@@ -186,19 +188,18 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 			// A listing that splits hands its new shards to spawn. They
 			// are started from goroutines of their own: the listing holds
 			// a slot, and starting one waits for a free slot.
-			var spawn func(shard, startAfter string)
-			spawn = func(shard, startAfter string) {
+			spawn := func(prefix, startAfter string) {
 				blobs.Add(1)
 				go listings.Go(func() error {
 					defer blobs.Done()
-					return w.listBlobs(lctx, shard, startAfter, spawn)
+					return w.after.WalkAfter(lctx, prefix, startAfter, func(oi storage.ObjectInfo) error { return w.classify(lctx, oi) })
 				})
 			}
 			for _, shard := range shards {
 				blobs.Add(1)
 				listings.Go(func() error {
 					defer blobs.Done()
-					return w.listBlobs(lctx, shard, "", spawn)
+					return w.listBlobs(lctx, shard, spawn)
 				})
 			}
 			blobs.Wait()
@@ -385,6 +386,10 @@ type walk struct {
 	largeObjects storage.LargeObjects
 	blobReads    sync.WaitGroup      // large-object stats in flight
 	after        storage.AfterWalker // nil: blob shards do not split
+	// children of blobs/sha256/, listed once when a shard first splits
+	childrenOnce sync.Once
+	children     []storage.ObjectInfo
+	childrenErr  error
 }
 
 func (w *walk) emit(ctx context.Context, e Entry) error {
@@ -397,55 +402,88 @@ func (w *walk) emit(ctx context.Context, e Entry) error {
 }
 
 // splitAfter is how many keys a blob shard lists before it splits: one
-// listing page, so that a shard of a small store stays one request.
+// listing page, so that a shard of fewer keys stays one request.
 const splitAfter = 1000
-
-// maxSplitDigits bounds the splitting: shards of at most three hex digits
-// (4096 of them).
-const maxSplitDigits = 3
 
 var errSplit = errors.New("split the listing")
 
-// listBlobs lists a blob shard (blobs/sha256/ and hex digits) from the key
-// after startAfter. On a store that can start a listing after a key, a
-// shard larger than a listing page splits at the key it reached: what
-// remains of that key's next-digit prefix goes on here, after the key, and
-// each later next-digit prefix of the shard is a shard of its own, started
-// through spawn. No key is listed twice, and a shard of a small store is
-// still one request.
-func (w *walk) listBlobs(ctx context.Context, shard, startAfter string, spawn func(shard, startAfter string)) error {
-	digits := len(shard) - len(layout.BlobsPrefix+"sha256/")
-	if w.after == nil || digits < 1 || digits >= maxSplitDigits || !strings.HasPrefix(shard, layout.BlobsPrefix+"sha256/") {
-		if startAfter != "" {
-			return w.after.WalkAfter(ctx, shard, startAfter, func(oi storage.ObjectInfo) error { return w.classify(ctx, oi) })
-		}
+// listBlobs lists a blob shard. On a store that can start a listing after
+// a key, a one-digit sha256 shard (blobs/sha256/<hex>) that lists a page's
+// worth of keys splits at the key it reached: the rest of that key's
+// directory (blobs/sha256/<xx>/) goes on here, after the key, and each
+// later child of blobs/sha256/ under the shard, as one delimiter listing
+// found them, is a listing of its own (a directory, started through spawn)
+// or classified from that listing (an object). So no key is listed twice
+// or missed, whatever its name, and a shard of a small store is still one
+// request.
+func (w *walk) listBlobs(ctx context.Context, shard string, spawn func(prefix, startAfter string)) error {
+	classify := func(oi storage.ObjectInfo) error { return w.classify(ctx, oi) }
+	if w.after == nil || len(shard) != len(layout.BlobsPrefix+"sha256/")+1 || !strings.HasPrefix(shard, layout.BlobsPrefix+"sha256/") {
 		return w.list(ctx, shard)
 	}
 	n := 0
 	split := ""
-	err := w.after.WalkAfter(ctx, shard, startAfter, func(oi storage.ObjectInfo) error {
+	err := w.after.WalkAfter(ctx, shard, "", func(oi storage.ObjectInfo) error {
 		if err := w.classify(ctx, oi); err != nil {
 			return err
 		}
-		if n++; n == splitAfter && len(oi.Key) > len(shard) && isLowerHex(oi.Key[len(shard)]) {
+		if n++; n == splitAfter {
 			split = oi.Key
 			return errSplit
 		}
 		return nil
 	})
-	if !errors.Is(err, errSplit) {
+	switch {
+	case split == "":
+		return err
+	case !errors.Is(err, errSplit):
+		// The listing stopped at the split, yet says something else: it
+		// cannot be taken for complete.
+		return fmt.Errorf("listing %s: stopped to split at %s, then: %w", shard, split, err)
+	}
+	children, err := w.sha256Children(ctx)
+	if err != nil {
 		return err
 	}
-	next := split[len(shard)]
-	for _, h := range "0123456789abcdef" {
-		if byte(h) > next {
-			spawn(shard+string(h), "")
+	rest := ""
+	if i := strings.IndexByte(split[len(shard):], '/'); i >= 0 {
+		rest = split[:len(shard)+i+1] // the directory the split key is in
+	}
+	for _, c := range children {
+		if !strings.HasPrefix(c.Key, shard) || c.Key <= split || c.Key == rest {
+			continue // listed already, or what rest goes on with
+		}
+		if strings.HasSuffix(c.Key, "/") {
+			spawn(c.Key, "")
+		} else if err := w.classify(ctx, c); err != nil {
+			return err
 		}
 	}
-	return w.listBlobs(ctx, shard+string(next), split, spawn)
+	if rest == "" {
+		return nil
+	}
+	return w.after.WalkAfter(ctx, rest, split, classify)
 }
 
-func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+// sha256Children lists blobs/sha256/ one level down, once, for the shards
+// that split: a directory's key ends in "/", an object's info is complete.
+func (w *walk) sha256Children(ctx context.Context) ([]storage.ObjectInfo, error) {
+	w.childrenOnce.Do(func() {
+		dl, ok := storage.DirListerOf(w.d)
+		if !ok {
+			w.childrenErr = fmt.Errorf("%s cannot list blobs/sha256/ one level down to split a blob listing", w.d.Name())
+			return
+		}
+		w.childrenErr = dl.ListDir(ctx, layout.BlobsPrefix+"sha256/", func(oi storage.ObjectInfo, dir bool) error {
+			if dir && !strings.HasSuffix(oi.Key, "/") {
+				oi.Key += "/"
+			}
+			w.children = append(w.children, oi)
+			return nil
+		})
+	})
+	return w.children, w.childrenErr
+}
 
 func (w *walk) list(ctx context.Context, prefix string) error {
 	return w.d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {

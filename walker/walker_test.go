@@ -405,3 +405,42 @@ func TestBlobShardsSplitWhenLarge(t *testing.T) {
 		t.Logf("concurrency %d: %d listings", concurrency, lists)
 	}
 }
+
+// A shard that splits still lists every key under it, whatever follows its
+// digit: directories and objects that no hex digit names are found too.
+func TestBlobShardSplitMissesNothing(t *testing.T) {
+	mem := storage.NewMemory(nil, nil)
+	ctx := context.Background()
+	for i := 0; i < 1600; i++ {
+		hex := fmt.Sprintf("a%x%062x", i%4, i) // directories a0 to a3: the split is in one of them
+		if err := mem.Put(ctx, layout.BlobsPrefix+"sha256/"+hex[:2]+"/"+hex+"/data", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"sha256/a:/x", "sha256/aZ/stray", "sha256/a_", "sha256/ag/stray", "sha256/a~", "sha256/aB/x", "sha256/a3", "sha256/a3x/y", "sha256/b0/x"} {
+		if err := mem.Put(ctx, layout.BlobsPrefix+k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk := func(parallel bool) map[string]int {
+		opts := walker.DefaultOptions()
+		opts.Parallel, opts.Concurrency = parallel, 4
+		seen := map[string]int{}
+		if err := walker.Walk(ctx, mem, opts, func(e walker.Entry) error { seen[e.Key]++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return seen
+	}
+	one, sharded := walk(false), walk(true)
+	if len(one) != 1600+9 {
+		t.Fatalf("one pass found %d keys", len(one))
+	}
+	for k := range one {
+		if sharded[k] != 1 {
+			t.Errorf("sharded walk handed out %s %d times", k, sharded[k])
+		}
+	}
+	if len(sharded) != len(one) {
+		t.Errorf("sharded walk found %d keys, one pass %d", len(sharded), len(one))
+	}
+}

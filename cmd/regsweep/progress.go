@@ -138,7 +138,12 @@ type countingDriver struct {
 func (c countingDriver) Unwrap() storage.Driver { return c.Driver }
 
 func (c countingDriver) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
-	return c.Driver.Walk(ctx, prefix, func(o storage.ObjectInfo) error {
+	return c.WalkAfter(ctx, prefix, "", fn)
+}
+
+// WalkAfter counts as Walk does: the walker splits large listings with it.
+func (c countingDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(storage.ObjectInfo) error) error {
+	return storage.WalkAfter(ctx, c.Driver, prefix, startAfter, func(o storage.ObjectInfo) error {
 		c.p.Add(1)
 		return fn(o)
 	})

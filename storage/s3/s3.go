@@ -434,7 +434,7 @@ func (d *Driver) WalkAfter(ctx context.Context, prefix, startAfter string, fn fu
 	if !d.listV1 {
 		err := d.listV2(ctx, d.key(prefix), "", rawAfter, func(o listedObject) error {
 			key, ok := d.logical(o.key)
-			if !ok {
+			if !ok || o.key <= rawAfter { // (a server that ignored start-after)
 				return nil
 			}
 			return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)})
@@ -461,7 +461,7 @@ func (d *Driver) WalkAfter(ctx context.Context, prefix, startAfter string, fn fu
 			return d.pathErr("list", prefix, obj.Err)
 		}
 		key, ok := d.logical(obj.Key)
-		if !ok {
+		if !ok || obj.Key <= rawAfter {
 			continue
 		}
 		if err := fn(storage.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: trimETag(obj.ETag)}); err != nil {
