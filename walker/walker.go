@@ -158,7 +158,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 	w := &walk{d: d, opts: opts, out: out, reads: reads, rctx: rctx, uploadData: map[string]time.Time{}, multipartSeen: map[string]bool{}, tagIndex: map[string][]digest.Digest{}}
 	w.largeObjects, _ = storage.LargeObjectsOf(d)
 	if opts.Parallel {
-		if _, dirs := storage.DirListerOf(d); dirs {
+		// A split takes the shard's later children from a delimiter
+		// listing, so it needs both.
+		if w.dirs, _ = storage.DirListerOf(d); w.dirs != nil {
 			w.after, _ = storage.AfterWalkerOf(d)
 		}
 	}
@@ -188,11 +190,11 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 			// A listing that splits hands its new shards to spawn. They
 			// are started from goroutines of their own: the listing holds
 			// a slot, and starting one waits for a free slot.
-			spawn := func(prefix, startAfter string) {
+			spawn := func(prefix string) {
 				blobs.Add(1)
 				go listings.Go(func() error {
 					defer blobs.Done()
-					return w.after.WalkAfter(lctx, prefix, startAfter, func(oi storage.ObjectInfo) error { return w.classify(lctx, oi) })
+					return w.listAfter(lctx, prefix, "")
 				})
 			}
 			for _, shard := range shards {
@@ -304,8 +306,8 @@ func (w *walk) repositoryShards(ctx context.Context, shard bool) ([]string, erro
 		}
 		return s
 	}
-	dl, ok := storage.DirListerOf(w.d)
-	if !ok {
+	dl := w.dirs
+	if dl == nil {
 		return byChar(), nil
 	}
 	dirs, objects, err := listDirs(ctx, dl, []string{layout.RepositoriesPrefix}, w.opts.Concurrency)
@@ -385,6 +387,7 @@ type walk struct {
 	rctx         context.Context
 	largeObjects storage.LargeObjects
 	blobReads    sync.WaitGroup      // large-object stats in flight
+	dirs         storage.DirLister   // nil unless sharded, on a store that lists one level
 	after        storage.AfterWalker // nil: blob shards do not split
 	// children of blobs/sha256/, listed once when a shard first splits
 	childrenOnce sync.Once
@@ -416,8 +419,7 @@ var errSplit = errors.New("split the listing")
 // or classified from that listing (an object). So no key is listed twice
 // or missed, whatever its name, and a shard of a small store is still one
 // request.
-func (w *walk) listBlobs(ctx context.Context, shard string, spawn func(prefix, startAfter string)) error {
-	classify := func(oi storage.ObjectInfo) error { return w.classify(ctx, oi) }
+func (w *walk) listBlobs(ctx context.Context, shard string, spawn func(prefix string)) error {
 	if w.after == nil || len(shard) != len(layout.BlobsPrefix+"sha256/")+1 || !strings.HasPrefix(shard, layout.BlobsPrefix+"sha256/") {
 		return w.list(ctx, shard)
 	}
@@ -454,7 +456,7 @@ func (w *walk) listBlobs(ctx context.Context, shard string, spawn func(prefix, s
 			continue // listed already, or what rest goes on with
 		}
 		if strings.HasSuffix(c.Key, "/") {
-			spawn(c.Key, "")
+			spawn(c.Key)
 		} else if err := w.classify(ctx, c); err != nil {
 			return err
 		}
@@ -462,22 +464,14 @@ func (w *walk) listBlobs(ctx context.Context, shard string, spawn func(prefix, s
 	if rest == "" {
 		return nil
 	}
-	return w.after.WalkAfter(ctx, rest, split, classify)
+	return w.listAfter(ctx, rest, split)
 }
 
 // sha256Children lists blobs/sha256/ one level down, once, for the shards
 // that split: a directory's key ends in "/", an object's info is complete.
 func (w *walk) sha256Children(ctx context.Context) ([]storage.ObjectInfo, error) {
 	w.childrenOnce.Do(func() {
-		dl, ok := storage.DirListerOf(w.d)
-		if !ok {
-			w.childrenErr = fmt.Errorf("%s cannot list blobs/sha256/ one level down to split a blob listing", w.d.Name())
-			return
-		}
-		w.childrenErr = dl.ListDir(ctx, layout.BlobsPrefix+"sha256/", func(oi storage.ObjectInfo, dir bool) error {
-			if dir && !strings.HasSuffix(oi.Key, "/") {
-				oi.Key += "/"
-			}
+		w.childrenErr = w.dirs.ListDir(ctx, layout.BlobsPrefix+"sha256/", func(oi storage.ObjectInfo, _ bool) error {
 			w.children = append(w.children, oi)
 			return nil
 		})
@@ -487,6 +481,13 @@ func (w *walk) sha256Children(ctx context.Context) ([]storage.ObjectInfo, error)
 
 func (w *walk) list(ctx context.Context, prefix string) error {
 	return w.d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
+		return w.classify(ctx, oi)
+	})
+}
+
+// listAfter is list from the first key after startAfter.
+func (w *walk) listAfter(ctx context.Context, prefix, startAfter string) error {
+	return w.after.WalkAfter(ctx, prefix, startAfter, func(oi storage.ObjectInfo) error {
 		return w.classify(ctx, oi)
 	})
 }
@@ -583,10 +584,13 @@ func LinkETag(d digest.Digest) string {
 }
 
 // linkETagMatches is strings.EqualFold(etag, LinkETag(d)) without the
-// strings: it runs for every link listed.
+// strings: it runs for every link listed. (hex.Decode takes either case.)
 func linkETagMatches(etag string, d digest.Digest) bool {
 	var got [md5.Size]byte
-	if len(etag) != 2*md5.Size || !decodeHexFold(got[:], etag) {
+	if len(etag) != 2*md5.Size {
+		return false
+	}
+	if _, err := hex.Decode(got[:], []byte(etag)); err != nil {
 		return false
 	}
 	var buf [7 + 128]byte // "sha512:" and 128 hex digits
@@ -594,31 +598,6 @@ func linkETagMatches(etag string, d digest.Digest) bool {
 		return false
 	}
 	return md5.Sum(append(buf[:0], d...)) == got
-}
-
-// decodeHexFold decodes hex digits of either case into dst.
-func decodeHexFold(dst []byte, s string) bool {
-	for i := range dst {
-		hi, ok1 := hexValue(s[2*i])
-		lo, ok2 := hexValue(s[2*i+1])
-		if !ok1 || !ok2 {
-			return false
-		}
-		dst[i] = hi<<4 | lo
-	}
-	return true
-}
-
-func hexValue(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 func (w *walk) verifyLink(ctx context.Context, e Entry, etag string) error {
