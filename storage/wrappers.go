@@ -432,10 +432,7 @@ type rateDriver struct {
 func (r *rateDriver) Unwrap() Driver { return r.Driver }
 
 func (r *rateDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	if err := r.lim.Wait(ctx); err != nil {
-		return err
-	}
-	return r.Driver.Walk(ctx, prefix, fn)
+	return r.WalkAfter(ctx, prefix, "", fn)
 }
 
 func (r *rateDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
