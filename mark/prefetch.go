@@ -26,7 +26,7 @@ type Prefetch struct {
 	idle     sync.Cond // signalled when the queue is empty and no read is in flight
 	inflight int
 	queue    []digest.Digest
-	queued   []uint64 // a bit per blob position: each manifest is queued once
+	queued   *walker.DigestSet // each manifest is queued once
 	closed   bool
 	wake     chan struct{}
 	done     sync.WaitGroup
@@ -66,13 +66,12 @@ func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
 	if p.closed {
 		return
 	}
-	if n := pos/64 + 1; n > len(p.queued) {
-		p.queued = append(p.queued, make([]uint64, n-len(p.queued))...)
+	if p.queued == nil {
+		p.queued = inv.NewDigestSet(true) // a bit per blob
 	}
-	if p.queued[pos/64]&(1<<(pos%64)) != 0 {
+	if !p.queued.AddPosition(uint32(pos)) {
 		return
 	}
-	p.queued[pos/64] |= 1 << (pos % 64)
 	p.queue = append(p.queue, d)
 	select {
 	case p.wake <- struct{}{}:
