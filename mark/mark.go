@@ -141,72 +141,73 @@ func (r *Result) ReleaseReferences() { r.g = nil }
 // References returns what manifest d references (index children, config,
 // layers and blobs, its subject) as the mark parsed it, so that the
 // plan's rechecks need not read or parse it again. ok is false for a
-// manifest that could not be parsed; a manifest storage lacks references
-// nothing. found is false for a digest the mark never read (a manifest
-// linked since): the caller reads it itself.
+// manifest that could not be parsed. found is false for a digest the mark
+// never read (a manifest linked since) and for one it found missing (it
+// may have been pushed since): the caller reads it itself. A recheck
+// against a fresh walk must not take "missing" from the old one, or the
+// layers of a manifest pushed again in between would go unprotected.
 func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok, found bool) {
-	if r.g == nil {
+	children, subject, ok, found, missing := r.refs(d, func(id uint32) { blobs = append(blobs, r.g.digest(id)) })
+	if missing {
 		return nil, nil, "", false, false
 	}
-	id, known := r.g.find(d)
-	n, wanted := r.g.nodes[id]
-	if !known || !wanted {
-		return nil, nil, "", false, false
-	}
-	switch n.state {
-	case stateMissing:
-		return nil, nil, "", true, true
-	case stateOK:
-		for _, c := range n.children() {
-			children = append(children, r.g.digest(c))
-		}
-		for _, b := range n.blobs() {
-			blobs = append(blobs, r.g.digest(b))
-		}
-		if n.subject != noID {
-			subject = r.g.digest(n.subject)
-		}
-		return children, blobs, subject, true, true
-	}
-	return nil, nil, "", false, true
+	return children, blobs, subject, ok, found
 }
 
 // ReferencesAt is References for a reader of the inventory the mark ran
 // over, without a digest per blob: each blob d references is handed to
 // blob (when not nil) as its position in inv's blob map, or as pos -1 and
-// its digest when inv did not list it. For another inventory found is
-// false: positions are only good in their own.
+// its digest when inv did not list it. A manifest that inv lists a link
+// to but not the blob of references nothing (ok and found). For another
+// inventory found is false: positions are only good in their own.
 func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
 	if r.g == nil || r.g.inv != inv {
 		return nil, "", false, false
 	}
+	var byID func(uint32)
+	if blob != nil {
+		byID = func(id uint32) {
+			if id > r.g.stored {
+				blob(-1, r.g.digest(id))
+			} else {
+				blob(int(id-1), "")
+			}
+		}
+	}
+	children, subject, ok, found, _ = r.refs(d, byID)
+	return children, subject, ok, found
+}
+
+// refs finds the mark's node for d and hands each blob it references to
+// blob (when not nil) by id. missing is set (with ok and found) for a
+// manifest the walk listed a link to but not the blob of.
+func (r *Result) refs(d digest.Digest, blob func(id uint32)) (children []digest.Digest, subject digest.Digest, ok, found, missing bool) {
+	if r.g == nil {
+		return nil, "", false, false, false
+	}
 	id, known := r.g.find(d)
 	n, wanted := r.g.nodes[id]
 	if !known || !wanted {
-		return nil, "", false, false
+		return nil, "", false, false, false
 	}
 	switch n.state {
 	case stateMissing:
-		return nil, "", true, true
+		return nil, "", true, true, true
 	case stateOK:
 		for _, c := range n.children() {
 			children = append(children, r.g.digest(c))
 		}
 		if blob != nil {
 			for _, b := range n.blobs() {
-				if b > r.g.stored {
-					blob(-1, r.g.digest(b))
-				} else {
-					blob(int(b-1), "")
-				}
+				blob(b)
 			}
 		}
 		if n.subject != noID {
 			subject = r.g.digest(n.subject)
 		}
-		return children, subject, true, true
+		return children, subject, true, true, false
 	}
-	return nil, "", false, true
+	return nil, "", false, true, false
 }
 
 // Blocking returns the problems that must stop a sweep: unparseable

@@ -316,11 +316,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
-	var marked markedReferences
-	if res != nil {
-		marked = res
-	}
-	p.recheck(inv, true, manifests, marked)
+	p.recheck(inv, true, manifests, res)
 	p.Guards = guards(inv, res, p.Stats, o)
 	return p
 }

@@ -4,6 +4,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -12,14 +13,6 @@ import (
 // (subject). ok is false when d cannot be read or parsed. A missing
 // manifest references nothing (ok true, nothing returned).
 type Manifests func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
-
-// markedReferences answers Manifests' question for the manifests a mark
-// read, with the blobs the walk listed as positions in its blob map (see
-// mark.Result.ReferencesAt): a plan's check against its own walk then
-// builds no digest per reference.
-type markedReferences interface {
-	ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool)
-}
 
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {
@@ -35,7 +28,7 @@ type RecheckStats struct {
 type protection struct {
 	fresh     *walker.Inventory
 	manifests Manifests
-	marked    markedReferences // nil, or the mark of fresh
+	marked    *mark.Result // nil, or the mark of fresh itself
 	perRepo   map[string]*walker.DigestSet
 	global    *walker.DigestSet
 	// referrers[repo][subject] are the revisions attached to subject.
@@ -160,7 +153,7 @@ func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 }
 
 // recheck is Recheck; marked, when not nil, is the mark of fresh itself.
-func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked markedReferences) RecheckStats {
+func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked *mark.Result) RecheckStats {
 	st := RecheckStats{BlobsChecked: blobsListed}
 	planned := make(map[string]Item, len(p.Items))
 	for _, it := range p.Items {
