@@ -92,10 +92,11 @@ type Inventory struct {
 func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[string]int64, started, finished time.Time) *Inventory {
 	rep := &Inventory{SchemaVersion: InventorySchemaVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(),
 		Storage: storage, Requests: requests, Repositories: []RepositoryCounts{}, Problems: []Problem{}, KeysListed: inv.Keys}
-	rep.Totals = inventoryTotals(inv)
+	counts := repositoryCounts(inv)
+	rep.Totals = inventoryTotals(inv, counts)
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
-		c := repositoryCounts(inv, name)
+		c := counts[name]
 		seen := walker.NewDigestMap[struct{}]()
 		count := func(d digest.Digest) {
 			if seen.Has(d) {
@@ -125,30 +126,36 @@ func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[str
 	return rep
 }
 
-// repositoryCounts counts a repository's tags, links and uploads (not its
-// blobs).
-func repositoryCounts(inv *walker.Inventory, name string) Counts {
-	r := inv.Repositories[name]
-	c := Counts{Repositories: 1, Manifests: r.Revisions.Len(), LayerLinks: r.Layers.Len(), Uploads: len(r.Uploads)}
-	for _, t := range r.Tags {
-		if t.HasCurrent {
-			c.Tags++
+// repositoryCounts counts each repository's tags, links and uploads (not
+// its blobs), with one pass over the multipart uploads.
+func repositoryCounts(inv *walker.Inventory) map[string]Counts {
+	counts := make(map[string]Counts, len(inv.Repositories))
+	for name, r := range inv.Repositories {
+		c := Counts{Repositories: 1, Manifests: r.Revisions.Len(), LayerLinks: r.Layers.Len(), Uploads: len(r.Uploads)}
+		for _, t := range r.Tags {
+			if t.HasCurrent {
+				c.Tags++
+			}
 		}
+		counts[name] = c
 	}
 	for _, m := range inv.Multipart {
-		if m.Repo == name && m.UploadID != "" && r.Uploads[m.UploadID] == nil {
+		r := inv.Repositories[m.Repo]
+		if r != nil && m.UploadID != "" && r.Uploads[m.UploadID] == nil {
+			c := counts[m.Repo]
 			c.Uploads++ // an upload known only by its multipart upload
+			counts[m.Repo] = c
 		}
 	}
-	return c
+	return counts
 }
 
-// inventoryTotals is the Totals of BuildInventory, without the
-// per-repository blob sums that cost a digest per link.
-func inventoryTotals(inv *walker.Inventory) Counts {
+// inventoryTotals is the Totals of BuildInventory, from the counts of
+// every repository, without the per-repository blob sums that cost a
+// digest per link.
+func inventoryTotals(inv *walker.Inventory, counts map[string]Counts) Counts {
 	t := Counts{Blobs: inv.Blobs.Len(), BlobBytes: inv.BlobBytes, UnknownKeys: len(inv.Unknown)}
-	for name := range inv.Repositories {
-		c := repositoryCounts(inv, name)
+	for _, c := range counts {
 		t.Repositories++
 		t.Tags += c.Tags
 		t.Manifests += c.Manifests

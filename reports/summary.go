@@ -28,7 +28,7 @@ type Summary struct {
 // returns the storage findings too (the audit lists them; gc counts them).
 func Summarize(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) (Summary, []Finding) {
 	s := Summary{FindingsByKind: map[string]int{}, Durations: map[string]float64{}}
-	s.Totals = inventoryTotals(inv)
+	s.Totals = inventoryTotals(inv, repositoryCounts(inv))
 	st := plan.Stats
 	s.Reclaimable = Reclaimable{Blobs: st.Blobs, Bytes: st.Bytes, Manifests: st.Manifests, LayerLinks: st.LayerLinks, Uploads: st.Uploads,
 		MultipartUploads: st.MultipartUploads, Segments: st.Segments, Repositories: st.Repositories}
