@@ -54,6 +54,7 @@ fuzz-targets:
 	$(GO) test -run XXX -fuzz '^FuzzParseRegistryConfig$$' -fuzztime $(FUZZTIME) ./backend/
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run XXX -fuzz '^FuzzParseListPage$$' -fuzztime $(FUZZTIME) ./storage/s3/
+	$(GO) test -run XXX -fuzz '^FuzzIndexPack$$' -fuzztime $(FUZZTIME) ./manifestcache/
 
 # The long variants: the randomised model test over many more cases
 # (REGSWEEP_MODEL_CASES), then every fuzz target for SOAK_FUZZTIME.

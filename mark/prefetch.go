@@ -2,7 +2,6 @@ package mark
 
 import (
 	"context"
-	"os"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -35,7 +34,7 @@ type Prefetch struct {
 // Prefetch starts workers reading into the cache; Close stops them. Without
 // a cache directory it returns nil, on which Add and Close do nothing.
 func (s *BlobSource) Prefetch(ctx context.Context, workers int) *Prefetch {
-	if s.cacheDir == "" {
+	if s.cached() == nil {
 		return nil
 	}
 	ctx, stop := context.WithCancel(ctx)
@@ -157,7 +156,8 @@ func (p *Prefetch) fetch(d digest.Digest) {
 	if p.ctx.Err() != nil {
 		return
 	}
-	if _, err := os.Stat(p.src.cachePath(d)); err == nil {
+	cache := p.src.cached()
+	if cache.Has(d) {
 		return
 	}
 	key, err := layout.Path(layout.BlobData{Digest: d})
@@ -169,7 +169,7 @@ func (p *Prefetch) fetch(d digest.Digest) {
 	if err != nil || d.Algorithm().FromBytes(b) != d {
 		return
 	}
-	if err := p.src.writeCache(d, b); err != nil {
+	if err := cache.Put(d, b); err != nil {
 		p.src.cacheErrors.Add(1)
 	}
 }

@@ -2,8 +2,7 @@ package mark_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -54,10 +53,12 @@ func TestPrefetchFillsTheCacheAndReadsEachManifestOnce(t *testing.T) {
 	if src.Reads() != int64(len(manifests)) || gets != int64(len(manifests)) {
 		t.Fatalf("prefetch: %d reads, %d GETs; want one of each per manifest (%d)", src.Reads(), gets, len(manifests))
 	}
-	for _, d := range manifests {
-		if _, err := os.Stat(filepath.Join(cache, "sha256", d.Encoded()[:2], d.Encoded())); err != nil {
-			t.Fatalf("manifest %s not in the cache after the walk: %v", d, err)
-		}
+	defer src.Close()
+	if err := src.SaveCache(); err != nil {
+		t.Fatal(err)
+	}
+	if c := cachedDigests(t, cache, manifests); len(c) != len(manifests) {
+		t.Fatalf("the cache holds %v after the walk, want %v", c, manifests)
 	}
 	// The mark reads every manifest from the cache and none from storage.
 	res, err := mark.Run(ctx, inv, src, mark.Options{})
@@ -82,8 +83,12 @@ func TestPrefetchLeavesABadManifestToTheMark(t *testing.T) {
 	cache := t.TempDir()
 	src := mark.StorageSource(mem, cache, 0)
 	inv := collectPrefetching(t, mem, src.Prefetch(ctx, 2))
-	if _, err := os.Stat(filepath.Join(cache, "sha256", amd.Encoded()[:2], amd.Encoded())); !os.IsNotExist(err) {
-		t.Fatalf("a manifest that does not verify was cached: %v", err)
+	defer src.Close()
+	if err := src.SaveCache(); err != nil {
+		t.Fatal(err)
+	}
+	if c := cachedDigests(t, cache, manifests); len(c) != len(manifests)-1 || slices.Contains(c, amd) {
+		t.Fatalf("the cache holds %v after the walk, want all of %v but %s", c, manifests, amd)
 	}
 	res, err := mark.Run(ctx, inv, src, mark.Options{})
 	if err != nil {

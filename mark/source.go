@@ -2,16 +2,14 @@ package mark
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/manifestcache"
 	"github.com/regsweep/regsweep/storage"
 )
 
@@ -50,6 +48,9 @@ type BlobSource struct {
 	cacheDir string
 	maxSize  int64
 
+	openCache sync.Once
+	cache     *manifestcache.Cache // nil without a cache, or if it would not open
+
 	reads, hits, cacheErrors atomic.Int64
 }
 
@@ -57,10 +58,9 @@ var _ Source = (*BlobSource)(nil)
 
 // StorageSource reads manifests from d with Get(blob data key, maxSize)
 // (DefaultMaxManifestSize when maxSize <= 0). With cacheDir != "" verified
-// manifests are kept under cacheDir/<alg>/<hex[:2]>/<hex> (directories 0700,
-// files 0600, written with a temporary file and a rename) and read from
-// there first; a cached file whose digest does not verify is ignored and
-// replaced.
+// manifests are kept in a manifestcache there and read from it first; a
+// cached one whose digest does not verify is ignored and read again. Close
+// writes what the run added to the cache.
 func StorageSource(d storage.Driver, cacheDir string, maxSize int64) *BlobSource {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxManifestSize
@@ -78,14 +78,51 @@ func (s *BlobSource) CacheHits() int64 { return s.hits.Load() }
 // cache (they were still returned).
 func (s *BlobSource) CacheErrors() int64 { return s.cacheErrors.Load() }
 
+// cached returns the cache, opening it on first use. A cache that will not
+// open (an unwritable directory) is counted as a cache error and the run
+// goes on without it.
+func (s *BlobSource) cached() *manifestcache.Cache {
+	if s.cacheDir == "" {
+		return nil
+	}
+	s.openCache.Do(func() {
+		c, err := manifestcache.Open(s.cacheDir)
+		if err != nil {
+			s.cacheErrors.Add(1)
+			return
+		}
+		s.cache = c
+	})
+	return s.cache
+}
+
+// SaveCache writes the manifests read so far into the cache directory, so
+// that a run killed later keeps them.
+func (s *BlobSource) SaveCache() error {
+	if c := s.cached(); c != nil {
+		return c.Commit()
+	}
+	return nil
+}
+
+// Close saves the cache and closes it; the source then reads from storage
+// only.
+func (s *BlobSource) Close() error {
+	if c := s.cached(); c != nil {
+		return c.Close()
+	}
+	return nil
+}
+
 // Manifest implements Source.
 func (s *BlobSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, error) {
 	key, err := layout.Path(layout.BlobData{Digest: d})
 	if err != nil {
 		return nil, fmt.Errorf("manifest %q: %w", d, err)
 	}
-	if s.cacheDir != "" {
-		if b, ok := s.readCache(d); ok {
+	cache := s.cached()
+	if cache != nil {
+		if b, ok := cache.Get(d, s.maxSize); ok {
 			s.hits.Add(1)
 			return b, nil
 		}
@@ -98,63 +135,10 @@ func (s *BlobSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, err
 	if actual := d.Algorithm().FromBytes(b); actual != d {
 		return nil, &DigestMismatchError{Digest: d, Key: key, Actual: actual}
 	}
-	if s.cacheDir != "" {
-		if err := s.writeCache(d, b); err != nil {
+	if cache != nil {
+		if err := cache.Put(d, b); err != nil {
 			s.cacheErrors.Add(1)
 		}
 	}
 	return b, nil
-}
-
-func (s *BlobSource) cachePath(d digest.Digest) string {
-	hex := d.Encoded()
-	return filepath.Join(s.cacheDir, d.Algorithm().String(), hex[:2], hex)
-}
-
-// readCache returns the cached content of d if it is there and verifies.
-func (s *BlobSource) readCache(d digest.Digest) ([]byte, bool) {
-	f, err := os.Open(s.cachePath(d))
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	// Sized from a stat: io.ReadAll's doubling allocated about three times
-	// each manifest, for every manifest of every run.
-	fi, err := f.Stat()
-	if err != nil || fi.Size() > s.maxSize {
-		return nil, false
-	}
-	b := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, b); err != nil || d.Algorithm().FromBytes(b) != d {
-		return nil, false
-	}
-	return b, true
-}
-
-func (s *BlobSource) writeCache(d digest.Digest, b []byte) (err error) {
-	p := s.cachePath(d)
-	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	// Temporary names start with a dot and never equal a digest's hex, so
-	// a reader never opens a half-written file.
-	f, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	_, werr := f.Write(b)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		return err
-	}
-	if err := os.Chmod(f.Name(), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
 }

@@ -1,9 +1,9 @@
 package mark_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/manifestcache"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
@@ -75,19 +76,11 @@ func TestStorageSourceCache(t *testing.T) {
 	if src.Reads() != 2 || src.CacheHits() != 0 || src.CacheErrors() != 0 {
 		t.Fatalf("first run: %d reads, %d hits, %d cache errors; want 2, 0, 0", src.Reads(), src.CacheHits(), src.CacheErrors())
 	}
-	for _, d := range manifests {
-		p := filepath.Join(cache, "sha256", d.Encoded()[:2], d.Encoded())
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", p, fi.Mode().Perm())
-		}
-		di, err := os.Stat(filepath.Dir(p))
-		if err != nil || di.Mode().Perm() != 0o700 {
-			t.Errorf("%s: dir mode %v (%v), want 0700", filepath.Dir(p), di.Mode().Perm(), err)
-		}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c := cachedDigests(t, cache, manifests); len(c) != len(manifests) {
+		t.Fatalf("the cache holds %v after the first run, want %v", c, manifests)
 	}
 
 	// A second run over the same cache reads no manifest from storage.
@@ -104,9 +97,24 @@ func TestStorageSourceCache(t *testing.T) {
 		t.Fatalf("cached run kept %v, first run %v", keys(res2.KeptBlobs), keys(res.KeptBlobs))
 	}
 
-	// A corrupt cache file is ignored, re-fetched and repaired.
-	p := filepath.Join(cache, "sha256", manifests[0].Encoded()[:2], manifests[0].Encoded())
-	if err := os.WriteFile(p, []byte(`{"schemaVersion":2,"manifests":[]}`), 0o600); err != nil {
+	src2.Close()
+
+	// A corrupt cache entry is ignored, re-fetched and repaired.
+	packs, _ := filepath.Glob(filepath.Join(cache, "*.pack"))
+	if len(packs) != 1 {
+		t.Fatalf("packs %v, want one", packs)
+	}
+	b, err := os.ReadFile(packs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := mem.Get(ctx, mustKey(t, layout.BlobData{Digest: manifests[0]}), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := bytes.Index(b, first)
+	b[at+1] ^= 0xff
+	if err := os.WriteFile(packs[0], b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	before = reqs.Snapshot()["get"]
@@ -119,18 +127,36 @@ func TestStorageSourceCache(t *testing.T) {
 		t.Fatalf("corrupt cache: %d GETs, %d reads, %d hits; want 1, 1, 1", n, src3.Reads(), src3.CacheHits())
 	}
 	if !slices.Equal(keys(res3.KeptBlobs), keys(res.KeptBlobs)) {
-		t.Fatalf("with a corrupt cache file kept %v, want %v", keys(res3.KeptBlobs), keys(res.KeptBlobs))
+		t.Fatalf("with a corrupt cache entry kept %v, want %v", keys(res3.KeptBlobs), keys(res.KeptBlobs))
 	}
-	if b, err := os.ReadFile(p); err != nil || sha(b) != manifests[0] {
-		t.Fatalf("cache file not repaired (%v)", err)
+	if err := src3.Close(); err != nil {
+		t.Fatal(err)
 	}
-	// No temporary files left behind.
-	filepath.WalkDir(cache, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && filepath.Base(path)[0] == '.' {
-			t.Errorf("temporary file left: %s", path)
+	src4 := mark.StorageSource(mem, cache, 0)
+	defer src4.Close()
+	if _, err := mark.Run(ctx, inv, src4, mark.Options{DeleteUntagged: true}); err != nil {
+		t.Fatal(err)
+	}
+	if src4.Reads() != 0 || src4.CacheHits() != 2 {
+		t.Fatalf("after the repair: %d reads, %d hits; want 0, 2", src4.Reads(), src4.CacheHits())
+	}
+}
+
+// cachedDigests is which of ds a manifest cache in dir holds.
+func cachedDigests(t *testing.T, dir string, ds []digest.Digest) []digest.Digest {
+	t.Helper()
+	c, err := manifestcache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var in []digest.Digest
+	for _, d := range ds {
+		if _, ok := c.Get(d, 1<<20); ok {
+			in = append(in, d)
 		}
-		return nil
-	})
+	}
+	return in
 }
 
 func TestStorageSourceNoCache(t *testing.T) {
@@ -164,9 +190,12 @@ func TestStorageSourceDigestMismatch(t *testing.T) {
 	if !errors.As(err, &mm) || mm.Digest != manifests[0] || mm.Key != key {
 		t.Fatalf("Manifest error = %v, want a mismatch naming %s at %s", err, manifests[0], key)
 	}
-	if _, err := os.Stat(filepath.Join(cache, "sha256", manifests[0].Encoded()[:2], manifests[0].Encoded())); !os.IsNotExist(err) {
-		t.Fatalf("a mismatching manifest was cached (%v)", err)
+	src.Close()
+	if c := cachedDigests(t, cache, manifests[:1]); len(c) != 0 {
+		t.Fatal("a mismatching manifest was cached")
 	}
+	src = mark.StorageSource(mem, cache, 0)
+	defer src.Close()
 
 	// Run reports it as a blocking unparseable manifest: its references
 	// are unknown.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -74,16 +73,6 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	return cmd
 }
 
-func defaultCacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "regsweep", "manifests")
-	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".cache", "regsweep", "manifests")
-	}
-	return ""
-}
-
 func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if err := checkFormat(o.format); err != nil {
 		return err
@@ -133,7 +122,8 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	opts.Parallel = true
 	log.Info("walking storage", "location", d.Location())
-	src := mark.StorageSource(d, o.cacheDir, 0)
+	src := manifestSource(d, o.cacheDir)
+	defer closeManifestSource(src, log)
 	// Manifests are read into the cache as their revision links are
 	// listed: a first run's reads overlap the listing.
 	prefetch := src.Prefetch(ctx, g.concurrency/2)
@@ -158,6 +148,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
+	saveManifestCache(src, log)
 	if hb != nil {
 		hb.live.Protect(res)
 	}
