@@ -164,8 +164,6 @@ func canonicalSHA256(d digest.Digest) bool {
 	return true
 }
 
-func digestDir(d digest.Digest) string { return d.Algorithm().String() + "/" + d.Encoded() }
-
 // InFlightTemp reports whether key is a storage driver's temporary file
 // for a key of a repository (distribution's filesystem driver writes
 // <key>.<uuid>.tmp, then renames it): a write in flight, or one a crash
@@ -210,66 +208,86 @@ func RepoPrefix(repo string) string { return RepositoriesPrefix + repo + "/" }
 
 // Path returns the key of a spec.
 func Path(s Spec) (string, error) {
+	var buf [256]byte // most keys: one allocation, the string
+	b, err := appendPath(buf[:0], s)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// appendPath appends the key of s to dst. Parse checks every key it is
+// given against it: into a buffer on the stack, that costs no allocation
+// per key listed.
+func appendPath(dst []byte, s Spec) ([]byte, error) {
 	repoCheck := func(repo string) error {
 		if !ValidRepo(repo) {
 			return fmt.Errorf("%w: repository name %q", ErrInvalid, repo)
 		}
 		return nil
 	}
+	digestPath := func(dst []byte, d digest.Digest) []byte { // <alg>/<hex>
+		return append(append(append(dst, d.Algorithm()...), '/'), d.Encoded()...)
+	}
+	repoPath := func(repo, rest string) []byte {
+		return append(append(append(dst, RepositoriesPrefix...), repo...), rest...)
+	}
 	switch s := s.(type) {
 	case BlobData:
 		if err := validDigest(s.Digest); err != nil {
-			return "", err
+			return nil, err
 		}
-		alg, hex := s.Digest.Algorithm().String(), s.Digest.Encoded()
-		return BlobsPrefix + alg + "/" + hex[:2] + "/" + hex + "/data", nil
+		hex := s.Digest.Encoded()
+		dst = append(append(append(dst, BlobsPrefix...), s.Digest.Algorithm()...), '/')
+		return append(append(append(append(dst, hex[:2]...), '/'), hex...), "/data"...), nil
 	case LayerLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
-			return "", err
+			return nil, err
 		}
-		// Each key is built in one concatenation: Parse builds one per
-		// key listed, to check it.
-		return RepositoriesPrefix + s.Repo + "/_layers/" + s.Digest.Algorithm().String() + "/" + s.Digest.Encoded() + "/link", nil
+		return append(digestPath(repoPath(s.Repo, "/_layers/"), s.Digest), "/link"...), nil
 	case RevisionLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
-			return "", err
+			return nil, err
 		}
-		return RepositoriesPrefix + s.Repo + "/_manifests/revisions/" + s.Digest.Algorithm().String() + "/" + s.Digest.Encoded() + "/link", nil
+		return append(digestPath(repoPath(s.Repo, "/_manifests/revisions/"), s.Digest), "/link"...), nil
 	case SignatureLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest), validDigest(s.Signature)); err != nil {
-			return "", err
+			return nil, err
 		}
-		return RepoPrefix(s.Repo) + "_manifests/revisions/" + digestDir(s.Digest) + "/signatures/" + digestDir(s.Signature) + "/link", nil
+		dst = append(digestPath(repoPath(s.Repo, "/_manifests/revisions/"), s.Digest), "/signatures/"...)
+		return append(digestPath(dst, s.Signature), "/link"...), nil
 	case TagCurrentLink:
 		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag)); err != nil {
-			return "", err
+			return nil, err
 		}
-		return RepoPrefix(s.Repo) + "_manifests/tags/" + s.Tag + "/current/link", nil
+		return append(append(repoPath(s.Repo, "/_manifests/tags/"), s.Tag...), "/current/link"...), nil
 	case TagIndexLink:
 		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag), validDigest(s.Digest)); err != nil {
-			return "", err
+			return nil, err
 		}
-		return RepositoriesPrefix + s.Repo + "/_manifests/tags/" + s.Tag + "/index/" + s.Digest.Algorithm().String() + "/" + s.Digest.Encoded() + "/link", nil
+		dst = append(append(repoPath(s.Repo, "/_manifests/tags/"), s.Tag...), "/index/"...)
+		return append(digestPath(dst, s.Digest), "/link"...), nil
 	case UploadData:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
-			return "", err
+			return nil, err
 		}
-		return RepoPrefix(s.Repo) + "_uploads/" + s.ID + "/data", nil
+		return append(append(repoPath(s.Repo, "/_uploads/"), s.ID...), "/data"...), nil
 	case UploadStartedAt:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
-			return "", err
+			return nil, err
 		}
-		return RepoPrefix(s.Repo) + "_uploads/" + s.ID + "/startedat", nil
+		return append(append(repoPath(s.Repo, "/_uploads/"), s.ID...), "/startedat"...), nil
 	case UploadHashState:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
-			return "", err
+			return nil, err
 		}
 		if !hashAlgRE.MatchString(s.Alg) || s.Offset < 0 {
-			return "", fmt.Errorf("%w: hash state %s/%d", ErrInvalid, s.Alg, s.Offset)
+			return nil, fmt.Errorf("%w: hash state %s/%d", ErrInvalid, s.Alg, s.Offset)
 		}
-		return RepoPrefix(s.Repo) + "_uploads/" + s.ID + "/hashstates/" + s.Alg + "/" + strconv.FormatInt(s.Offset, 10), nil
+		dst = append(append(append(repoPath(s.Repo, "/_uploads/"), s.ID...), "/hashstates/"...), s.Alg...)
+		return strconv.AppendInt(append(dst, '/'), s.Offset, 10), nil
 	}
-	return "", fmt.Errorf("%w: %T", ErrInvalid, s)
+	return nil, fmt.Errorf("%w: %T", ErrInvalid, s)
 }
 
 func firstErr(errs ...error) error {
@@ -308,14 +326,15 @@ func Parse(key string) (Spec, error) {
 	}
 	// Only keys that Path writes back identically are accepted, so that no
 	// odd spelling (".", "//", an upper-case hex) can alias a real key.
-	if p, err := Path(s); err != nil || p != key {
+	var buf [256]byte
+	if p, err := appendPath(buf[:0], s); err != nil || string(p) != key {
 		return nil, fmt.Errorf("%w: %q", ErrUnknown, key)
 	}
 	return s, nil
 }
 
 func parseDigest(alg, hex string) (digest.Digest, bool) {
-	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
+	d := digest.Digest(alg + ":" + hex) // as NewDigestFromEncoded, without its Sprintf
 	return d, validDigest(d) == nil
 }
 

@@ -167,3 +167,16 @@ func TestInFlightTemp(t *testing.T) {
 		}
 	}
 }
+
+// Parse runs once per key listed: checking a key against the path its
+// spec writes must not allocate. What is left is the digest's string and
+// the spec in its interface.
+func TestParseAllocations(t *testing.T) {
+	key := "docker/registry/v2/repositories/team/app/_layers/sha256/0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef/link"
+	if _, err := Parse(key); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { Parse(key) }); n > 2 {
+		t.Fatalf("Parse of a layer link made %v allocations, want at most 2", n)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
 )
@@ -59,9 +60,16 @@ func (e *listCallError) Unwrap() error { return e.err }
 // error, never the end of the listing.
 func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter, startAfter string, onObject func(listedObject) error, onPrefix func(string) error) error {
 	token := ""
-	var parser pageParser // one per listing: its buffers serve every page
+	// A parser's buffers serve every page of a listing, and then other
+	// listings: a walk makes hundreds, each growing a page's 1000 entries.
+	parser, _ := d.parsers.Get().(*pageParser)
+	if parser == nil {
+		parser = new(pageParser)
+	}
+	defer d.parsers.Put(parser)
+	defer parser.release()
 	for {
-		page, err := d.listPage(ctx, objectPrefix, delimiter, startAfter, token, &parser)
+		page, err := d.listPage(ctx, objectPrefix, delimiter, startAfter, token, parser)
 		if errors.Is(err, errAnonymous) {
 			return err
 		}
@@ -167,6 +175,21 @@ type pageParser struct {
 	page listPage
 }
 
+// release drops what the parser holds of the last page and its response,
+// keeping its buffers.
+func (p *pageParser) release() {
+	p.resetPage()
+	if p.x.r != nil {
+		p.x.r.Reset(nil)
+	}
+}
+
+func (p *pageParser) resetPage() {
+	clear(p.page.objects) // drop the keys of the last page
+	clear(p.page.prefixes)
+	p.page = listPage{objects: p.page.objects[:0], prefixes: p.page.prefixes[:0]}
+}
+
 // parse parses a page; what it returns is good until the next call.
 func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 	if p.x.r == nil {
@@ -175,9 +198,7 @@ func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 		p.x.r.Reset(r)
 	}
 	p.x.text, p.x.pendingEnd = p.x.text[:0], ""
-	clear(p.page.objects) // drop the keys of the last page
-	clear(p.page.prefixes)
-	p.page = listPage{objects: p.page.objects[:0], prefixes: p.page.prefixes[:0]}
+	p.resetPage()
 	x, page := &p.x, &p.page
 	var names [4]string // open elements, the deepest last
 	depth := 0
@@ -434,12 +455,12 @@ func (x *xmlScanner) unescape() ([]byte, error) {
 	if bytes.IndexByte(x.text, '&') < 0 {
 		return x.text, nil
 	}
-	s, err := unescape(x.text)
+	u, err := appendUnescaped(x.unescaped[:0], x.text)
 	if err != nil {
 		return nil, err
 	}
-	x.unescaped = append(x.unescaped[:0], s...)
-	return x.unescaped, nil
+	x.unescaped = u
+	return u, nil
 }
 
 // markup handles "<!": a comment is skipped, CDATA is text; anything else
@@ -499,53 +520,50 @@ func localName(name string) string {
 	return name
 }
 
-// unescape resolves XML's five entities and character references.
-func unescape(b []byte) (string, error) {
-	if bytes.IndexByte(b, '&') < 0 {
-		return string(b), nil
-	}
-	var out strings.Builder
+// appendUnescaped appends b with XML's five entities and character
+// references resolved to dst. Into a reused buffer: every ETag a listing
+// sends is quoted with references.
+func appendUnescaped(dst, b []byte) ([]byte, error) {
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '&')
 		if i < 0 {
-			out.Write(b)
-			break
+			return append(dst, b...), nil
 		}
-		out.Write(b[:i])
+		dst = append(dst, b[:i]...)
 		b = b[i:]
 		j := bytes.IndexByte(b, ';')
 		if j < 0 {
-			return "", fmt.Errorf("%w: an unterminated entity", errMalformed)
+			return nil, fmt.Errorf("%w: an unterminated entity", errMalformed)
 		}
-		ent := string(b[1:j])
+		ent := b[1:j]
 		b = b[j+1:]
-		switch ent {
+		switch string(ent) {
 		case "amp":
-			out.WriteByte('&')
+			dst = append(dst, '&')
 		case "lt":
-			out.WriteByte('<')
+			dst = append(dst, '<')
 		case "gt":
-			out.WriteByte('>')
+			dst = append(dst, '>')
 		case "quot":
-			out.WriteByte('"')
+			dst = append(dst, '"')
 		case "apos":
-			out.WriteByte('\'')
+			dst = append(dst, '\'')
 		default:
 			var n uint64
 			var err error
 			switch {
-			case strings.HasPrefix(ent, "#x"):
-				n, err = strconv.ParseUint(ent[2:], 16, 32)
-			case strings.HasPrefix(ent, "#"):
-				n, err = strconv.ParseUint(ent[1:], 10, 32)
+			case bytes.HasPrefix(ent, []byte("#x")):
+				n, err = strconv.ParseUint(string(ent[2:]), 16, 32)
+			case bytes.HasPrefix(ent, []byte("#")):
+				n, err = strconv.ParseUint(string(ent[1:]), 10, 32)
 			default:
 				err = errors.New("unknown")
 			}
 			if err != nil || n > 0x10FFFF {
-				return "", fmt.Errorf("%w: entity &%s;", errMalformed, ent)
+				return nil, fmt.Errorf("%w: entity &%s;", errMalformed, ent)
 			}
-			out.WriteRune(rune(n))
+			dst = utf8.AppendRune(dst, rune(n))
 		}
 	}
-	return out.String(), nil
+	return dst, nil
 }
