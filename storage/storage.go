@@ -151,12 +151,15 @@ type DirLister interface {
 	ListDir(ctx context.Context, prefix string, fn func(child ObjectInfo, dir bool) error) error
 }
 
-// DirListerOf finds the capability; it only reads, so no wrapper needs to
-// guard it.
+// DirListerOf finds the capability, with the chain's retry policy and
+// rate limit; it only reads, so no read-only wrapper needs to guard it.
 func DirListerOf(d Driver) (DirLister, bool) {
 	c, _, ok := find[DirLister](d)
 	if r := retryOf(d); ok && r != nil {
 		c = retryDirLister{c, r}
+	}
+	if p := paceOf(d); ok && !p.none() {
+		c = pacedDirLister{c, p}
 	}
 	return c, ok
 }
@@ -229,6 +232,9 @@ func CreatorOf(d Driver) (Creator, bool) {
 	if r := retryOf(d); ok && r != nil {
 		c = retryCreator{c, r}
 	}
+	if p := paceOf(d); ok && !p.none() {
+		c = pacedCreator{c, p}
+	}
 	if ok && ro {
 		c = readOnlyCreator{}
 	}
@@ -241,13 +247,17 @@ type Unwrapper interface {
 }
 
 // MultipartOf, LargeObjectsOf and DirRemoverOf find a capability on the
-// innermost driver. Capabilities bypass the wrappers, so a read-only wrapper
-// anywhere in the chain makes the capability's writes refuse too: a dry run
-// can never abort an upload or delete a segment.
+// innermost driver. Capabilities bypass the wrappers, so they are given
+// the chain's retry policy, rate limit and slots (pace), and a read-only
+// wrapper anywhere in the chain makes the capability's writes refuse too:
+// a dry run can never abort an upload or delete a segment.
 func MultipartOf(d Driver) (MultipartUploads, bool) {
 	c, ro, ok := find[MultipartUploads](d)
 	if r := retryOf(d); ok && r != nil {
 		c = retryMultipart{c, r}
+	}
+	if p := paceOf(d); ok && !p.none() {
+		c = pacedMultipart{c, p}
 	}
 	if ok && ro {
 		c = readOnlyMultipart{c}
@@ -260,6 +270,9 @@ func LargeObjectsOf(d Driver) (LargeObjects, bool) {
 	c, ro, ok := find[LargeObjects](d)
 	if r := retryOf(d); ok && r != nil {
 		c = retryLargeObjects{c, r}
+	}
+	if p := paceOf(d); ok && !p.none() {
+		c = pacedLargeObjects{c, p}
 	}
 	if ok && ro {
 		c = readOnlyLargeObjects{c}
@@ -277,7 +290,8 @@ func DirRemoverOf(d Driver) (DirRemover, bool) {
 }
 
 // retryOf finds the retry wrapper in d's chain: capabilities bypass it,
-// so they are given its policy (MultipartOf, LargeObjectsOf, DirListerOf).
+// so they are given its policy (MultipartOf, LargeObjectsOf, DirListerOf,
+// CreatorOf).
 func retryOf(d Driver) *retryDriver {
 	for d != nil {
 		if r, ok := d.(*retryDriver); ok {

@@ -469,3 +469,112 @@ func (r *rateDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult,
 	}
 	return r.Driver.Delete(ctx, keys)
 }
+
+// pace is what the chain's rate-limit and slot-limit wrappers do to a
+// call. Capabilities are found below those wrappers, so without it
+// --rate-limit would not bound them: on Swift, one HEAD per blob
+// (LargeObject) is most of a walk's requests.
+type pace struct {
+	lim   *rate.Limiter // nil: no rate limit
+	slots chan struct{} // nil: no slot limit
+}
+
+// paceOf finds the first rate limit and the first slot limit in d's chain.
+func paceOf(d Driver) pace {
+	var p pace
+	for d != nil {
+		switch w := d.(type) {
+		case *rateDriver:
+			if p.lim == nil {
+				p.lim = w.lim
+			}
+		case *limitDriver:
+			if p.slots == nil {
+				p.slots = w.slots
+			}
+		}
+		u, ok := d.(Unwrapper)
+		if !ok {
+			break
+		}
+		d = u.Unwrap()
+	}
+	return p
+}
+
+func (p pace) none() bool { return p.lim == nil && p.slots == nil }
+
+// call runs op after a rate token, as rateDriver does, and, unless op is a
+// listing (Limit does not count those), within a slot.
+func (p pace) call(ctx context.Context, listing bool, op func() error) error {
+	if p.lim != nil {
+		if err := p.lim.Wait(ctx); err != nil {
+			return err
+		}
+	}
+	if p.slots != nil && !listing {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		defer func() { <-p.slots }()
+	}
+	return op()
+}
+
+type pacedDirLister struct {
+	DirLister
+	p pace
+}
+
+func (x pacedDirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
+	return x.p.call(ctx, true, func() error { return x.DirLister.ListDir(ctx, prefix, fn) })
+}
+
+type pacedMultipart struct {
+	MultipartUploads
+	p pace
+}
+
+func (x pacedMultipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
+	return x.p.call(ctx, true, func() error { return x.MultipartUploads.WalkMultipartUploads(ctx, prefix, fn) })
+}
+
+func (x pacedMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	return x.p.call(ctx, false, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
+}
+
+type pacedCreator struct {
+	Creator
+	p pace
+}
+
+func (x pacedCreator) Create(ctx context.Context, key string, data []byte) error {
+	return x.p.call(ctx, false, func() error { return x.Creator.Create(ctx, key, data) })
+}
+
+type pacedLargeObjects struct {
+	LargeObjects
+	p pace
+}
+
+func (x pacedLargeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
+	err = x.p.call(ctx, false, func() error {
+		oi, prefix, err = x.LargeObjects.LargeObject(ctx, key)
+		return err
+	})
+	return oi, prefix, err
+}
+
+func (x pacedLargeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
+	return x.p.call(ctx, true, func() error { return x.LargeObjects.WalkSegments(ctx, fn) })
+}
+
+func (x pacedLargeObjects) DeleteSegments(ctx context.Context, names []string) (res []DeleteResult, err error) {
+	err = x.p.call(ctx, false, func() error {
+		res, err = x.LargeObjects.DeleteSegments(ctx, names)
+		return err
+	})
+	return res, err
+}

@@ -85,3 +85,101 @@ func TestRetryGivesUpAndKeepsTheError(t *testing.T) {
 		t.Errorf("tried %d times, want 3", 10-flaky.failures)
 	}
 }
+
+// largeObjectStore is a Memory with the LargeObjects capability, whose
+// LargeObject counts its calls.
+type largeObjectStore struct {
+	*Memory
+	calls int
+}
+
+func (s *largeObjectStore) LargeObject(ctx context.Context, key string) (ObjectInfo, string, error) {
+	s.calls++
+	oi, err := s.Stat(ctx, key)
+	return oi, "", err
+}
+
+func (s *largeObjectStore) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
+	return nil
+}
+
+func (s *largeObjectStore) DeleteSegments(ctx context.Context, names []string) ([]DeleteResult, error) {
+	return nil, nil
+}
+
+// blockingGet holds a Get until release is closed: it keeps a slot.
+type blockingGet struct {
+	Driver
+	started, release chan struct{}
+}
+
+func (b *blockingGet) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	close(b.started)
+	<-b.release
+	return nil, nil
+}
+
+// Capabilities are found below the wrappers: they must still wait for the
+// chain's rate limit and slots, or --rate-limit would not bound a Swift
+// walk's HEAD per blob.
+func TestCapabilitiesArePaced(t *testing.T) {
+	ctx := context.Background()
+	store := &largeObjectStore{Memory: NewMemory(nil, nil)}
+	if err := store.Put(ctx, "a", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+
+	// A rate of one call in a thousand seconds: the first call takes the
+	// only token, the second waits (and its short context gives up).
+	rated := RateLimit(Retry(store, DefaultRetry()), 0.001)
+	lo, ok := LargeObjectsOf(rated)
+	if !ok {
+		t.Fatal("LargeObjectsOf found nothing")
+	}
+	if _, _, err := lo.LargeObject(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, _, err := lo.LargeObject(short, "a"); err == nil {
+		t.Fatal("a second LargeObject went past a rate limit of one call")
+	}
+	if store.calls != 1 {
+		t.Fatalf("%d LargeObject calls reached the store, want 1", store.calls)
+	}
+	cr, ok := CreatorOf(rated)
+	if !ok {
+		t.Fatal("CreatorOf found nothing")
+	}
+	short2, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	if err := cr.Create(short2, "b", nil); err == nil {
+		t.Fatal("Create went past the rate limit")
+	}
+
+	// One slot, held by a Get: LargeObject waits for it, a listing does not.
+	hold := &blockingGet{Driver: store, started: make(chan struct{}), release: make(chan struct{})}
+	limited := Limit(&capabilities{hold, store}, 1)
+	go limited.Get(ctx, "a", 10)
+	<-hold.started
+	lo, _ = LargeObjectsOf(limited)
+	short3, cancel3 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel3()
+	if _, _, err := lo.LargeObject(short3, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("LargeObject with every slot taken: %v, want to wait for one", err)
+	}
+	if err := lo.WalkSegments(ctx, func(ObjectInfo) error { return nil }); err != nil {
+		t.Fatalf("WalkSegments with every slot taken: %v (listings take no slot)", err)
+	}
+	close(hold.release)
+	if _, _, err := lo.LargeObject(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// capabilities is a driver whose plain calls go to one driver and whose
+// LargeObjects capability is another's.
+type capabilities struct {
+	Driver
+	*largeObjectStore
+}
