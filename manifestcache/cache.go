@@ -15,13 +15,13 @@ package manifestcache
 
 import (
 	"bufio"
-	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -46,8 +46,10 @@ const (
 	// by a killed run. Generous: a live run keeps its file open until it
 	// ends, and one that loses it only loses its cache writes.
 	staleTemp = 24 * time.Hour
-	// maxOpenPacks is what a location can number.
-	maxOpenPacks = 1 << 16
+	// maxOpenPacks is how many packs Open keeps open; with more (runs
+	// killed after committing, merges that failed) it merges them first,
+	// two files at a time, so that a cache never uses up file descriptors.
+	maxOpenPacks = 64
 	// maxHeader bounds a record's header line: a digest (an algorithm and
 	// up to 128 hex digits), a space, a length and a newline.
 	maxHeader = 256
@@ -118,13 +120,17 @@ func Open(dir string) (*Cache, error) {
 	// a digest replaces an earlier one, so a record that went bad is
 	// shadowed by its re-read.
 	slices.Sort(names)
-	for _, name := range names {
-		if len(c.packs) == maxOpenPacks {
-			break // the rest are misses until a merge
+	if len(names) > maxOpenPacks {
+		if merged, err := mergePacks(dir, names); err == nil {
+			names = []string{merged}
+		} else {
+			names = names[len(names)-maxOpenPacks:] // the newest; the rest are misses
 		}
+	}
+	for _, name := range names {
 		f, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
-			continue // removed by another run's merge since the listing
+			continue // removed by another run's merge since the listing, or unreadable: misses
 		}
 		pack := uint16(len(c.packs))
 		if indexPack(f, func(d digest.Digest, loc location) {
@@ -141,8 +147,9 @@ func Open(dir string) (*Cache, error) {
 }
 
 // indexPack calls add for every record of a pack, up to the first one
-// that is malformed or cut short (a pack is otherwise only ever whole).
-// It fails only for a file that is not a pack.
+// that is malformed or cut short (a pack is otherwise only ever whole):
+// what follows it can never be read, by Open or by a merge, which drops
+// it with the pack. It fails only for a file that is not a pack.
 func indexPack(f io.ReaderAt, add func(d digest.Digest, loc location)) error {
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 64<<10)
 	line, err := r.ReadString('\n')
@@ -244,7 +251,7 @@ func (c *Cache) Put(d digest.Digest, b []byte) error {
 		return c.outErr
 	}
 	if c.outPack < 0 {
-		if len(c.packs) == maxOpenPacks {
+		if len(c.packs) > math.MaxUint16 { // a location's pack number
 			return errors.New("manifest cache: too many packs")
 		}
 		if err := c.startPackLocked(); err != nil {
@@ -351,11 +358,11 @@ func (c *Cache) Close() error {
 		return nil
 	}
 	err := c.commitLocked()
-	if err == nil && len(c.packs) > maxPacks {
-		err = c.mergeLocked()
-	}
 	for _, f := range c.packs {
 		f.Close()
+	}
+	if err == nil && len(c.packs) > maxPacks {
+		_, err = mergePacks(c.dir, c.names)
 	}
 	c.packs, c.names, c.index = nil, nil, nil
 	c.out, c.outPack, c.outErr = nil, -1, errClosed
@@ -370,51 +377,59 @@ func packName() string {
 	return fmt.Sprintf("%020d-%s%s", time.Now().UnixNano(), hex.EncodeToString(r[:]), packSuffix)
 }
 
-// mergeLocked writes every entry of the index that still verifies into
-// one new pack and removes the packs it came from. Another process that
-// has those open reads on (an unlinked file stays readable); one that
-// opens the directory mid-merge may index a digest twice, which is
-// harmless.
-func (c *Cache) mergeLocked() error {
-	f, err := os.CreateTemp(c.dir, tempPrefix+"*")
+// mergePacks writes every record of the named packs in dir that verifies,
+// each digest once, into one new pack, removes the packs it read and
+// returns the new one's name. It holds two files open at a time. Another
+// process that has a removed pack open reads on (an unlinked file stays
+// readable); one that lists the directory mid-merge may index a digest
+// twice, which is harmless, and a pack it commits meanwhile is not among
+// the names.
+func mergePacks(dir string, names []string) (string, error) {
+	f, err := os.CreateTemp(dir, tempPrefix+"*")
 	if err != nil {
-		return fmt.Errorf("manifest cache: merging packs: %w", err)
+		return "", fmt.Errorf("manifest cache: merging packs: %w", err)
 	}
-	w := bufio.NewWriterSize(f, 256<<10)
+	w := bufio.NewWriterSize(f, 64<<10)
 	w.WriteString(header)
-	// Pack by pack, in offset order: sequential reads.
-	locs := make([]location, 0, len(c.index))
-	for _, loc := range c.index {
-		locs = append(locs, loc)
-	}
-	slices.SortFunc(locs, func(a, b location) int {
-		return cmp.Or(cmp.Compare(a.pack, b.pack), cmp.Compare(a.off, b.off))
-	})
+	written := make(map[indexKey]struct{})
+	var read []string
 	var buf []byte
-	for _, loc := range locs {
-		// The digest is read back from the record's header, which is
-		// verified with the content.
-		hdr, content, ok := readRecord(c.packs[loc.pack], loc, &buf)
-		if !ok {
+	for _, name := range names {
+		pf, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
 			continue
 		}
-		w.WriteString(hdr)
-		w.Write(content)
+		err = indexPack(pf, func(d digest.Digest, loc location) {
+			key := keyOf(d)
+			if _, dup := written[key]; dup {
+				return
+			}
+			if hdr, content, ok := readRecord(pf, loc, &buf); ok {
+				w.WriteString(hdr)
+				w.Write(content)
+				written[key] = struct{}{}
+			}
+		})
+		pf.Close()
+		if err == nil {
+			read = append(read, name)
+		}
 	}
 	werr := w.Flush()
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("manifest cache: merging packs: %w", err)
+		return "", fmt.Errorf("manifest cache: merging packs: %w", err)
 	}
-	if err := os.Rename(f.Name(), filepath.Join(c.dir, packName())); err != nil {
+	merged := packName()
+	if err := os.Rename(f.Name(), filepath.Join(dir, merged)); err != nil {
 		os.Remove(f.Name())
-		return fmt.Errorf("manifest cache: merging packs: %w", err)
+		return "", fmt.Errorf("manifest cache: merging packs: %w", err)
 	}
-	for _, name := range c.names {
-		os.Remove(filepath.Join(c.dir, name))
+	for _, name := range read {
+		os.Remove(filepath.Join(dir, name))
 	}
-	return nil
+	return merged, nil
 }
 
 // readRecord reads the record at loc with its header line, and checks that

@@ -334,3 +334,55 @@ func TestCommit(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// More packs than Open keeps open (runs killed after committing) are
+// merged at Open, two files at a time: a cache never uses up descriptors.
+func TestOpenMergesTooManyPacks(t *testing.T) {
+	dir := t.TempDir()
+	n := maxOpenPacks + 6
+	for i := range n { // as runs killed after committing leave them
+		b, d := manifest(i)
+		pack := header + string(d) + " " + fmt.Sprint(len(b)) + "\n" + string(b)
+		if err := os.WriteFile(filepath.Join(dir, packName()), []byte(pack), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(packs(t, dir)); got != n {
+		t.Fatalf("%d packs, want %d", got, n)
+	}
+	c := open(t, dir)
+	defer closeCache(t, c)
+	if len(c.packs) != 1 || len(packs(t, dir)) != 1 {
+		t.Fatalf("Open holds %d packs, the directory has %d; want one merged pack", len(c.packs), len(packs(t, dir)))
+	}
+	for i := range n {
+		wantHit(t, c, i)
+	}
+}
+
+// A write that fails (a full disk) gives up this run's pack: what it held
+// becomes misses, later Puts fail at once, and nothing is left behind.
+func TestWriteFailureCostsOnlyMisses(t *testing.T) {
+	dir := t.TempDir()
+	c := open(t, dir)
+	put(t, c, 0)
+	c.packs[c.outPack].Close() // every later write to the pack fails
+	big := bytes.Repeat([]byte("x"), 128<<10)
+	if err := c.Put(digest.FromBytes(big), big); err == nil {
+		t.Fatal("a Put that had to write succeeded")
+	}
+	wantMiss(t, c, 0)
+	b, d := manifest(1)
+	if err := c.Put(d, b); err == nil {
+		t.Fatal("a Put after a failed write succeeded")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close after a failed write: %v", err)
+	}
+	if ps := packs(t, dir); len(ps) != 0 {
+		t.Fatalf("packs left: %v", ps)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, tempPrefix+"*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+}
