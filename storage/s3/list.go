@@ -60,14 +60,10 @@ func (e *listCallError) Unwrap() error { return e.err }
 // error, never the end of the listing.
 func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter, startAfter string, onObject func(listedObject) error, onPrefix func(string) error) error {
 	token := ""
-	// A parser's buffers serve every page of a listing, and then other
-	// listings: a walk makes hundreds, each growing a page's 1000 entries.
-	parser, _ := d.parsers.Get().(*pageParser)
-	if parser == nil {
-		parser = new(pageParser)
-	}
-	defer d.parsers.Put(parser)
-	defer parser.release()
+	// One per listing: its buffers serve every page. (Pooled across
+	// listings, parsers saved 0.2 s of CPU in a warm gc over 100,000 blobs
+	// but raised its peak RSS by half a megabyte.)
+	parser := new(pageParser)
 	for {
 		page, err := d.listPage(ctx, objectPrefix, delimiter, startAfter, token, parser)
 		if errors.Is(err, errAnonymous) {
@@ -173,15 +169,6 @@ func parseListPage(r io.Reader) (*listPage, error) {
 type pageParser struct {
 	x    xmlScanner
 	page listPage
-}
-
-// release drops what the parser holds of the last page and its response,
-// keeping its buffers.
-func (p *pageParser) release() {
-	p.resetPage()
-	if p.x.r != nil {
-		p.x.r.Reset(nil)
-	}
 }
 
 func (p *pageParser) resetPage() {

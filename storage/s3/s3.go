@@ -93,7 +93,6 @@ type Driver struct {
 	core        minio.Core
 	creds       *credentials.Credentials
 	http        *http.Client // listings, on the client's transport (list.go)
-	parsers     sync.Pool    // of *pageParser
 	bucket      string
 	endpoint    string // host[:port], for messages and Location
 	rootPrefix  string // object key prefix of the root: "" or "dir/"
