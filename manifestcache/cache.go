@@ -241,6 +241,10 @@ func (c *Cache) Put(d digest.Digest, b []byte) error {
 	if len(b) > maxRecord {
 		return fmt.Errorf("manifest cache: %s is too large to cache (%d bytes)", d, len(b))
 	}
+	// A malformed digest would end the pack's readable part at its record.
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("manifest cache: %w", err)
+	}
 	key := keyOf(d)
 	c.mu.Lock()
 	defer c.mu.Unlock()

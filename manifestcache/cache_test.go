@@ -76,6 +76,9 @@ func TestPutGetAcrossRuns(t *testing.T) {
 		put(t, c, i)
 	}
 	put(t, c, 7) // again: not written twice
+	if err := c.Put("sha256:not a digest", []byte("{}")); err == nil {
+		t.Fatal("Put took a malformed digest")
+	}
 	// Read back before Close, from the unflushed buffer's file.
 	for i := range 100 {
 		wantHit(t, c, i)

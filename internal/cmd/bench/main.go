@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -54,6 +55,7 @@ func run() error {
 	bucket := flag.String("bucket", "regsweep-bench-101k", "bucket holding the generated store (generated once, then reused)")
 	tenthBucket := flag.String("tenth-bucket", "regsweep-bench-10k", "bucket holding the store at a tenth of the size (generated once, then reused)")
 	reference := flag.Bool("reference", true, "also run distribution v3's `registry garbage-collect --dry-run` on the same bucket")
+	rounds := flag.Int("rounds", 3, "rounds of regsweep's cold and warm gc: ratios use the median wall time, memory the highest peak")
 	flag.Parse()
 	endpoint, access, secret := os.Getenv("REGSWEEP_TEST_MINIO_ENDPOINT"), os.Getenv("REGSWEEP_TEST_MINIO_ACCESS_KEY"), os.Getenv("REGSWEEP_TEST_MINIO_SECRET_KEY")
 	if endpoint == "" {
@@ -117,38 +119,55 @@ func run() error {
 	fmt.Printf("  ratio: LIST %.3fx the floor (target <= 1.05x); GET %.3fx\n",
 		float64(doc.Requests["list"])/float64(floorLists), float64(doc.Requests["get"])/float64(doc.Totals.Tags+doc.Totals.Uploads))
 
-	cache, err := os.MkdirTemp("", "regsweep-bench-cache")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(cache)
 	// Grace 0: the store was generated minutes ago, and the dry run should
 	// plan its garbage as a real collection would.
-	gcArgs := append([]string{"gc", "--format", "json", "--cache-dir", cache, "--max-delete-fraction", "1", "--grace", "0s", "--upload-grace", "0s"}, args...)
-	var gcRuns [2]result
+	gcArgs := []string{"gc", "--format", "json", "--max-delete-fraction", "1", "--grace", "0s", "--upload-grace", "0s"}
+	// Wall times on a machine shared with the server vary by 10-20% from
+	// run to run: several rounds, each cold then warm on a cache of its own.
+	var walls [2][]time.Duration
+	var gcRuns [2]result // the highest peak RSS of the rounds; requests and reads of the first
 	var gcReqs [2]map[string]int64
 	var manifestReads [2]int64
-	for i := range gcRuns {
-		if gcRuns[i], gcReqs[i], err = server.measure(*bin, env, gcArgs...); err != nil {
+	for round := range max(*rounds, 1) {
+		cache, err := os.MkdirTemp("", "regsweep-bench-cache")
+		if err != nil {
 			return err
 		}
-		var g struct {
-			ManifestReads int64 `json:"manifest_reads"`
-			Plan          struct {
-				Blobs     int   `json:"blobs"`
-				BlobBytes int64 `json:"blob_bytes"`
-			} `json:"plan"`
+		roundArgs := append(append(slices.Clone(gcArgs), "--cache-dir", cache), args...)
+		for i := range gcRuns {
+			r, reqs, err := server.measure(*bin, env, roundArgs...)
+			if err != nil {
+				os.RemoveAll(cache)
+				return err
+			}
+			walls[i] = append(walls[i], r.wall)
+			if round == 0 {
+				gcRuns[i], gcReqs[i] = r, reqs
+				var g struct {
+					ManifestReads int64 `json:"manifest_reads"`
+					Plan          struct {
+						Blobs     int   `json:"blobs"`
+						BlobBytes int64 `json:"blob_bytes"`
+					} `json:"plan"`
+				}
+				json.Unmarshal(r.stdout, &g)
+				manifestReads[i] = g.ManifestReads
+				if i == 0 {
+					fmt.Printf("\ngc --dry-run: plans %d blobs (%d bytes)\n", g.Plan.Blobs, g.Plan.BlobBytes)
+				}
+			}
+			gcRuns[i].maxRSS = max(gcRuns[i].maxRSS, r.maxRSS)
 		}
-		json.Unmarshal(gcRuns[i].stdout, &g)
-		manifestReads[i] = g.ManifestReads
-		if i == 0 {
-			fmt.Printf("\ngc --dry-run: plans %d blobs (%d bytes)\n", g.Plan.Blobs, g.Plan.BlobBytes)
-		}
+		os.RemoveAll(cache)
+	}
+	for i := range walls {
+		slices.Sort(walls[i])
+		gcRuns[i].wall = walls[i][len(walls[i])/2]
 	}
 	gcFloor := floorLists + int64(doc.Totals.Tags+doc.Totals.Uploads) + int64(doc.Totals.Manifests)
 	for i, label := range []string{"cold cache", "warm cache"} {
-		fmt.Printf("gc dry run, %s: wall %s, peak RSS %.1f MiB (%.0f bytes/blob above baseline; %.0f above an empty store's gc, %.1f MiB), manifest GETs %d\n  requests: %s (floor cold: %d = LISTs + tag/upload GETs + one GET per manifest; ratio %.3fx)\n",
-			label, gcRuns[i].wall.Round(time.Millisecond), mib(gcRuns[i].maxRSS), float64(gcRuns[i].maxRSS-base.maxRSS)/float64(blobs),
+		fmt.Printf("gc dry run, %s: wall %s (median of %s), peak RSS %.1f MiB (%.0f bytes/blob above baseline; %.0f above an empty store's gc, %.1f MiB), manifest GETs %d\n  requests: %s (floor cold: %d = LISTs + tag/upload GETs + one GET per manifest; ratio %.3fx)\n",
+			label, gcRuns[i].wall.Round(time.Millisecond), fmtWalls(walls[i]), mib(gcRuns[i].maxRSS), float64(gcRuns[i].maxRSS-base.maxRSS)/float64(blobs),
 			float64(gcRuns[i].maxRSS-emptyGC.maxRSS)/float64(blobs), mib(emptyGC.maxRSS),
 			manifestReads[i], fmtReqs(gcReqs[i]), gcFloor, float64(total(gcReqs[i]))/float64(gcFloor))
 	}
@@ -182,8 +201,9 @@ func run() error {
 		return err
 	}
 	fmt.Printf("reference: wall %s, peak RSS %.1f MiB\n  requests: %s\n", ref.wall.Round(time.Millisecond), mib(ref.maxRSS), fmtReqs(refReqs))
-	fmt.Printf("\nregsweep gc dry run vs reference: %.1fx faster cold, %.1fx warm; %.1fx fewer requests cold\n",
-		ref.wall.Seconds()/gcRuns[0].wall.Seconds(), ref.wall.Seconds()/gcRuns[1].wall.Seconds(), float64(total(refReqs))/float64(total(gcReqs[0])))
+	fmt.Printf("\nregsweep gc dry run vs reference: %.1fx faster cold, %.1fx warm (medians; every round: cold %s, warm %s); %.1fx fewer requests cold\n",
+		ref.wall.Seconds()/gcRuns[0].wall.Seconds(), ref.wall.Seconds()/gcRuns[1].wall.Seconds(),
+		fmtRatios(ref.wall, walls[0]), fmtRatios(ref.wall, walls[1]), float64(total(refReqs))/float64(total(gcReqs[0])))
 	// What listing every key costs on this server, with nothing else: no
 	// collector that proves each key (sizes, mtimes, link ETags) can
 	// finish sooner, so it bounds the ratio any collector can reach here.
@@ -250,6 +270,22 @@ func listEverything(ctx context.Context, endpoint, access, secret, bucket string
 	}
 	err = g.Wait()
 	return time.Since(start), keys.Load(), err
+}
+
+func fmtRatios(ref time.Duration, walls []time.Duration) string {
+	var parts []string
+	for _, w := range walls {
+		parts = append(parts, fmt.Sprintf("%.1fx", ref.Seconds()/w.Seconds()))
+	}
+	return strings.Join(parts, " ")
+}
+
+func fmtWalls(walls []time.Duration) string {
+	var parts []string
+	for _, w := range walls {
+		parts = append(parts, w.Round(10*time.Millisecond).String())
+	}
+	return strings.Join(parts, ", ")
 }
 
 func total(m map[string]int64) int64 {
