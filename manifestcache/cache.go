@@ -55,7 +55,7 @@ const (
 	maxHeader = 256
 	// maxRecord bounds a record's length field, so that a corrupt one
 	// cannot make the index claim the rest of the disk.
-	maxRecord = 64 << 20
+	maxRecord = 16 << 20 // four times distribution's largest manifest
 )
 
 // location is 16 bytes and an index key 16 more: the index is held for
@@ -79,8 +79,7 @@ type Cache struct {
 	out     *bufio.Writer // appends to this run's pack
 	outErr  error         // why this run's pack was given up
 	outPack int           // -1 until the first Put
-	outEnd  int64         // offset at the end of what was written
-	flushed int64         // how much of it the file holds
+	outEnd  int64         // offset at the end of what was written (the file holds all but out.Buffered())
 }
 
 // indexKey is half a SHA-256 of a digest's text: any algorithm's digest in
@@ -133,7 +132,7 @@ func Open(dir string) (*Cache, error) {
 			continue // removed by another run's merge since the listing, or unreadable: misses
 		}
 		pack := uint16(len(c.packs))
-		if indexPack(f, func(d digest.Digest, loc location) {
+		if scanPack(f, false, func(d digest.Digest, loc location, _ []byte) {
 			loc.pack = pack
 			c.index[keyOf(d)] = loc
 		}) != nil {
@@ -146,17 +145,20 @@ func Open(dir string) (*Cache, error) {
 	return c, nil
 }
 
-// indexPack calls add for every record of a pack, up to the first one
+// scanPack calls add for every record of a pack, up to the first one
 // that is malformed or cut short (a pack is otherwise only ever whole):
 // what follows it can never be read, by Open or by a merge, which drops
-// it with the pack. It fails only for a file that is not a pack.
-func indexPack(f io.ReaderAt, add func(d digest.Digest, loc location)) error {
+// it with the pack. With withContent, add is also given the record's
+// content (good until add returns); without, it is skipped. It fails only
+// for a file that is not a pack.
+func scanPack(f io.ReaderAt, withContent bool, add func(d digest.Digest, loc location, content []byte)) error {
 	r := bufio.NewReaderSize(io.NewSectionReader(f, 0, 1<<62), 64<<10)
 	line, err := r.ReadString('\n')
 	if err != nil || line != header {
 		return errors.New("not a manifest pack")
 	}
 	off := int64(len(line))
+	var content []byte
 	for {
 		// ReadSlice, not ReadString: a corrupt pack with no newline must
 		// not be read whole into memory.
@@ -168,16 +170,26 @@ func indexPack(f io.ReaderAt, add func(d digest.Digest, loc location)) error {
 		if !ok {
 			return nil
 		}
-		off += int64(len(b))
-		if n, err := r.Discard(int(size)); err != nil || n != int(size) {
+		loc := location{size: size, off: off + int64(len(b)), header: uint16(len(b))}
+		if withContent {
+			content = slices.Grow(content[:0], int(size))[:size]
+			if _, err := io.ReadFull(r, content); err != nil {
+				return nil
+			}
+		} else if n, err := r.Discard(int(size)); err != nil || n != int(size) {
 			return nil
 		}
-		add(d, location{size: size, off: off, header: uint16(len(b))})
-		off += int64(size)
+		add(d, loc, content)
+		off = loc.off + int64(size)
 	}
 }
 
-// parseRecordHeader parses "<digest> <length>\n".
+// recordHeader is the line before a record's content: "<digest> <length>\n".
+func recordHeader(d digest.Digest, size int) string {
+	return string(d) + " " + strconv.Itoa(size) + "\n"
+}
+
+// parseRecordHeader parses a recordHeader.
 func parseRecordHeader(line string) (digest.Digest, uint32, bool) {
 	if len(line) > maxHeader {
 		return "", 0, false
@@ -214,7 +226,7 @@ func (c *Cache) Get(d digest.Digest, maxSize int64) ([]byte, bool) {
 	var unflushed bool
 	if ok {
 		f = c.packs[loc.pack]
-		unflushed = int(loc.pack) == c.outPack && loc.off+int64(loc.size) > c.flushed
+		unflushed = int(loc.pack) == c.outPack && loc.off+int64(loc.size) > c.outEnd-int64(c.out.Buffered())
 	}
 	c.mu.RUnlock()
 	if !ok || int64(loc.size) > maxSize {
@@ -262,7 +274,7 @@ func (c *Cache) Put(d digest.Digest, b []byte) error {
 			return err
 		}
 	}
-	rec := string(d) + " " + strconv.Itoa(len(b)) + "\n"
+	rec := recordHeader(d, len(b))
 	if _, err := c.out.WriteString(rec); err != nil {
 		return c.failLocked(err)
 	}
@@ -289,7 +301,6 @@ func (c *Cache) startPackLocked() error {
 	c.names = append(c.names, filepath.Base(f.Name()))
 	c.out = bufio.NewWriterSize(f, 64<<10)
 	c.outEnd = int64(len(header))
-	c.flushed = c.outEnd
 	return nil
 }
 
@@ -300,7 +311,6 @@ func (c *Cache) flushLocked() error {
 	if err := c.out.Flush(); err != nil {
 		return c.failLocked(err)
 	}
-	c.flushed = c.outEnd
 	return nil
 }
 
@@ -397,22 +407,19 @@ func mergePacks(dir string, names []string) (string, error) {
 	w.WriteString(header)
 	written := make(map[indexKey]struct{})
 	var read []string
-	var buf []byte
 	for _, name := range names {
 		pf, err := os.Open(filepath.Join(dir, name))
 		if err != nil {
 			continue
 		}
-		err = indexPack(pf, func(d digest.Digest, loc location) {
+		err = scanPack(pf, true, func(d digest.Digest, _ location, content []byte) {
 			key := keyOf(d)
-			if _, dup := written[key]; dup {
+			if _, dup := written[key]; dup || d.Algorithm().FromBytes(content) != d {
 				return
 			}
-			if hdr, content, ok := readRecord(pf, loc, &buf); ok {
-				w.WriteString(hdr)
-				w.Write(content)
-				written[key] = struct{}{}
-			}
+			w.WriteString(recordHeader(d, len(content)))
+			w.Write(content)
+			written[key] = struct{}{}
 		})
 		pf.Close()
 		if err == nil {
@@ -434,23 +441,4 @@ func mergePacks(dir string, names []string) (string, error) {
 		os.Remove(filepath.Join(dir, name))
 	}
 	return merged, nil
-}
-
-// readRecord reads the record at loc with its header line, and checks that
-// the content hashes to the header's digest.
-func readRecord(f *os.File, loc location, buf *[]byte) (hdr string, content []byte, ok bool) {
-	need := int(loc.header) + int(loc.size)
-	if cap(*buf) < need {
-		*buf = make([]byte, need)
-	}
-	b := (*buf)[:need]
-	if _, err := f.ReadAt(b, loc.off-int64(loc.header)); err != nil {
-		return "", nil, false
-	}
-	hdr, content = string(b[:loc.header]), b[loc.header:]
-	d, size, ok := parseRecordHeader(hdr)
-	if !ok || size != loc.size || d.Algorithm().FromBytes(content) != d {
-		return "", nil, false
-	}
-	return hdr, content, true
 }

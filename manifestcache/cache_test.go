@@ -60,6 +60,24 @@ func wantMiss(t *testing.T, c *Cache, i int) {
 	}
 }
 
+// reopen closes c and opens dir again, as the next run does; the test's
+// end closes it.
+func reopen(t *testing.T, c *Cache, dir string) *Cache {
+	t.Helper()
+	closeCache(t, c)
+	c = open(t, dir)
+	t.Cleanup(func() { closeCache(t, c) })
+	return c
+}
+
+// wantHits wants manifests 0 to n-1 to hit.
+func wantHits(t *testing.T, c *Cache, n int) {
+	t.Helper()
+	for i := range n {
+		wantHit(t, c, i)
+	}
+}
+
 func put(t *testing.T, c *Cache, i int) {
 	t.Helper()
 	b, d := manifest(i)
@@ -147,13 +165,7 @@ func TestCorruptRecordIsShadowedByItsReread(t *testing.T) {
 	wantHit(t, c, 2)
 	put(t, c, 1) // what a source does after the miss
 	wantHit(t, c, 1)
-	closeCache(t, c)
-
-	c = open(t, dir)
-	defer closeCache(t, c)
-	for i := range 3 {
-		wantHit(t, c, i)
-	}
+	wantHits(t, reopen(t, c, dir), 3)
 }
 
 // A pack cut short keeps the records before the cut; files that are not
@@ -273,25 +285,21 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	closeCache(t, c)
-	c = open(t, dir)
-	defer closeCache(t, c)
-	for i := range 400 {
-		wantHit(t, c, i)
-	}
+	wantHits(t, reopen(t, c, dir), 400)
 }
 
 // Whatever a file holds, indexing it does not panic and every record it
 // yields lies within the file, with a header that parses.
 func FuzzIndexPack(f *testing.F) {
 	b0, d0 := manifest(0)
-	f.Add([]byte(header + string(d0) + " " + fmt.Sprint(len(b0)) + "\n" + string(b0)))
+	f.Add([]byte(header + recordHeader(d0, len(b0)) + string(b0)))
 	f.Add([]byte(header + "sha256:zz 3\nabc"))
 	f.Add([]byte(header + string(d0) + " 99999999999\n"))
 	f.Add([]byte("not a pack"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
-		indexPack(r, func(d digest.Digest, loc location) {
+		var locs []location
+		scanPack(r, false, func(d digest.Digest, loc location, _ []byte) {
 			if loc.off < int64(loc.header) || loc.off+int64(loc.size) > int64(len(data)) {
 				t.Fatalf("record %s at %d+%d (header %d) outside a %d-byte file", d, loc.off, loc.size, loc.header, len(data))
 			}
@@ -299,7 +307,20 @@ func FuzzIndexPack(f *testing.F) {
 			if got, size, ok := parseRecordHeader(hdr); !ok || got != d || size != loc.size {
 				t.Fatalf("header %q does not give %s %d", hdr, d, loc.size)
 			}
+			locs = append(locs, loc)
 		})
+		// With content, as a merge reads: the same records, each with the
+		// bytes at its location.
+		i := 0
+		scanPack(r, true, func(d digest.Digest, loc location, content []byte) {
+			if i >= len(locs) || loc != locs[i] || !bytes.Equal(content, data[loc.off:loc.off+int64(loc.size)]) {
+				t.Fatalf("record %d (%s) read with its content differs from its index entry", i, d)
+			}
+			i++
+		})
+		if i != len(locs) {
+			t.Fatalf("%d records with content, %d without", i, len(locs))
+		}
 	})
 }
 
@@ -345,7 +366,7 @@ func TestOpenMergesTooManyPacks(t *testing.T) {
 	n := maxOpenPacks + 6
 	for i := range n { // as runs killed after committing leave them
 		b, d := manifest(i)
-		pack := header + string(d) + " " + fmt.Sprint(len(b)) + "\n" + string(b)
+		pack := header + recordHeader(d, len(b)) + string(b)
 		if err := os.WriteFile(filepath.Join(dir, packName()), []byte(pack), 0o600); err != nil {
 			t.Fatal(err)
 		}
