@@ -220,6 +220,9 @@ func (c *Cache) Has(d digest.Digest) bool {
 // Get returns the cached content of d if it is there, at most maxSize
 // bytes, and hashes to d.
 func (c *Cache) Get(d digest.Digest, maxSize int64) ([]byte, bool) {
+	if !d.Algorithm().Available() {
+		return nil, false // it could not be verified (and hashing it would panic)
+	}
 	c.mu.RLock()
 	loc, ok := c.index[keyOf(d)]
 	var f *os.File

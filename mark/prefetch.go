@@ -156,20 +156,10 @@ func (p *Prefetch) fetch(d digest.Digest) {
 	if p.ctx.Err() != nil {
 		return
 	}
-	cache := p.src.cached()
-	if cache.Has(d) {
+	if p.src.cached().Has(d) {
 		return
 	}
-	key, err := layout.Path(layout.BlobData{Digest: d})
-	if err != nil {
-		return
-	}
-	p.src.reads.Add(1)
-	b, err := p.src.d.Get(p.ctx, key, p.src.maxSize)
-	if err != nil || d.Algorithm().FromBytes(b) != d {
-		return
-	}
-	if err := cache.Put(d, b); err != nil {
-		p.src.cacheErrors.Add(1)
+	if key, err := layout.Path(layout.BlobData{Digest: d}); err == nil {
+		p.src.read(p.ctx, d, key)
 	}
 }

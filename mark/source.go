@@ -99,7 +99,7 @@ func (s *BlobSource) cached() *manifestcache.Cache {
 // SaveCache writes the manifests read so far into the cache directory, so
 // that a run killed later keeps them.
 func (s *BlobSource) SaveCache() error {
-	if c := s.cached(); c != nil {
+	if c := s.opened(); c != nil {
 		return c.Commit()
 	}
 	return nil
@@ -108,10 +108,17 @@ func (s *BlobSource) SaveCache() error {
 // Close saves the cache and closes it; the source then reads from storage
 // only.
 func (s *BlobSource) Close() error {
-	if c := s.cached(); c != nil {
+	if c := s.opened(); c != nil {
 		return c.Close()
 	}
 	return nil
+}
+
+// opened is the cache if a read has opened it. One that was not is not
+// opened now: that would index every pack only to close them.
+func (s *BlobSource) opened() *manifestcache.Cache {
+	s.openCache.Do(func() {}) // for the memory order of s.cache; a later read opens nothing
+	return s.cache
 }
 
 // Manifest implements Source.
@@ -120,13 +127,18 @@ func (s *BlobSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, err
 	if err != nil {
 		return nil, fmt.Errorf("manifest %q: %w", d, err)
 	}
-	cache := s.cached()
-	if cache != nil {
+	if cache := s.cached(); cache != nil {
 		if b, ok := cache.Get(d, s.maxSize); ok {
 			s.hits.Add(1)
 			return b, nil
 		}
 	}
+	return s.read(ctx, d, key)
+}
+
+// read reads manifest d from storage at key, verifies it and adds it to
+// the cache: the mark's reads and the prefetch's alike.
+func (s *BlobSource) read(ctx context.Context, d digest.Digest, key string) ([]byte, error) {
 	s.reads.Add(1)
 	b, err := s.d.Get(ctx, key, s.maxSize)
 	if err != nil {
@@ -135,7 +147,7 @@ func (s *BlobSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, err
 	if actual := d.Algorithm().FromBytes(b); actual != d {
 		return nil, &DigestMismatchError{Digest: d, Key: key, Actual: actual}
 	}
-	if cache != nil {
+	if cache := s.cached(); cache != nil {
 		if err := cache.Put(d, b); err != nil {
 			s.cacheErrors.Add(1)
 		}

@@ -118,7 +118,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	prog.Pause()
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
 	prog.Phase("marking", "manifests", manifestRoots(inv), false)
-	src := manifestSource(d, o.cacheDir)
+	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
 	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
 	if hb != nil {

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/regsweep/regsweep/mark"
-	"github.com/regsweep/regsweep/storage"
 )
 
 func defaultCacheDir() string {
@@ -19,12 +18,6 @@ func defaultCacheDir() string {
 	return ""
 }
 
-// manifestSource reads a command's manifests from d through the cache in
-// cacheDir ("" for none). closeManifestSource must follow.
-func manifestSource(d storage.Driver, cacheDir string) *mark.BlobSource {
-	return mark.StorageSource(d, cacheDir, 0)
-}
-
 // saveManifestCache writes what the run has read so far into the cache, so
 // that a run killed later (in its sweep) does not read it again. A cache
 // that cannot be written costs the next run its reads, never this run's
@@ -35,6 +28,8 @@ func saveManifestCache(src *mark.BlobSource, log *slog.Logger) {
 	}
 }
 
+// closeManifestSource closes the source of mark.StorageSource, saving its
+// cache, with the same warning.
 func closeManifestSource(src *mark.BlobSource, log *slog.Logger) {
 	if err := src.Close(); err != nil {
 		log.Warn("the manifest cache was not saved", "err", err)

@@ -122,7 +122,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	opts.Parallel = true
 	log.Info("walking storage", "location", d.Location())
-	src := manifestSource(d, o.cacheDir)
+	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
 	// Manifests are read into the cache as their revision links are
 	// listed: a first run's reads overlap the listing.

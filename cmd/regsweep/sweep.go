@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
@@ -122,7 +123,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
 	opts.Parallel = true
-	src := manifestSource(d, o.cacheDir)
+	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
 	var result *sweep.Result
 	var st *sweep.RecheckStats
