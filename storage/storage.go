@@ -155,11 +155,8 @@ type DirLister interface {
 // rate limit; it only reads, so no read-only wrapper needs to guard it.
 func DirListerOf(d Driver) (DirLister, bool) {
 	c, _, ok := find[DirLister](d)
-	if r := retryOf(d); ok && r != nil {
-		c = retryDirLister{c, r}
-	}
-	if p := paceOf(d); ok && !p.none() {
-		c = pacedDirLister{c, p}
+	if g, guarded := guardOf(d); ok && guarded {
+		c = guardedDirLister{c, g}
 	}
 	return c, ok
 }
@@ -229,11 +226,8 @@ type Creator interface {
 // landed fails with ErrExists: callers read the key to tell.
 func CreatorOf(d Driver) (Creator, bool) {
 	c, ro, ok := find[Creator](d)
-	if r := retryOf(d); ok && r != nil {
-		c = retryCreator{c, r}
-	}
-	if p := paceOf(d); ok && !p.none() {
-		c = pacedCreator{c, p}
+	if g, guarded := guardOf(d); ok && guarded {
+		c = guardedCreator{c, g}
 	}
 	if ok && ro {
 		c = readOnlyCreator{}
@@ -248,16 +242,13 @@ type Unwrapper interface {
 
 // MultipartOf, LargeObjectsOf and DirRemoverOf find a capability on the
 // innermost driver. Capabilities bypass the wrappers, so they are given
-// the chain's retry policy, rate limit and slots (pace), and a read-only
+// the chain's retry policy, rate limit and slots (guardOf), and a read-only
 // wrapper anywhere in the chain makes the capability's writes refuse too:
 // a dry run can never abort an upload or delete a segment.
 func MultipartOf(d Driver) (MultipartUploads, bool) {
 	c, ro, ok := find[MultipartUploads](d)
-	if r := retryOf(d); ok && r != nil {
-		c = retryMultipart{c, r}
-	}
-	if p := paceOf(d); ok && !p.none() {
-		c = pacedMultipart{c, p}
+	if g, guarded := guardOf(d); ok && guarded {
+		c = guardedMultipart{c, g}
 	}
 	if ok && ro {
 		c = readOnlyMultipart{c}
@@ -268,11 +259,8 @@ func MultipartOf(d Driver) (MultipartUploads, bool) {
 // LargeObjectsOf: see MultipartOf.
 func LargeObjectsOf(d Driver) (LargeObjects, bool) {
 	c, ro, ok := find[LargeObjects](d)
-	if r := retryOf(d); ok && r != nil {
-		c = retryLargeObjects{c, r}
-	}
-	if p := paceOf(d); ok && !p.none() {
-		c = pacedLargeObjects{c, p}
+	if g, guarded := guardOf(d); ok && guarded {
+		c = guardedLargeObjects{c, g}
 	}
 	if ok && ro {
 		c = readOnlyLargeObjects{c}
@@ -287,23 +275,6 @@ func DirRemoverOf(d Driver) (DirRemover, bool) {
 		c = readOnlyDirRemover{}
 	}
 	return c, ok
-}
-
-// retryOf finds the retry wrapper in d's chain: capabilities bypass it,
-// so they are given its policy (MultipartOf, LargeObjectsOf, DirListerOf,
-// CreatorOf).
-func retryOf(d Driver) *retryDriver {
-	for d != nil {
-		if r, ok := d.(*retryDriver); ok {
-			return r
-		}
-		u, ok := d.(Unwrapper)
-		if !ok {
-			return nil
-		}
-		d = u.Unwrap()
-	}
-	return nil
 }
 
 func find[T any](d Driver) (found T, readOnly bool, ok bool) {

@@ -293,77 +293,6 @@ func (r *retryDriver) listing(ctx context.Context, list func(visit func(key stri
 	return err
 }
 
-// Capabilities are found on the innermost driver, below the retry wrapper:
-// these give them the chain's retry policy too.
-
-type retryDirLister struct {
-	DirLister
-	r *retryDriver
-}
-
-func (x retryDirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
-	return x.r.listing(ctx, func(visit func(string, func() error) error) error {
-		return x.DirLister.ListDir(ctx, prefix, func(oi ObjectInfo, dir bool) error {
-			return visit(oi.Key, func() error { return fn(oi, dir) })
-		})
-	})
-}
-
-type retryMultipart struct {
-	MultipartUploads
-	r *retryDriver
-}
-
-func (x retryMultipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
-	return x.r.listing(ctx, func(visit func(string, func() error) error) error {
-		return x.MultipartUploads.WalkMultipartUploads(ctx, prefix, func(u MultipartUpload) error {
-			return visit(u.Key+"\x00"+u.UploadID, func() error { return fn(u) })
-		})
-	})
-}
-
-func (x retryMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
-	return x.r.do(ctx, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
-}
-
-type retryCreator struct {
-	Creator
-	r *retryDriver
-}
-
-func (x retryCreator) Create(ctx context.Context, key string, data []byte) error {
-	return x.r.do(ctx, func() error { return x.Creator.Create(ctx, key, data) })
-}
-
-type retryLargeObjects struct {
-	LargeObjects
-	r *retryDriver
-}
-
-func (x retryLargeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
-	err = x.r.do(ctx, func() error {
-		oi, prefix, err = x.LargeObjects.LargeObject(ctx, key)
-		return err
-	})
-	return oi, prefix, err
-}
-
-func (x retryLargeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
-	return x.r.listing(ctx, func(visit func(string, func() error) error) error {
-		return x.LargeObjects.WalkSegments(ctx, func(oi ObjectInfo) error {
-			return visit(oi.Key, func() error { return fn(oi) })
-		})
-	})
-}
-
-func (x retryLargeObjects) DeleteSegments(ctx context.Context, names []string) (res []DeleteResult, err error) {
-	err = x.r.do(ctx, func() error {
-		res, err = x.LargeObjects.DeleteSegments(ctx, names)
-		return err
-	})
-	return res, err
-}
-
 func (r *retryDriver) Stat(ctx context.Context, key string) (oi ObjectInfo, err error) {
 	err = r.do(ctx, func() error {
 		oi, err = r.Driver.Stat(ctx, key)
@@ -476,33 +405,10 @@ func (r *rateDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult,
 // (LargeObject) is most of a walk's requests.
 type pace struct {
 	lim   *rate.Limiter // nil: no rate limit
-	slots chan struct{} // nil: no slot limit
+	limit *limitDriver  // nil: no slot limit
 }
 
-// paceOf finds the first rate limit and the first slot limit in d's chain.
-func paceOf(d Driver) pace {
-	var p pace
-	for d != nil {
-		switch w := d.(type) {
-		case *rateDriver:
-			if p.lim == nil {
-				p.lim = w.lim
-			}
-		case *limitDriver:
-			if p.slots == nil {
-				p.slots = w.slots
-			}
-		}
-		u, ok := d.(Unwrapper)
-		if !ok {
-			break
-		}
-		d = u.Unwrap()
-	}
-	return p
-}
-
-func (p pace) none() bool { return p.lim == nil && p.slots == nil }
+func (p pace) none() bool { return p.lim == nil && p.limit == nil }
 
 // call runs op after a rate token, as rateDriver does, and, unless op is a
 // listing (Limit does not count those), within a slot.
@@ -512,67 +418,134 @@ func (p pace) call(ctx context.Context, listing bool, op func() error) error {
 			return err
 		}
 	}
-	if p.slots != nil && !listing {
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+	if p.limit != nil && !listing {
+		if err := p.limit.acquire(ctx); err != nil {
+			return err
 		}
-		defer func() { <-p.slots }()
+		defer p.limit.release()
 	}
 	return op()
 }
 
-type pacedDirLister struct {
+// guard is what the chain's wrappers do to a call, for the capabilities,
+// which are found below them: the retry policy (r, nil for none) and the
+// pace.
+type guard struct {
+	r *retryDriver
+	p pace
+}
+
+// guardOf finds the first retry, rate limit and slot limit in d's chain;
+// ok is false when there is none.
+func guardOf(d Driver) (g guard, ok bool) {
+	for d != nil {
+		switch w := d.(type) {
+		case *retryDriver:
+			if g.r == nil {
+				g.r = w
+			}
+		case *rateDriver:
+			if g.p.lim == nil {
+				g.p.lim = w.lim
+			}
+		case *limitDriver:
+			if g.p.limit == nil {
+				g.p.limit = w
+			}
+		}
+		u, isWrapper := d.(Unwrapper)
+		if !isWrapper {
+			break
+		}
+		d = u.Unwrap()
+	}
+	return g, g.r != nil || !g.p.none()
+}
+
+// do runs one request: paced once, retried within, as the wrappers are
+// stacked (the rate limit outside the retry).
+func (g guard) do(ctx context.Context, op func() error) error {
+	return g.p.call(ctx, false, func() error {
+		if g.r == nil {
+			return op()
+		}
+		return g.r.do(ctx, op)
+	})
+}
+
+// listing runs a listing: one token and no slot, retried by resuming
+// after the last entry handed out (retryDriver.listing).
+func (g guard) listing(ctx context.Context, list func(visit func(key string, deliver func() error) error) error) error {
+	return g.p.call(ctx, true, func() error {
+		if g.r == nil {
+			return list(func(_ string, deliver func() error) error { return deliver() })
+		}
+		return g.r.listing(ctx, list)
+	})
+}
+
+type guardedDirLister struct {
 	DirLister
-	p pace
+	g guard
 }
 
-func (x pacedDirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
-	return x.p.call(ctx, true, func() error { return x.DirLister.ListDir(ctx, prefix, fn) })
+func (x guardedDirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
+	return x.g.listing(ctx, func(visit func(string, func() error) error) error {
+		return x.DirLister.ListDir(ctx, prefix, func(oi ObjectInfo, dir bool) error {
+			return visit(oi.Key, func() error { return fn(oi, dir) })
+		})
+	})
 }
 
-type pacedMultipart struct {
+type guardedMultipart struct {
 	MultipartUploads
-	p pace
+	g guard
 }
 
-func (x pacedMultipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
-	return x.p.call(ctx, true, func() error { return x.MultipartUploads.WalkMultipartUploads(ctx, prefix, fn) })
+func (x guardedMultipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
+	return x.g.listing(ctx, func(visit func(string, func() error) error) error {
+		return x.MultipartUploads.WalkMultipartUploads(ctx, prefix, func(u MultipartUpload) error {
+			return visit(u.Key+"\x00"+u.UploadID, func() error { return fn(u) })
+		})
+	})
 }
 
-func (x pacedMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
-	return x.p.call(ctx, false, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
+func (x guardedMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	return x.g.do(ctx, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
 }
 
-type pacedCreator struct {
+type guardedCreator struct {
 	Creator
-	p pace
+	g guard
 }
 
-func (x pacedCreator) Create(ctx context.Context, key string, data []byte) error {
-	return x.p.call(ctx, false, func() error { return x.Creator.Create(ctx, key, data) })
+func (x guardedCreator) Create(ctx context.Context, key string, data []byte) error {
+	return x.g.do(ctx, func() error { return x.Creator.Create(ctx, key, data) })
 }
 
-type pacedLargeObjects struct {
+type guardedLargeObjects struct {
 	LargeObjects
-	p pace
+	g guard
 }
 
-func (x pacedLargeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
-	err = x.p.call(ctx, false, func() error {
+func (x guardedLargeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
+	err = x.g.do(ctx, func() error {
 		oi, prefix, err = x.LargeObjects.LargeObject(ctx, key)
 		return err
 	})
 	return oi, prefix, err
 }
 
-func (x pacedLargeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
-	return x.p.call(ctx, true, func() error { return x.LargeObjects.WalkSegments(ctx, fn) })
+func (x guardedLargeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
+	return x.g.listing(ctx, func(visit func(string, func() error) error) error {
+		return x.LargeObjects.WalkSegments(ctx, func(oi ObjectInfo) error {
+			return visit(oi.Key, func() error { return fn(oi) })
+		})
+	})
 }
 
-func (x pacedLargeObjects) DeleteSegments(ctx context.Context, names []string) (res []DeleteResult, err error) {
-	err = x.p.call(ctx, false, func() error {
+func (x guardedLargeObjects) DeleteSegments(ctx context.Context, names []string) (res []DeleteResult, err error) {
+	err = x.g.do(ctx, func() error {
 		res, err = x.LargeObjects.DeleteSegments(ctx, names)
 		return err
 	})
