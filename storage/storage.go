@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"time"
 )
 
@@ -292,4 +293,46 @@ func find[T any](d Driver) (found T, readOnly bool, ok bool) {
 		d = u.Unwrap()
 	}
 	return found, readOnly, false
+}
+
+// ReadAtMost reads r to its end if it holds at most limit bytes, and fails
+// with ErrTooLarge otherwise: a driver's Get. size is the length the
+// store gave (-1 if none); within limit, the bytes go into a buffer of that
+// size (io.ReadAll's doubling allocated about twice what a first gc read),
+// and a body longer than it said is still read and caught.
+func ReadAtMost(r io.Reader, size, limit int64) ([]byte, error) {
+	limit = max(limit, 0)
+	lr := io.LimitReader(r, min(limit, math.MaxInt64-1)+1)
+	var b []byte
+	var err error
+	if size < 0 || size > limit {
+		b, err = io.ReadAll(lr)
+	} else {
+		b, err = readSized(lr, size)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+func readSized(r io.Reader, size int64) ([]byte, error) {
+	b := make([]byte, 0, size+1) // one more: a body longer than said shows
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(b) == cap(b) {
+			rest, err := io.ReadAll(r)
+			return append(b, rest...), err
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -182,4 +183,34 @@ func TestCapabilitiesArePaced(t *testing.T) {
 type capabilities struct {
 	Driver
 	*largeObjectStore
+}
+
+func TestReadAtMost(t *testing.T) {
+	for _, c := range []struct {
+		body        string
+		size, limit int64
+		want        string
+		tooLarge    bool
+	}{
+		{"hello", 5, 10, "hello", false},
+		{"hello", -1, 10, "hello", false},
+		{"hello", 3, 10, "hello", false}, // longer than the store said
+		{"hello", 9, 10, "hello", false}, // shorter
+		{"", 0, 10, "", false},
+		{"hello", 5, 5, "hello", false},
+		{"hello world", 11, 4, "", true},
+		{"hello world", 4, 4, "", true}, // said to fit, but does not
+		{"hello world", -1, 4, "", true},
+	} {
+		got, err := ReadAtMost(strings.NewReader(c.body), c.size, c.limit)
+		if c.tooLarge {
+			if !errors.Is(err, ErrTooLarge) {
+				t.Errorf("ReadAtMost(%q, size %d, limit %d) = %q, %v; want ErrTooLarge", c.body, c.size, c.limit, got, err)
+			}
+			continue
+		}
+		if err != nil || string(got) != c.want {
+			t.Errorf("ReadAtMost(%q, size %d, limit %d) = %q, %v; want %q", c.body, c.size, c.limit, got, err, c.want)
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path"
 	"path/filepath"
@@ -278,16 +277,13 @@ func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error)
 		return nil, d.pathErr("get", key, err)
 	}
 	defer f.Close()
-	limit := max
-	if limit < math.MaxInt64 {
-		limit++ // one byte more than allowed tells "too large" from "exactly max"
+	size := int64(-1)
+	if fi, err := f.Stat(); err == nil {
+		size = fi.Size()
 	}
-	b, err := io.ReadAll(io.LimitReader(f, limit))
+	b, err := storage.ReadAtMost(f, size, max)
 	if err != nil {
 		return nil, d.pathErr("get", key, err)
-	}
-	if int64(len(b)) > max {
-		return nil, d.pathErr("get", key, storage.ErrTooLarge)
 	}
 	return b, nil
 }

@@ -221,24 +221,3 @@ func TestPageParserReusesNothingOfTheLastPage(t *testing.T) {
 		t.Fatalf("entries taken from the first page changed: %+v", kept)
 	}
 }
-
-func TestReadBody(t *testing.T) {
-	for _, c := range []struct {
-		body        string
-		size, limit int64
-		want        string
-	}{
-		{"hello", 5, 10, "hello"},
-		{"hello", -1, 10, "hello"},
-		{"hello", 3, 10, "hello"}, // longer than the response said
-		{"hello", 9, 10, "hello"}, // shorter
-		{"", 0, 10, ""},
-		{"hello world", 11, 4, "hello"}, // limit+1 bytes: the caller sees it is over
-		{"hello world", 4, 4, "hello"},
-	} {
-		got, err := readBody(strings.NewReader(c.body), c.size, c.limit)
-		if err != nil || string(got) != c.want {
-			t.Errorf("readBody(%q, size %d, limit %d) = %q, %v; want %q", c.body, c.size, c.limit, got, err, c.want)
-		}
-	}
-}

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -576,40 +575,11 @@ func (d *Driver) Get(ctx context.Context, key string, limit int64) ([]byte, erro
 	if oi.Size > limit {
 		return nil, d.pathErr("get", key, fmt.Errorf("%w: %d bytes, limit %d", storage.ErrTooLarge, oi.Size, limit))
 	}
-	b, err := readBody(body, oi.Size, limit)
+	b, err := storage.ReadAtMost(body, oi.Size, limit)
 	if err != nil {
 		return nil, d.pathErr("get", key, err)
 	}
-	if int64(len(b)) > limit {
-		return nil, d.pathErr("get", key, fmt.Errorf("%w: over %d bytes", storage.ErrTooLarge, limit))
-	}
 	return b, nil
-}
-
-// readBody reads at most limit+1 bytes of a body whose length the
-// response gave as size (-1 if it did not), into a buffer of that size when
-// known: io.ReadAll's doubling made a first run allocate about twice its
-// manifests.
-func readBody(body io.Reader, size, limit int64) ([]byte, error) {
-	r := io.LimitReader(body, min(limit, math.MaxInt64-1)+1)
-	if size < 0 || size > limit {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, size+1) // one more: a body longer than said is read and caught
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(b) == cap(b) {
-			rest, err := io.ReadAll(r)
-			return append(b, rest...), err
-		}
-	}
 }
 
 var _ storage.Streamer = (*Driver)(nil)

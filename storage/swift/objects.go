@@ -161,15 +161,15 @@ func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error)
 	if err != nil {
 		return nil, d.pathErr("get", key, err)
 	}
-	if cl, err := strconv.ParseInt(h["Content-Length"], 10, 64); err == nil && cl > max {
+	size, err := strconv.ParseInt(h["Content-Length"], 10, 64)
+	if err != nil {
+		size = -1
+	}
+	if size > max {
 		f.Close()
 		return nil, d.pathErr("get", key, storage.ErrTooLarge)
 	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if int64(len(b)) > max {
-		f.Close()
-		return nil, d.pathErr("get", key, storage.ErrTooLarge)
-	}
+	b, err := storage.ReadAtMost(f, size, max)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
