@@ -229,7 +229,7 @@ func appendPath(dst []byte, s Spec) ([]byte, error) {
 	digestPath := func(dst []byte, d digest.Digest) []byte { // <alg>/<hex>
 		return append(append(append(dst, d.Algorithm()...), '/'), d.Encoded()...)
 	}
-	repoPath := func(repo, rest string) []byte {
+	repoPath := func(dst []byte, repo, rest string) []byte {
 		return append(append(append(dst, RepositoriesPrefix...), repo...), rest...)
 	}
 	switch s := s.(type) {
@@ -244,39 +244,39 @@ func appendPath(dst []byte, s Spec) ([]byte, error) {
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
 			return nil, err
 		}
-		return append(digestPath(repoPath(s.Repo, "/_layers/"), s.Digest), "/link"...), nil
+		return append(digestPath(repoPath(dst, s.Repo, "/_layers/"), s.Digest), "/link"...), nil
 	case RevisionLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest)); err != nil {
 			return nil, err
 		}
-		return append(digestPath(repoPath(s.Repo, "/_manifests/revisions/"), s.Digest), "/link"...), nil
+		return append(digestPath(repoPath(dst, s.Repo, "/_manifests/revisions/"), s.Digest), "/link"...), nil
 	case SignatureLink:
 		if err := firstErr(repoCheck(s.Repo), validDigest(s.Digest), validDigest(s.Signature)); err != nil {
 			return nil, err
 		}
-		dst = append(digestPath(repoPath(s.Repo, "/_manifests/revisions/"), s.Digest), "/signatures/"...)
+		dst = append(digestPath(repoPath(dst, s.Repo, "/_manifests/revisions/"), s.Digest), "/signatures/"...)
 		return append(digestPath(dst, s.Signature), "/link"...), nil
 	case TagCurrentLink:
 		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag)); err != nil {
 			return nil, err
 		}
-		return append(append(repoPath(s.Repo, "/_manifests/tags/"), s.Tag...), "/current/link"...), nil
+		return append(append(repoPath(dst, s.Repo, "/_manifests/tags/"), s.Tag...), "/current/link"...), nil
 	case TagIndexLink:
 		if err := firstErr(repoCheck(s.Repo), tagCheck(s.Tag), validDigest(s.Digest)); err != nil {
 			return nil, err
 		}
-		dst = append(append(repoPath(s.Repo, "/_manifests/tags/"), s.Tag...), "/index/"...)
+		dst = append(append(repoPath(dst, s.Repo, "/_manifests/tags/"), s.Tag...), "/index/"...)
 		return append(digestPath(dst, s.Digest), "/link"...), nil
 	case UploadData:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
 			return nil, err
 		}
-		return append(append(repoPath(s.Repo, "/_uploads/"), s.ID...), "/data"...), nil
+		return append(append(repoPath(dst, s.Repo, "/_uploads/"), s.ID...), "/data"...), nil
 	case UploadStartedAt:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
 			return nil, err
 		}
-		return append(append(repoPath(s.Repo, "/_uploads/"), s.ID...), "/startedat"...), nil
+		return append(append(repoPath(dst, s.Repo, "/_uploads/"), s.ID...), "/startedat"...), nil
 	case UploadHashState:
 		if err := firstErr(repoCheck(s.Repo), uploadCheck(s.ID)); err != nil {
 			return nil, err
@@ -284,7 +284,7 @@ func appendPath(dst []byte, s Spec) ([]byte, error) {
 		if !hashAlgRE.MatchString(s.Alg) || s.Offset < 0 {
 			return nil, fmt.Errorf("%w: hash state %s/%d", ErrInvalid, s.Alg, s.Offset)
 		}
-		dst = append(append(append(repoPath(s.Repo, "/_uploads/"), s.ID...), "/hashstates/"...), s.Alg...)
+		dst = append(append(append(repoPath(dst, s.Repo, "/_uploads/"), s.ID...), "/hashstates/"...), s.Alg...)
 		return strconv.AppendInt(append(dst, '/'), s.Offset, 10), nil
 	}
 	return nil, fmt.Errorf("%w: %T", ErrInvalid, s)

@@ -733,7 +733,7 @@ func (w *walk) resolveCurrent(ctx context.Context) error {
 		var match digest.Digest
 		matches := 0
 		for _, d := range w.tagIndex[pc.e.Repo+"\x00"+pc.e.Tag] {
-			if strings.EqualFold(pc.etag, LinkETag(d)) {
+			if linkETagMatches(pc.etag, d) {
 				match, matches = d, matches+1
 			}
 		}
