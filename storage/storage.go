@@ -7,6 +7,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -164,7 +165,9 @@ func DirListerOf(d Driver) (DirLister, bool) {
 
 // AfterWalker is implemented by stores that can start a listing after a
 // given key (S3's start-after): the walker uses it to split a listing that
-// turns out large into parallel ones without listing a key twice.
+// turns out large into parallel ones without listing a key twice. A
+// wrapper that embeds a driver and changes its Walk must change WalkAfter
+// as well (every wrapper here does), or the split listings bypass it.
 type AfterWalker interface {
 	// WalkAfter is Walk over the keys under prefix that sort after
 	// startAfter (all of them when it is empty), in byte order as Walk: a
@@ -299,40 +302,23 @@ func find[T any](d Driver) (found T, readOnly bool, ok bool) {
 // with ErrTooLarge otherwise: a driver's Get. size is the length the
 // store gave (-1 if none); within limit, the bytes go into a buffer of that
 // size (io.ReadAll's doubling allocated about twice what a first gc read),
-// and a body longer than it said is still read and caught.
+// and a body longer than it said is still read and caught (the limit
+// reads one byte more than allowed).
 func ReadAtMost(r io.Reader, size, limit int64) ([]byte, error) {
 	limit = max(limit, 0)
 	lr := io.LimitReader(r, min(limit, math.MaxInt64-1)+1)
-	var b []byte
-	var err error
-	if size < 0 || size > limit {
-		b, err = io.ReadAll(lr)
-	} else {
-		b, err = readSized(lr, size)
+	var buf bytes.Buffer
+	if size >= 0 && size <= limit {
+		// ReadFrom grows the buffer unless MinRead bytes are free: with
+		// them, a body of the size said fits in this one allocation.
+		buf.Grow(int(size) + bytes.MinRead)
 	}
-	if err != nil {
+	if _, err := buf.ReadFrom(lr); err != nil {
 		return nil, err
 	}
+	b := buf.Bytes()
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("%w: over %d bytes", ErrTooLarge, limit)
 	}
 	return b, nil
-}
-
-func readSized(r io.Reader, size int64) ([]byte, error) {
-	b := make([]byte, 0, size+1) // one more: a body longer than said shows
-	for {
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(b) == cap(b) {
-			rest, err := io.ReadAll(r)
-			return append(b, rest...), err
-		}
-	}
 }

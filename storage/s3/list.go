@@ -153,16 +153,6 @@ func errorResponse(resp *http.Response, bucket string) error {
 
 var errMalformed = errors.New("malformed ListBucketResult")
 
-// parseListPage parses a ListObjectsV2 response body. It reads the subset
-// of XML that S3 servers send (a prolog, elements, attributes on the root,
-// entity and character references, CDATA, comments) and fails on
-// anything else, on a document cut short, and on an entry missing its key,
-// size or modification time: a zero time would make an object look old.
-func parseListPage(r io.Reader) (*listPage, error) {
-	var p pageParser
-	return p.parse(r)
-}
-
 // pageParser parses the pages of one listing, one after the other, into
 // the same buffers: a page's slice of 1000 entries, grown by doubling,
 // was most of what a listing allocated.
@@ -177,7 +167,12 @@ func (p *pageParser) resetPage() {
 	p.page = listPage{objects: p.page.objects[:0], prefixes: p.page.prefixes[:0]}
 }
 
-// parse parses a page; what it returns is good until the next call.
+// parse parses a ListObjectsV2 response body; what it returns is good
+// until the next call. It reads the subset of XML that S3 servers send (a
+// prolog, elements, attributes on the root, entity and character
+// references, CDATA, comments) and fails on anything else, on a document
+// cut short, and on an entry missing its key, size or modification time:
+// a zero time would make an object look old.
 func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 	if p.x.r == nil {
 		p.x.r = bufio.NewReaderSize(r, 16<<10)

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/url"
 	"slices"
@@ -220,4 +221,10 @@ func TestPageParserReusesNothingOfTheLastPage(t *testing.T) {
 	if kept[0].key != "a/b" || kept[1].key != "c" || kept[1].size != 2 {
 		t.Fatalf("entries taken from the first page changed: %+v", kept)
 	}
+}
+
+// parseListPage parses one page with a parser of its own.
+func parseListPage(r io.Reader) (*listPage, error) {
+	var p pageParser
+	return p.parse(r)
 }

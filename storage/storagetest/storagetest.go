@@ -261,7 +261,8 @@ func testWalkAfter(t *testing.T, d storage.Driver, opts Options, prefix string) 
 		{keys[9], keys[10:]},
 		{keys[9] + "5", keys[10:]}, // not a key: the next one is first
 		{keys[n-1], nil},
-		{prefix, keys}, // before the prefix
+		{prefix, keys},      // before the prefix
+		{prefix + "b", nil}, // past it
 	} {
 		if got := after(c.startAfter); !slices.Equal(got, c.want) {
 			t.Fatalf("WalkAfter(%q): %d keys from %v, want %d", c.startAfter, len(got), first(got), len(c.want))
