@@ -141,17 +141,28 @@ func TestPutGetAcrossRuns(t *testing.T) {
 
 func mustDigest(i int) digest.Digest { _, d := manifest(i); return d }
 
-// A record whose content went bad is a miss; its re-read shadows it in
-// later runs.
-func TestCorruptRecordIsShadowedByItsReread(t *testing.T) {
-	dir := t.TempDir()
+// onePack runs one run that caches manifests 0 to n-1 in dir and returns
+// the pack it leaves, with its content.
+func onePack(t *testing.T, dir string, n int) (string, []byte) {
+	t.Helper()
 	c := open(t, dir)
-	for i := range 3 {
+	for i := range n {
 		put(t, c, i)
 	}
 	closeCache(t, c)
 	p := packs(t, dir)[0]
-	b, _ := os.ReadFile(p)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, b
+}
+
+// A record whose content went bad is a miss; its re-read shadows it in
+// later runs.
+func TestCorruptRecordIsShadowedByItsReread(t *testing.T) {
+	dir := t.TempDir()
+	p, b := onePack(t, dir, 3)
 	content, _ := manifest(1)
 	at := bytes.Index(b, content)
 	b[at+5] ^= 0xff
@@ -159,7 +170,7 @@ func TestCorruptRecordIsShadowedByItsReread(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c = open(t, dir)
+	c := open(t, dir)
 	wantHit(t, c, 0)
 	wantMiss(t, c, 1)
 	wantHit(t, c, 2)
@@ -172,13 +183,7 @@ func TestCorruptRecordIsShadowedByItsReread(t *testing.T) {
 // packs are not read; temporary packs of killed runs go once stale.
 func TestDamagedAndForeignFiles(t *testing.T) {
 	dir := t.TempDir()
-	c := open(t, dir)
-	for i := range 3 {
-		put(t, c, i)
-	}
-	closeCache(t, c)
-	p := packs(t, dir)[0]
-	b, _ := os.ReadFile(p)
+	p, b := onePack(t, dir, 3)
 	last, _ := manifest(2)
 	if err := os.WriteFile(p, b[:len(b)-len(last)/2], 0o600); err != nil {
 		t.Fatal(err)
@@ -199,7 +204,7 @@ func TestDamagedAndForeignFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c = open(t, dir)
+	c := open(t, dir)
 	wantHit(t, c, 0)
 	wantHit(t, c, 1)
 	wantMiss(t, c, 2)
