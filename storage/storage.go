@@ -137,9 +137,14 @@ type Streamer interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
-// StreamerOf finds the capability; it only reads.
+// StreamerOf finds the capability, with the chain's retry policy and pace
+// for each Open (the stream that follows is read as it comes); it only
+// reads.
 func StreamerOf(d Driver) (Streamer, bool) {
 	c, _, ok := find[Streamer](d)
+	if g, guarded := guardOf(d); ok && guarded {
+		c = guardedStreamer{c, g}
+	}
 	return c, ok
 }
 

@@ -551,3 +551,16 @@ func (x guardedLargeObjects) DeleteSegments(ctx context.Context, names []string)
 	})
 	return res, err
 }
+
+type guardedStreamer struct {
+	Streamer
+	g guard
+}
+
+func (x guardedStreamer) Open(ctx context.Context, key string) (rc io.ReadCloser, err error) {
+	err = x.g.do(ctx, func() error {
+		rc, err = x.Streamer.Open(ctx, key)
+		return err
+	})
+	return rc, err
+}

@@ -148,6 +148,15 @@ func TestCapabilitiesArePaced(t *testing.T) {
 	if store.calls != 1 {
 		t.Fatalf("%d LargeObject calls reached the store, want 1", store.calls)
 	}
+	st, ok := StreamerOf(rated) // audit --verify's reads
+	if !ok {
+		t.Fatal("StreamerOf found nothing")
+	}
+	shortOpen, cancelOpen := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancelOpen()
+	if _, err := st.Open(shortOpen, "a"); err == nil {
+		t.Fatal("Open went past the rate limit")
+	}
 	cr, ok := CreatorOf(rated)
 	if !ok {
 		t.Fatal("CreatorOf found nothing")
