@@ -36,7 +36,10 @@ type Result struct {
 	NotFound   map[string]int `json:"not_found"`
 	Failed     map[string]int `json:"failed"`
 	FreedBytes int64          `json:"freed_bytes"`
-	Errors     []string       `json:"errors"`
+	// Kept counts, by kind, the items a check just before their batch
+	// took out of the plan (ExecOptions.CheckBatch).
+	Kept   map[string]int `json:"kept,omitempty"`
+	Errors []string       `json:"errors"`
 
 	goneKeys map[string]bool // blob digests deleted or found gone
 }
@@ -59,6 +62,14 @@ type ExecOptions struct {
 	// OnItem, if set, is told each attempted deletion's result (nil,
 	// not-found or the error): Harbor mode updates its rows from it.
 	OnItem func(it Item, err error)
+	// CheckBatch, if set, runs just before each batch of keys is deleted
+	// and returns the items of the batch still to delete (a subset, in
+	// order): a targeted check (a HEAD, a database row) that is cheap per
+	// batch shrinks the window a whole recheck leaves. The items it leaves
+	// out are kept and counted in Result.Kept. An error ends the run after
+	// the batches in flight, as a failed phase does. Batches are checked
+	// concurrently, as they are deleted.
+	CheckBatch func(ctx context.Context, phase int, batch []Item) ([]Item, error)
 }
 
 const maxReportedErrors = 100
@@ -83,7 +94,7 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Result{Deleted: map[string]int{}, NotFound: map[string]int{}, Failed: map[string]int{}, Errors: []string{}}
+	r := &Result{Deleted: map[string]int{}, NotFound: map[string]int{}, Failed: map[string]int{}, Kept: map[string]int{}, Errors: []string{}}
 	var mu sync.Mutex
 	r.goneKeys = map[string]bool{}
 	record := func(it Item, err error) {
@@ -161,7 +172,22 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 			}
 		}
 		o.Log.Info("sweeping", "phase", ph, "items", len(items))
-		if err := p.runPhase(ctx, d, items, o, record); err != nil {
+		check := func(ctx context.Context, batch []Item) ([]Item, error) {
+			if o.CheckBatch == nil {
+				return batch, nil
+			}
+			keep, err := o.CheckBatch(ctx, ph, batch)
+			if err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			for _, it := range left(batch, keep) {
+				r.Kept[it.Kind]++
+			}
+			mu.Unlock()
+			return keep, nil
+		}
+		if err := p.runPhase(ctx, d, items, o, check, record); err != nil {
 			return r, err
 		}
 		failed := 0
@@ -182,7 +208,25 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	return r, nil
 }
 
-func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o ExecOptions, record func(Item, error)) error {
+// left is what of batch keep leaves out (keep is a subset of batch, in
+// order).
+func left(batch, keep []Item) []Item {
+	var out []Item
+	j := 0
+	for _, it := range batch {
+		if j < len(keep) && keep[j].Key == it.Key {
+			j++
+			continue
+		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// checkFunc is ExecOptions.CheckBatch for one phase.
+type checkFunc func(ctx context.Context, batch []Item) ([]Item, error)
+
+func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o ExecOptions, check checkFunc, record func(Item, error)) error {
 	var plain, segments, multipart, repos []Item
 	for _, it := range items {
 		switch it.Kind {
@@ -208,10 +252,10 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 			rest = append(rest, it)
 		}
 	}
-	if err := deleteBatches(ctx, rest, o, d.Delete, record); err != nil {
+	if err := deleteBatches(ctx, rest, o, check, d.Delete, record); err != nil {
 		return err
 	}
-	if err := deleteBatches(ctx, startedAt, o, d.Delete, record); err != nil {
+	if err := deleteBatches(ctx, startedAt, o, check, d.Delete, record); err != nil {
 		return err
 	}
 	if len(segments) > 0 {
@@ -219,7 +263,7 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 		if !ok {
 			return fmt.Errorf("plan has Swift segments but storage %s has none", d.Name())
 		}
-		if err := deleteBatches(ctx, segments, o, lo.DeleteSegments, record); err != nil {
+		if err := deleteBatches(ctx, segments, o, check, lo.DeleteSegments, record); err != nil {
 			return err
 		}
 	}
@@ -227,6 +271,10 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 		mp, ok := storage.MultipartOf(d)
 		if !ok {
 			return fmt.Errorf("plan has multipart uploads but storage %s has none", d.Name())
+		}
+		multipart, err := check(ctx, multipart)
+		if err != nil {
+			return err
 		}
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(o.Concurrency)
@@ -237,6 +285,10 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 			})
 		}
 		g.Wait()
+	}
+	repos, err := check(ctx, repos)
+	if err != nil {
+		return err
 	}
 	if dr, ok := storage.DirRemoverOf(d); ok {
 		for _, it := range repos {
@@ -251,12 +303,16 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 	return ctx.Err()
 }
 
-func deleteBatches(ctx context.Context, items []Item, o ExecOptions, del func(context.Context, []string) ([]storage.DeleteResult, error), record func(Item, error)) error {
+func deleteBatches(ctx context.Context, items []Item, o ExecOptions, check checkFunc, del func(context.Context, []string) ([]storage.DeleteResult, error), record func(Item, error)) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(o.Concurrency)
 	for start := 0; start < len(items); start += o.BatchSize {
 		batch := items[start:min(start+o.BatchSize, len(items))]
 		g.Go(func() error {
+			batch, err := check(gctx, batch)
+			if err != nil || len(batch) == 0 {
+				return err
+			}
 			keys := make([]string, len(batch))
 			for i, it := range batch {
 				keys[i] = it.Key

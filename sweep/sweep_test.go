@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -376,4 +377,48 @@ func TestReadPlanRefusesKeysThatNameSomethingElse(t *testing.T) {
 			t.Errorf("edit %d: an edited plan was accepted", i)
 		}
 	}
+}
+
+// A batch check sees every batch before it is deleted, and what it leaves
+// out stays in storage and is counted as kept, not deleted.
+func TestCheckBatchKeepsWhatItLeavesOut(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	if _, err := regtree.Generate(context.Background(), d, spec, 4); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var spared []string
+	seen := map[int]int{}
+	run := gc(t, d, true, 0, sweep.ExecOptions{BatchSize: 3, CheckBatch: func(_ context.Context, phase int, batch []sweep.Item) ([]sweep.Item, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[phase] += len(batch)
+		if len(batch) > 1 && batch[0].Kind == sweep.KindBlob {
+			spared = append(spared, batch[0].Key)
+			return batch[1:], nil
+		}
+		return batch, nil
+	}})
+	if run.err != nil {
+		t.Fatal(run.err)
+	}
+	if len(spared) == 0 {
+		t.Fatal("no blob batch of two or more: the test tree is too small")
+	}
+	for _, k := range spared {
+		if _, err := d.Stat(context.Background(), k); err != nil {
+			t.Errorf("%s was left out by the check but is gone: %v", k, err)
+		}
+	}
+	if run.result.Kept[sweep.KindBlob] != len(spared) || run.result.Deleted[sweep.KindBlob] != run.plan.Stats.Blobs-len(spared) {
+		t.Errorf("kept %d deleted %d of %d planned blobs, want %d kept", run.result.Kept[sweep.KindBlob], run.result.Deleted[sweep.KindBlob], run.plan.Stats.Blobs, len(spared))
+	}
+	total := 0
+	for _, n := range seen {
+		total += n
+	}
+	if total != len(run.plan.Items) {
+		t.Errorf("the check saw %d items, the plan has %d", total, len(run.plan.Items))
+	}
+	checkIntact(t, d)
 }
