@@ -264,3 +264,28 @@ func (h *Harbor) SetMigration(version int, dirty bool) {
 	h.tb.Helper()
 	h.exec(`UPDATE schema_migrations SET version = $1, dirty = $2`, version, dirty)
 }
+
+// JobLog writes a job's log to job_log as jobservice's DB logger does
+// (only when that logger is configured; the default loggers write files).
+func (h *Harbor) JobLog(jobID, content string) {
+	h.tb.Helper()
+	h.exec(`INSERT INTO job_log (job_uuid, creation_time, content) VALUES ($1, LOCALTIMESTAMP, $2)`, jobID, content)
+}
+
+// RunningGC records a run of Harbor's own GC in progress, as its
+// controller writes it (an execution and a task whose extra_attrs is
+// empty), and returns the execution id.
+func (h *Harbor) RunningGC(jobID string) int64 {
+	h.tb.Helper()
+	h.need2("the execution history")
+	var id int64
+	h.queryRow(`
+INSERT INTO execution (vendor_type, vendor_id, status, status_message, trigger, extra_attrs, start_time, update_time, revision)
+VALUES ('GARBAGE_COLLECTION', -1, 'Running', '', 'SCHEDULE', '{"delete_untagged":false,"dry_run":false,"workers":1,"time_window":2,"redis_url_reg":"redis://redis:6379/1"}',
+        LOCALTIMESTAMP, LOCALTIMESTAMP, 0) RETURNING id`, nil, &id)
+	h.exec(`
+INSERT INTO task (execution_id, job_id, status, status_code, status_revision, status_message, run_count, extra_attrs,
+                  creation_time, start_time, update_time, vendor_type)
+VALUES ($1, $2, 'Running', 2, 0, '', 1, '{}', LOCALTIMESTAMP, LOCALTIMESTAMP, LOCALTIMESTAMP, 'GARBAGE_COLLECTION')`, id, jobID)
+	return id
+}
