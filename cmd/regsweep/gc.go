@@ -136,6 +136,9 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := hb.afterWalk(ctx, inv, o.grace, log); err != nil {
+		return err
+	}
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
 	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
 	if hb != nil {
@@ -151,6 +154,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	saveManifestCache(src, log)
 	if hb != nil {
 		hb.live.Protect(res)
+		hb.live.ProtectLinks(res, inv)
 	}
 	g.writeHeapProfile()
 	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
@@ -159,7 +163,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}
 	manifests := markedManifests(res, manifestReader(ctx, src))
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
+		Now: hb.now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
 	}, manifests)
 
