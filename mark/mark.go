@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -497,12 +498,34 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return keys
 }
 
-// SourceReferences reads what a manifest references directly from src,
-// for the plan's rechecks where no mark ran (sweep --plan) or for a
-// manifest linked since it. A manifest storage lacks references nothing;
-// ok is false when it cannot be read or parsed.
-func SourceReferences(ctx context.Context, src Source) func(digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool) {
+// References says what manifest d references directly (index children
+// and blobs) and what it is attached to (subject). ok is false when d
+// cannot be read or parsed; a manifest storage lacks references nothing
+// (ok true, nothing returned). The plan's rechecks ask it.
+type References func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
+
+// SourceReferences reads what a manifest references from src, for the
+// plan's rechecks where no mark ran (sweep --plan) or for a manifest linked
+// since it. Each manifest read and parsed is remembered (a recheck asks for
+// the same one in every repository that links it); a miss or a failure is
+// not: a manifest missing at one recheck may be pushed before the next,
+// and an answer remembered from the first would leave its blobs
+// unprotected.
+func SourceReferences(ctx context.Context, src Source) References {
+	type entry struct {
+		children, blobs []digest.Digest
+		subject         digest.Digest
+		ok              bool
+	}
+	var mu sync.Mutex
+	memo := map[digest.Digest]entry{}
 	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
+		mu.Lock()
+		e, hit := memo[d]
+		mu.Unlock()
+		if hit {
+			return e.children, e.blobs, e.subject, e.ok
+		}
 		body, err := src.Manifest(ctx, d)
 		if storage.IsNotFound(err) {
 			return nil, nil, "", true
@@ -510,10 +533,29 @@ func SourceReferences(ctx context.Context, src Source) func(digest.Digest) (chil
 		if err != nil {
 			return nil, nil, "", false
 		}
+		// The source verified body against d: what it references is fixed.
 		m, err := manifest.Parse(body)
 		if err != nil {
-			return nil, nil, "", false
+			e.ok = false
+		} else {
+			e = entry{children: m.Children, blobs: m.Blobs, subject: m.Subject, ok: true}
 		}
-		return m.Children, m.Blobs, m.Subject, true
+		mu.Lock()
+		memo[d] = e
+		mu.Unlock()
+		return e.children, e.blobs, e.subject, e.ok
+	}
+}
+
+// Manifests answers what a manifest references from the mark's own parse
+// where it has one, and reads any other through src (SourceReferences):
+// gc's rechecks, which must not take "missing" from the mark's walk.
+func (r *Result) Manifests(ctx context.Context, src Source) References {
+	read := SourceReferences(ctx, src)
+	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
+		if children, blobs, subject, ok, found := r.References(d); found {
+			return children, blobs, subject, ok
+		}
+		return read(d)
 	}
 }

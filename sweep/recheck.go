@@ -8,11 +8,8 @@ import (
 	"github.com/regsweep/regsweep/walker"
 )
 
-// Manifests says what manifest d references directly (children and blobs,
-// children first in refs as manifests) and what it is attached to
-// (subject). ok is false when d cannot be read or parsed. A missing
-// manifest references nothing (ok true, nothing returned).
-type Manifests func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
+// Manifests says what manifest d references (mark.References).
+type Manifests = mark.References
 
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
@@ -939,5 +940,70 @@ func TestReviewG2_SegmentsGoOnlyAfterTheirBlob(t *testing.T) {
 			}
 			checkSafe(t, e.d)
 		})
+	}
+}
+
+// J: a tag's manifest is missing at the first recheck and pushed again
+// before the second: the second recheck must read it again, not answer
+// "missing" from the first, or the blobs it needs go (issue 15, item 2).
+// The rechecks read through what gc ships: the mark's parse, then the
+// source (mark.Result.Manifests).
+func TestReviewJ_ManifestMissingAtFirstRecheckPushedBeforeSecond(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	img := w.Image("r", []byte(`{"j":1}`), []byte("layer-J1"), []byte("layer-J2"))
+	w.Tag("r", "t", img.Digest)
+	flush(t, w)
+	manifestKey, revKey := blobKey(img.Digest), pathOf(layout.RevisionLink{Repo: "r", Digest: img.Digest})
+	body, err := e.mem.Get(ctx, manifestKey, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tag points at a manifest storage lost: not blocking.
+	if _, err := e.mem.Delete(ctx, []string{manifestKey, revKey}); err != nil {
+		t.Fatal(err)
+	}
+	man, err := manifest.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	inv, err := walker.Collect(ctx, e.d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := mark.StorageSource(e.d, "", 0)
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := res.Manifests(ctx, src)
+	p := sweep.Build(inv, res, sweep.StorageRef{Driver: e.d.Name(), Location: e.d.Location()},
+		sweep.Options{Now: time.Now(), Grace: reviewGrace, UploadGrace: 168 * time.Hour, DeleteUntagged: true}, reads)
+	held, lctx, err := lock.Acquire(ctx, e.d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	_, _, err = p.ExecuteChecked(lctx, e.d, held, sweep.CheckedOptions{Walk: walker.DefaultOptions(), Manifests: reads,
+		AfterLinks: func(ctx context.Context) error {
+			// The client pushes the manifest again: its blobs are all
+			// still there, so only the manifest and its revision link are
+			// written.
+			e.young()
+			if err := e.mem.Put(ctx, manifestKey, body); err != nil {
+				return err
+			}
+			return e.mem.Put(ctx, revKey, []byte(img.Digest))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range man.Blobs {
+		if !has(e.mem, blobKey(b)) {
+			t.Errorf("blob %s of the manifest pushed again was deleted", b)
+		}
 	}
 }

@@ -134,7 +134,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	if hb != nil {
 		hb.live.Protect(res)
 	}
-	manifests := markedManifests(res, manifestReader(ctx, src))
+	manifests := res.Manifests(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 	}, manifests)

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/regsweep/regsweep/harbordb"
@@ -157,7 +155,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if dbErr != nil && !storage.IsNotFound(dbErr) {
 		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
 	}
-	manifests := markedManifests(res, manifestReader(ctx, src))
+	manifests := res.Manifests(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
 		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
@@ -227,41 +225,4 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 		return nil, nil, nil, err
 	}
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
-}
-
-// markedManifests answers from the mark's own parse, and reads only the
-// manifests linked since through read.
-func markedManifests(res *mark.Result, read sweep.Manifests) sweep.Manifests {
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		if children, blobs, subject, ok, found := res.References(d); found {
-			return children, blobs, subject, ok
-		}
-		return read(d)
-	}
-}
-
-// manifestReader reads what a manifest references through src, once per
-// digest: a recheck asks for the same manifest in every repository that
-// links it.
-func manifestReader(ctx context.Context, src mark.Source) sweep.Manifests {
-	type entry struct {
-		children, blobs []digest.Digest
-		subject         digest.Digest
-		ok              bool
-	}
-	read := mark.SourceReferences(ctx, src)
-	var mu sync.Mutex
-	memo := map[digest.Digest]entry{}
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		mu.Lock()
-		e, hit := memo[d]
-		mu.Unlock()
-		if !hit {
-			e.children, e.blobs, e.subject, e.ok = read(d)
-			mu.Lock()
-			memo[d] = e
-			mu.Unlock()
-		}
-		return e.children, e.blobs, e.subject, e.ok
-	}
 }

@@ -133,7 +133,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	case o.delete:
 		log.Info("re-listing storage before sweeping", "location", d.Location())
-		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifestReader(ctx, src), BlobsToo: true,
+		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: mark.SourceReferences(ctx, src), BlobsToo: true,
 			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
 	default:
 		// A dry run shows what would go now.
@@ -141,7 +141,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		if err != nil {
 			return err
 		}
-		s := plan.Recheck(fresh, true, manifestReader(ctx, src))
+		s := plan.Recheck(fresh, true, mark.SourceReferences(ctx, src))
 		st = &s
 	}
 	rep := reports.BuildGC(plan, result, st, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
