@@ -116,8 +116,15 @@ type RepoResult struct {
 	// KeptLayers: a _layers link is kept iff its digest is here. It holds
 	// every blob a kept manifest of this repository references, and the
 	// kept manifests themselves: distribution also resolves a manifest
-	// through _layers (registry 2.1.0 linked manifests there).
+	// through _layers (registry 2.1.0 linked manifests there). In a broken
+	// repository it holds every layer link.
 	KeptLayers *walker.DigestSet
+	// Broken is set when a tag, a revision link or a root names a manifest
+	// storage lacks. What that manifest needed is unknown, so every layer
+	// link of the repository stays (KeptLayers), and so do the links to
+	// the missing manifest: pushing the manifest again recovers the image,
+	// where collecting its layers would make the loss final.
+	Broken bool
 }
 
 // Result is a whole mark.
@@ -370,6 +377,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		return id, n
 	}
 
+	broken := false
 	keepAllRevisions := !m.opts.DeleteUntagged
 	if m.opts.Roots != nil {
 		roots, all := m.opts.Roots(r.Name)
@@ -385,6 +393,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		for _, d := range roots {
 			id, n := lookup(d)
 			if n.state == stateMissing {
+				broken = true
 				m.report(Problem{Kind: KindMissingRootManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}),
 					Err: errors.New("the database names this manifest, but storage lacks its blob")})
 			}
@@ -402,6 +411,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		if t.Current != "" {
 			id, n := lookup(t.Current)
 			if n.state == stateMissing {
+				broken = true
 				m.report(Problem{Kind: KindMissingTaggedManifest, Repo: r.Name, Digest: t.Current, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
 					Err: fmt.Errorf("tag %q points at manifest %s, which storage lacks", name, t.Current)})
 			}
@@ -438,6 +448,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		id, n := lookup(d)
 		switch n.state {
 		case stateMissing:
+			broken = true
 			m.report(Problem{Kind: KindDanglingRevisionLink, Repo: r.Name, Digest: d, Key: key(layout.RevisionLink{Repo: r.Name, Digest: d}),
 				Err: errors.New("revision link to a manifest blob storage lacks")})
 		case stateOK:
@@ -485,6 +496,27 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		for _, ref := range referrers[id] {
 			keep(ref)
 		}
+	}
+	if broken {
+		// The links stay, and so their blobs (a sweep keeps what a link
+		// that stays names); they are not marked live: the guard that
+		// refuses a mark that found nothing live counts manifests only.
+		var unnamed []digest.Digest // digests no manifest of the run names have no id
+		for d := range r.Layers.All() {
+			id, ok := g.find(d)
+			switch {
+			case !ok:
+				unnamed = append(unnamed, d)
+			case m.keptLayer[id] != gen:
+				m.keptLayer[id] = gen
+				keptLayers = append(keptLayers, id)
+			}
+		}
+		rr := &RepoResult{KeptManifests: g.set(keptManifests), KeptLayers: g.set(keptLayers), Broken: true}
+		for _, d := range unnamed {
+			rr.KeptLayers.Add(d)
+		}
+		return rr
 	}
 	return &RepoResult{KeptManifests: g.set(keptManifests), KeptLayers: g.set(keptLayers)}
 }

@@ -75,6 +75,10 @@ type Options struct {
 	MaxDeleteFraction float64
 	// DatabaseInUse is set when GitLab's lockfiles/database-in-use exists.
 	DatabaseInUse bool
+	// WalkStarted is when the walk began: a key written after it (less a
+	// slack for the store's clock) may be missing from the walk because it
+	// is new, not because the listing came back short.
+	WalkStarted time.Time
 }
 
 // Guard is a safety check that tripped: the plan is not executed unless
@@ -122,10 +126,12 @@ type StorageRef struct {
 // Plan is what a sweep would delete. It is data: print it, save it,
 // review it, then execute it.
 type Plan struct {
-	Version   int        `json:"version"`
-	CreatedAt time.Time  `json:"created_at"`
-	Storage   StorageRef `json:"storage"`
-	Options   struct {
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	// WalkStartedAt is when the plan's walk began (Options.WalkStarted).
+	WalkStartedAt time.Time  `json:"walk_started_at"`
+	Storage       StorageRef `json:"storage"`
+	Options       struct {
 		DeleteUntagged bool   `json:"delete_untagged"`
 		Grace          string `json:"grace"`
 		UploadGrace    string `json:"upload_grace"`
@@ -133,10 +139,13 @@ type Plan struct {
 		// database taking part, may execute it.
 		Harbor bool `json:"harbor,omitempty"`
 	} `json:"options"`
-	Stats    Stats     `json:"stats"`
-	Guards   []Guard   `json:"guards"`
-	Problems []Problem `json:"problems"`
-	Items    []Item    `json:"items"`
+	Stats  Stats   `json:"stats"`
+	Guards []Guard `json:"guards"`
+	// Changing names the repositories the registry changed under the walk,
+	// with the first key that showed it: nothing in them is planned.
+	Changing map[string]string `json:"changing_repositories,omitempty"`
+	Problems []Problem         `json:"problems"`
+	Items    []Item            `json:"items"`
 }
 
 // Problem is a mark problem as the plan records it.
@@ -156,7 +165,7 @@ type Problem struct {
 // Recheck against the walk itself, which reads manifests through
 // manifests (the mark just read them; a cache serves them).
 func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options, manifests Manifests) *Plan {
-	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
+	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), WalkStartedAt: o.WalkStarted.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
 	for _, mp := range res.Problems {
 		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
 		if mp.Err != nil {
@@ -165,6 +174,9 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		p.Problems = append(p.Problems, pr)
 	}
 	p.Options.DeleteUntagged, p.Options.Grace, p.Options.UploadGrace = o.DeleteUntagged, o.Grace.String(), o.UploadGrace.String()
+	if len(inv.Changing) > 0 {
+		p.Changing = inv.Changing
+	}
 	cutoff := o.Now.Add(-o.Grace).Unix()
 	uploadCutoff := o.Now.Add(-o.UploadGrace)
 	old := func(mtime int64) bool { return mtime <= cutoff }
@@ -177,6 +189,10 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		r := inv.Repositories[name]
 		rr := res.Repos[name]
 		keptManifest := func(d digest.Digest) bool { return rr != nil && rr.KeptManifests.Has(d) }
+		broken := rr != nil && rr.Broken
+		// A repository the registry changed under the walk keeps
+		// everything this run: what it holds now is not what was walked.
+		_, changing := inv.Changing[name]
 		keptLayer := func(d digest.Digest) bool { return rr != nil && rr.KeptLayers.Has(d) }
 		noKept := rr == nil || rr.KeptManifests.Len() == 0
 		var items []Item
@@ -184,7 +200,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		// add plans it when ok, at the key of spec (its own Key when nil):
 		// keys are built only for candidates, a few among many links.
 		add := func(ok bool, spec layout.Spec, it Item) {
-			if ok {
+			if ok && !changing {
 				it.Repo = name
 				if spec != nil {
 					it.Key, _ = layout.Path(spec)
@@ -202,7 +218,9 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			if !blobExists(d) {
 				reason = "dangling revision link: manifest blob missing"
 			}
-			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d))
+			// In a broken repository the link to the missing manifest stays
+			// with the layers (mark.RepoResult.Broken).
+			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d)) && !(broken && !blobExists(d))
 			add(candidate, layout.RevisionLink{Repo: name, Digest: d}, Item{Kind: KindRevisionLink, Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
 			for _, sig := range r.Signatures[d] {
 				add(candidate, layout.SignatureLink{Repo: name, Digest: d, Signature: sig}, Item{Kind: KindSignatureLink, Digest: sig, Manifest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
@@ -253,7 +271,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			}
 		}
 		p.Items = append(p.Items, items...)
-		if noKept && all {
+		if noKept && all && !changing {
 			p.Items = append(p.Items, Item{Kind: KindRepository, Key: layout.RepoPrefix(name), Repo: name, Reason: "repository with no live manifest"})
 		}
 	}
@@ -316,7 +334,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
-	p.recheck(inv, true, manifests, res)
+	p.recheck(inv, true, manifests, res, nil)
 	p.Guards = guards(inv, res, p.Stats, o)
 	return p
 }

@@ -120,6 +120,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	opts.Parallel = true
 	log.Info("walking storage", "location", d.Location())
+	walked := time.Now()
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
 	// Manifests are read into the cache as their revision links are
@@ -157,7 +158,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}
 	manifests := res.Manifests(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
+		Now: time.Now(), WalkStarted: walked, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
 	}, manifests)
 
@@ -174,7 +175,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		// A dry run says so too: the real run would refuse.
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	} else if o.delete && hb == nil {
-		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests,
+		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, StatLinks: statLinks(d),
 			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log}})
 	} else if o.delete {
 		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
@@ -226,3 +227,7 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 	}
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
 }
+
+// statLinks says whether a link is stat'ed just before it is deleted: on a
+// filesystem a stat is cheap, and Swift's listings may lag its writes.
+func statLinks(d storage.Driver) bool { return d.Name() == "filesystem" || d.Name() == "swift" }

@@ -133,7 +133,7 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	case o.delete:
 		log.Info("re-listing storage before sweeping", "location", d.Location())
-		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: mark.SourceReferences(ctx, src), BlobsToo: true,
+		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: mark.SourceReferences(ctx, src), BlobsToo: true, StatLinks: statLinks(d),
 			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
 	default:
 		// A dry run shows what would go now.
