@@ -35,6 +35,10 @@ type CheckedOptions struct {
 	// AfterLinks, if set, runs once the links are gone, before the recheck
 	// that precedes the blobs (tests land a push there).
 	AfterLinks func(ctx context.Context) error
+	// Guard, if set, judges the plan on the first recheck's walk, after the
+	// recheck and before anything is deleted: sweep --plan recomputes its
+	// guards there (Plan.FreshGuards). An error ends the run.
+	Guard func(ctx context.Context, fresh *walker.Inventory, p *Plan) error
 	Exec       ExecOptions
 }
 
@@ -110,6 +114,11 @@ func (p *Plan) ExecuteChecked(ctx context.Context, d storage.Driver, held *lock.
 	st, _ := p.recheck(fresh, o.BlobsToo, o.Manifests, nil, nil)
 	add(st)
 	log.Info("rechecked the plan against storage", "dropped", st.Dropped, "blobs_checked", o.BlobsToo)
+	if o.Guard != nil {
+		if err := o.Guard(ctx, fresh, p); err != nil {
+			return nil, total, err
+		}
+	}
 	fresh = nil
 	// After the recheck, which drops a repository that a push has filled
 	// since the plan: what is left to remove whole must be empty, or the

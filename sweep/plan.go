@@ -4,6 +4,7 @@
 package sweep
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -121,6 +123,9 @@ type Stats struct {
 type StorageRef struct {
 	Driver   string `json:"driver"`
 	Location string `json:"location"`
+	// Volume identifies a filesystem's volume (device and inode of its
+	// root, storage.Volumer): a path alone can name another volume later.
+	Volume string `json:"volume,omitempty"`
 }
 
 // Plan is what a sweep would delete. It is data: print it, save it,
@@ -138,7 +143,15 @@ type Plan struct {
 		// Harbor marks a plan made in Harbor mode: only gc, with the
 		// database taking part, may execute it.
 		Harbor bool `json:"harbor,omitempty"`
+		// MaxDeleteFraction is gc's --max-delete-fraction, for the record:
+		// sweep --plan judges the fraction with its own flag.
+		MaxDeleteFraction float64 `json:"max_delete_fraction"`
 	} `json:"options"`
+	// Seal is a digest of what binds the plan (version, times, storage,
+	// options): a plan whose header was edited, its Harbor flag above all,
+	// is refused. Items may be removed by a reviewer; every one left is
+	// checked against its key (checkItem) and against a fresh walk.
+	Seal string `json:"seal"`
 	Stats  Stats   `json:"stats"`
 	Guards []Guard `json:"guards"`
 	// Changing names the repositories the registry changed under the walk,
@@ -174,6 +187,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		p.Problems = append(p.Problems, pr)
 	}
 	p.Options.DeleteUntagged, p.Options.Grace, p.Options.UploadGrace = o.DeleteUntagged, o.Grace.String(), o.UploadGrace.String()
+	p.Options.MaxDeleteFraction = o.MaxDeleteFraction
 	if len(inv.Changing) > 0 {
 		p.Changing = inv.Changing
 	}
@@ -385,6 +399,32 @@ func (p *Plan) itemStats(base Stats) Stats {
 	return s
 }
 
+// FreshGuards judges the plan's guards again on a fresh walk and its mark,
+// as a sweep of a reviewed plan must: the guards written in a plan file
+// are not trusted (they may have been edited out), and storage may have
+// changed since. o gives MaxDeleteFraction and DatabaseInUse as they are
+// now.
+func (p *Plan) FreshGuards(fresh *walker.Inventory, res *mark.Result, o Options) []Guard {
+	st := p.itemStats(Stats{TotalBlobs: fresh.Blobs.Len(), TotalBlobBytes: fresh.BlobBytes, KeptBlobs: res.KeptBlobs.Len()})
+	return guards(fresh, res, st, o)
+}
+
+// DatabaseInUseKey is GitLab's lockfile: a registry whose metadata lives
+// in GitLab's database must not be collected offline.
+const DatabaseInUseKey = "docker/registry/lockfiles/database-in-use"
+
+// DatabaseInUse says whether GitLab's lockfile is there.
+func DatabaseInUse(ctx context.Context, d storage.Driver) (bool, error) {
+	_, err := d.Stat(ctx, DatabaseInUseKey)
+	switch {
+	case err == nil:
+		return true, nil
+	case storage.IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("checking GitLab's database-in-use lockfile: %w", err)
+}
+
 // WalkGuards are the guards a walk alone can trip; the walk just before
 // deleting is held to them too.
 func WalkGuards(inv *walker.Inventory) []Guard {
@@ -459,8 +499,25 @@ func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard
 	return g
 }
 
-// WriteJSON writes the plan.
+// seal is the digest Seal holds.
+func (p *Plan) seal() string {
+	header := struct {
+		Version       int        `json:"version"`
+		CreatedAt     time.Time  `json:"created_at"`
+		WalkStartedAt time.Time  `json:"walk_started_at"`
+		Storage       StorageRef `json:"storage"`
+		Options       any        `json:"options"`
+	}{p.Version, p.CreatedAt.UTC(), p.WalkStartedAt.UTC(), p.Storage, p.Options}
+	b, err := json.Marshal(header)
+	if err != nil {
+		panic(err) // plain values always encode
+	}
+	return digest.FromBytes(b).String()
+}
+
+// WriteJSON writes the plan, sealed.
 func (p *Plan) WriteJSON(w io.Writer) error {
+	p.Seal = p.seal()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
@@ -476,6 +533,9 @@ func ReadPlan(r io.Reader) (*Plan, error) {
 	}
 	if p.Version != PlanVersion {
 		return nil, fmt.Errorf("plan version %d is not %d", p.Version, PlanVersion)
+	}
+	if p.Seal != p.seal() {
+		return nil, errors.New("plan header (storage, options, times) was edited since gc wrote it, or the plan was written by an older regsweep: make a new plan")
 	}
 	for _, it := range p.Items {
 		if err := checkItem(it); err != nil {

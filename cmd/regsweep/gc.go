@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -152,14 +151,18 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		hb.live.Protect(res)
 	}
 	g.writeHeapProfile()
-	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
-	if dbErr != nil && !storage.IsNotFound(dbErr) {
-		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
+	inUse, err := sweep.DatabaseInUse(ctx, d)
+	if err != nil {
+		return err
+	}
+	volume, err := storageVolume(d)
+	if err != nil {
+		return err
 	}
 	manifests := res.Manifests(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
+	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location(), Volume: volume}, sweep.Options{
 		Now: time.Now(), WalkStarted: walked, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
+		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: inUse,
 	}, manifests)
 
 	plan.Options.Harbor = hb != nil
@@ -231,3 +234,13 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 // statLinks says whether a link is stat'ed just before it is deleted: on a
 // filesystem a stat is cheap, and Swift's listings may lag its writes.
 func statLinks(d storage.Driver) bool { return d.Name() == "filesystem" || d.Name() == "swift" }
+
+// storageVolume is the volume a plan is bound to ("" where the location
+// says it all).
+func storageVolume(d storage.Driver) (string, error) {
+	v, ok := storage.VolumeOf(d)
+	if !ok {
+		return "", nil
+	}
+	return v.Volume()
+}
