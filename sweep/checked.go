@@ -39,7 +39,7 @@ type CheckedOptions struct {
 	// recheck and before anything is deleted: sweep --plan recomputes its
 	// guards there (Plan.FreshGuards). An error ends the run.
 	Guard func(ctx context.Context, fresh *walker.Inventory, p *Plan) error
-	Exec       ExecOptions
+	Exec  ExecOptions
 }
 
 // maxRecheckWalks bounds the listings of the recheck before the blobs on

@@ -151,7 +151,7 @@ type Plan struct {
 	// options): a plan whose header was edited, its Harbor flag above all,
 	// is refused. Items may be removed by a reviewer; every one left is
 	// checked against its key (checkItem) and against a fresh walk.
-	Seal string `json:"seal"`
+	Seal   string  `json:"seal"`
 	Stats  Stats   `json:"stats"`
 	Guards []Guard `json:"guards"`
 	// Changing names the repositories the registry changed under the walk,
