@@ -131,6 +131,21 @@ type DirRemover interface {
 	RemoveEmptyDirs(ctx context.Context, prefix string) error
 }
 
+// Volumer is implemented by stores whose Location (a path) does not say
+// which storage it is: a filesystem root names a mount point, and another
+// volume can be mounted there.
+type Volumer interface {
+	// Volume identifies the storage behind Location (device and inode of
+	// a filesystem root).
+	Volume() (string, error)
+}
+
+// VolumeOf finds the capability; it only reads.
+func VolumeOf(d Driver) (Volumer, bool) {
+	c, _, ok := find[Volumer](d)
+	return c, ok
+}
+
 // Streamer is implemented by stores that can stream an object of any size
 // (audit --verify hashes whole blobs).
 type Streamer interface {

@@ -160,7 +160,7 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 		if err := proto.Prepare(ctx, inv); err != nil {
 			return nil, nil, harborError{err}
 		}
-		result, recheck, err := plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, Exec: sweep.ExecOptions{
+		result, recheck, err := plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, StatLinks: statLinks(d), Exec: sweep.ExecOptions{
 			Force: o.force, Concurrency: workers, BatchSize: o.batchSize, Log: log,
 			BeforeBlobs: func(ctx context.Context, p *sweep.Plan) error {
 				if err := proto.Claim(ctx, p); err != nil {
