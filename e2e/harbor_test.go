@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/harbordb/harbortest"
 	"github.com/regsweep/regsweep/internal/testenv"
 )
@@ -183,9 +184,11 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 	h.StuckDeleting(harbortest.Blob{Digest: digest.Digest(stuck), Size: 600, MediaType: harbortest.MediaTypeDockerLayer}, 5*time.Hour)
 	stuckGone := harbortest.FakeBlob("stuck and gone", 500, harbortest.MediaTypeDockerLayer)
 	h.StuckDeleting(stuckGone, 5*time.Hour)
-	// An artifact the database has and storage never got: broken.
+	// An artifact the database has and storage never got: broken. In a
+	// repository of its own: the mark keeps every layer link of a
+	// repository whose root is missing (a re-push may recover it).
 	ghost := harbortest.FakeImage("ghost", 1, "ghost")
-	h.PushImage("lib/app", ghost)
+	h.PushImage("lib/ghost", ghost)
 
 	// Everything is older than the window, then a push touches T2's layer.
 	ageStorage(t, s.b.fsRoot, 3*time.Hour)
@@ -294,6 +297,9 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		t.Errorf("the dry run changed storage")
 	}
 
+	// An earlier run was killed after it recorded its start.
+	killed := startKilledRun(t, h.DSN)
+
 	// The real run.
 	out, code = s.b.regsweep(t, append(args, "--delete")...)
 	if code != 0 {
@@ -365,11 +371,14 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		t.Errorf("blob rows: %d before, %d after", rowsBefore, rows)
 	}
 	var extra string
-	status := h.Strings(`SELECT status FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION' AND vendor_id = -1`)
+	if got := h.Strings(`SELECT status FROM execution WHERE id = $1`, killed); len(got) != 1 || got[0] != "Error" {
+		t.Errorf("the killed run's execution: %v, want Error", got)
+	}
+	status := h.Strings(`SELECT status FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION' AND vendor_id = -1 AND id <> $1`, killed)
 	if len(status) != 1 || status[0] != "Success" {
 		t.Errorf("execution rows: %v, want one Success", status)
 	} else {
-		extra = h.Strings(`SELECT extra_attrs::text FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION'`)[0]
+		extra = h.Strings(`SELECT extra_attrs::text FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION' AND id <> $1`, killed)[0]
 		var attrs map[string]any
 		if err := json.Unmarshal([]byte(extra), &attrs); err != nil {
 			t.Fatalf("extra_attrs: %v", err)
@@ -492,4 +501,20 @@ func TestHarborMode1_10(t *testing.T) {
 	}
 	reg.Restart()
 	pull(t, reg, "lib/app", "v1")
+}
+
+// startKilledRun records a GC execution as a deleting run does when it
+// starts, and never finishes it: the run was killed.
+func startKilledRun(t *testing.T, dsn string) int64 {
+	t.Helper()
+	db, err := harbordb.Open(context.Background(), harbordb.Config{URL: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e, err := db.StartExecution(context.Background(), harbordb.ExecutionStart{Workers: 1, TimeWindow: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.ID
 }
