@@ -198,27 +198,36 @@ func (l *Liveness) Protect(res *mark.Result) {
 // use that link (gc checks the rows again just before each batch of links,
 // see Protocol.CheckBatch; this makes the plan say so already).
 func (l *Liveness) ProtectLinks(res *mark.Result, inv *walker.Inventory) {
-	var recent []digest.Digest
+	recent := map[digest.Digest]bool{}
 	for d, b := range l.snap.Blobs {
 		if b.UpdateTime.After(l.snap.Cutoff()) {
-			recent = append(recent, d)
+			recent[d] = true
 		}
 	}
 	if len(recent) == 0 {
 		return
 	}
-	for name, r := range inv.Repositories {
-		rr := res.Repos[name]
-		if rr == nil {
-			continue
+	// Per repository, whichever is shorter is walked: its links, or the
+	// recent rows.
+	keep := func(links *walker.LinkMap, kept *walker.DigestSet) {
+		if links.Len() < len(recent) {
+			for d := range links.All() {
+				if recent[d] {
+					kept.Add(d)
+				}
+			}
+			return
 		}
-		for _, d := range recent {
-			if r.Layers.Has(d) {
-				rr.KeptLayers.Add(d)
+		for d := range recent {
+			if links.Has(d) {
+				kept.Add(d)
 			}
-			if r.Revisions.Has(d) {
-				rr.KeptManifests.Add(d)
-			}
+		}
+	}
+	for name, r := range inv.Repositories {
+		if rr := res.Repos[name]; rr != nil {
+			keep(r.Layers, rr.KeptLayers)
+			keep(r.Revisions, rr.KeptManifests)
 		}
 	}
 }
