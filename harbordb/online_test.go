@@ -3,7 +3,6 @@ package harbordb_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -18,15 +17,11 @@ import (
 // Harbor mode with Harbor online: what the database must refuse, and what
 // it must answer just before gc deletes.
 
-// garbageRows inserts n blob rows no artifact uses, older than the window,
-// and returns them as a snapshot sees them, ordered by id.
+// garbageRows records n garbage blob rows and returns them as a snapshot
+// sees them, ordered by id.
 func garbageRows(t *testing.T, h *harbortest.Harbor, db *harbordb.DB, n int) []harbordb.Blob {
 	t.Helper()
-	h.Exec(`
-INSERT INTO blob (digest, content_type, size, creation_time, update_time, status, version)
-SELECT 'sha256:' || encode(sha256(('garbage ' || i)::bytea), 'hex'), 'application/vnd.oci.image.layer.v1.tar+gzip', i,
-       LOCALTIMESTAMP - interval '3 hours', LOCALTIMESTAMP - interval '3 hours', 'none', 0
-FROM generate_series(1, $1) AS i`, n)
+	h.GarbageBlobs(n)
 	snap, err := db.Snapshot(context.Background(), window)
 	if err != nil {
 		t.Fatal(err)
@@ -39,26 +34,13 @@ FROM generate_series(1, $1) AS i`, n)
 	return rows
 }
 
-// failUpdates makes every UPDATE of a blob row with id >= from fail, as a
-// statement timeout or a failover would.
-func failUpdates(t *testing.T, h *harbortest.Harbor, from int64) {
-	t.Helper()
-	h.Exec(fmt.Sprintf(`
-CREATE FUNCTION fail_blob_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.id >= %d THEN RAISE EXCEPTION 'injected failure on blob %%', NEW.id; END IF;
-  RETURN NEW;
-END $$`, from))
-	h.Exec(`CREATE TRIGGER fail_blob_update BEFORE UPDATE ON blob FOR EACH ROW EXECUTE FUNCTION fail_blob_update()`)
-}
-
 // A claim that fails in its second chunk returns the rows its first chunk
 // claimed, with the error, so that they can be released.
 func TestClaimBlobsFailsInSecondChunk(t *testing.T) {
 	ctx := context.Background()
 	h, db := newHarbor(t, harbortest.Latest)
 	rows := garbageRows(t, h, db, 1500)
-	failUpdates(t, h, rows[1000].ID)
+	h.FailClaimsFrom(rows[1000].ID)
 
 	claimed, lost, err := db.ClaimBlobs(ctx, rows, window)
 	if err == nil || !strings.Contains(err.Error(), "injected failure") {
@@ -70,7 +52,7 @@ func TestClaimBlobsFailsInSecondChunk(t *testing.T) {
 	if n := h.Count(`SELECT count(*) FROM blob WHERE status = 'deleting'`); n != 1000 {
 		t.Fatalf("%d rows in deleting, want the first chunk's", n)
 	}
-	h.Exec(`DROP TRIGGER fail_blob_update ON blob`)
+	h.Exec(`DROP TRIGGER fail_blob_claim ON blob`)
 	if err := db.ReleaseFailed(ctx, claimed); err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package harborgc_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -46,11 +45,7 @@ func snapshot(t *testing.T, db *harbordb.DB) *harbordb.Snapshot {
 func TestClaimFailureReleasesWhatItClaimed(t *testing.T) {
 	ctx := context.Background()
 	h, db := openHarbor(t, harbortest.Latest)
-	h.Exec(`
-INSERT INTO blob (digest, content_type, size, creation_time, update_time, status, version)
-SELECT 'sha256:' || encode(sha256(('garbage ' || i)::bytea), 'hex'), 'application/vnd.oci.image.layer.v1.tar+gzip', i,
-       LOCALTIMESTAMP - interval '3 hours', LOCALTIMESTAMP - interval '3 hours', 'none', 0
-FROM generate_series(1, 1500) AS i`)
+	h.GarbageBlobs(1500)
 	snap := snapshot(t, db)
 	var rows []harbordb.Blob
 	for _, b := range snap.Blobs {
@@ -63,13 +58,7 @@ FROM generate_series(1, 1500) AS i`)
 	}
 	// The plan is claimed in its order: the second chunk starts at row 1000.
 	slices.SortFunc(plan.Items, func(a, b sweep.Item) int { return int(snap.Blobs[a.Digest].ID - snap.Blobs[b.Digest].ID) })
-	h.Exec(fmt.Sprintf(`
-CREATE FUNCTION fail_blob_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.id >= %d AND NEW.status = 'delete' THEN RAISE EXCEPTION 'injected failure on blob %%', NEW.id; END IF;
-  RETURN NEW;
-END $$`, rows[1000].ID))
-	h.Exec(`CREATE TRIGGER fail_blob_update BEFORE UPDATE ON blob FOR EACH ROW EXECUTE FUNCTION fail_blob_update()`)
+	h.FailClaimsFrom(rows[1000].ID)
 
 	p := &harborgc.Protocol{DB: db, Snap: snap, Live: harborgc.NewLiveness(snap, false), Window: window}
 	if err := p.Claim(ctx, plan); err == nil || !strings.Contains(err.Error(), "injected failure") {

@@ -289,3 +289,28 @@ INSERT INTO task (execution_id, job_id, status, status_code, status_revision, st
 VALUES ($1, $2, 'Running', 2, 0, '', 1, '{}', LOCALTIMESTAMP, LOCALTIMESTAMP, LOCALTIMESTAMP, 'GARBAGE_COLLECTION')`, id, jobID)
 	return id
 }
+
+// GarbageBlobs records n blob rows no artifact or project uses, older than
+// a window of less than 3 hours: candidates of any GC.
+func (h *Harbor) GarbageBlobs(n int) {
+	h.tb.Helper()
+	h.need2("a blob status")
+	h.exec(`
+INSERT INTO blob (digest, content_type, size, creation_time, update_time, status, version)
+SELECT 'sha256:' || encode(sha256(('garbage ' || i)::bytea), 'hex'), $2, i,
+       LOCALTIMESTAMP - interval '3 hours', LOCALTIMESTAMP - interval '3 hours', 'none', 0
+FROM generate_series(1, $1) AS i`, n, MediaTypeOCILayer)
+}
+
+// FailClaimsFrom makes every change of a blob row with id >= from to status
+// delete fail, as a statement timeout or a failover would mid-claim.
+func (h *Harbor) FailClaimsFrom(from int64) {
+	h.tb.Helper()
+	h.exec(fmt.Sprintf(`
+CREATE FUNCTION fail_blob_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id >= %d AND NEW.status = 'delete' THEN RAISE EXCEPTION 'injected failure on blob %%', NEW.id; END IF;
+  RETURN NEW;
+END $$`, from))
+	h.exec(`CREATE TRIGGER fail_blob_claim BEFORE UPDATE ON blob FOR EACH ROW EXECUTE FUNCTION fail_blob_claim()`)
+}
