@@ -271,10 +271,10 @@ WHERE p.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database(
 // clock; a few seconds of disagreement is measurement, not a time zone.
 const minTimeTolerance = 5 * time.Second
 
-// TimeTolerance is how far ahead of the database clock a Harbor timestamp
+// timeTolerance is how far ahead of the database clock a Harbor timestamp
 // may lie: a tenth of the window, and at least a few seconds (the storage
 // clock check tolerates as much).
-func TimeTolerance(window time.Duration) time.Duration {
+func timeTolerance(window time.Duration) time.Duration {
 	return max(minTimeTolerance, window/10)
 }
 
@@ -284,7 +284,7 @@ func TimeTolerance(window time.Duration) time.Duration {
 // forward. (West of UTC they shift back, which no check can tell from an
 // old row: harbor-core must run in UTC.)
 func checkTimesAhead(ctx context.Context, tx pgx.Tx, s *Snapshot) error {
-	tolerance := TimeTolerance(s.Window)
+	tolerance := timeTolerance(s.Window)
 	type column struct{ table, what, sql string }
 	columns := []column{{"artifact", "push_time", `SELECT repository_name || '@' || digest, push_time FROM artifact WHERE push_time > LOCALTIMESTAMP + make_interval(secs => $1) ORDER BY push_time DESC LIMIT 1`}}
 	if s.Schema.Harbor1 {
