@@ -137,6 +137,10 @@ type countingDriver struct {
 
 func (c countingDriver) Unwrap() storage.Driver { return c.Driver }
 
+// Capabilities are the wrapped driver's, with this listing as the
+// AfterWalker: split listings count too.
+func (c countingDriver) Capabilities() storage.Capabilities { return storage.PassOn(c.Driver, c) }
+
 func (c countingDriver) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	return c.WalkAfter(ctx, prefix, "", fn)
 }
