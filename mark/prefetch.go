@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/walker"
 )
@@ -25,7 +26,7 @@ type Prefetch struct {
 	idle     sync.Cond // signalled when the queue is empty and no read is in flight
 	inflight int
 	queue    []digest.Digest
-	queued   *walker.DigestSet // each manifest is queued once
+	queued   *blobindex.Set // each manifest is queued once
 	closed   bool
 	wake     chan struct{}
 	done     sync.WaitGroup
@@ -56,7 +57,7 @@ func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
 	if p == nil {
 		return
 	}
-	pos, ok := inv.Blobs.Position(d)
+	id, ok := inv.Blobs.ID(d)
 	if !ok {
 		return
 	}
@@ -66,9 +67,9 @@ func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
 		return
 	}
 	if p.queued == nil {
-		p.queued = inv.NewDigestSet(true) // a bit per blob
+		p.queued = inv.NewBlobSet(true) // a bit per blob
 	}
-	if !p.queued.AddPosition(uint32(pos)) {
+	if !p.queued.AddID(id) {
 		return
 	}
 	p.queue = append(p.queue, d)

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
@@ -211,7 +212,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 // manifestRoots is how many distinct manifests the mark starts from (its
 // progress total; index children and referrers can add a few).
 func manifestRoots(inv *walker.Inventory) int64 {
-	seen := walker.NewDigestMap[struct{}]()
+	seen := blobindex.NewMap[struct{}]()
 	for _, r := range inv.Repositories {
 		for d := range r.Revisions.All() {
 			seen.Set(d, struct{}{})
