@@ -161,4 +161,3 @@ func containsAll(s string, parts []string) bool {
 	}
 	return true
 }
-

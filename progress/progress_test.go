@@ -87,7 +87,7 @@ func TestMeterLogsStages(t *testing.T) {
 	st.Count("from_cache", 60)
 	st.Count("from_storage", 40)
 	clock.advance(10 * time.Second)
-	<-out.written // the start line
+	<-out.written              // the start line
 	clock.ticks <- clock.Now() // the interval passed: one running line
 	<-out.written
 	st.Add(100)
