@@ -185,7 +185,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		case "csv":
 			return rep.WriteCSV(w)
 		case "html":
-			return rep.WriteHTML(w)
+			return rep.WriteHTMLOpts(w, reports.HTMLOptions{FindingsPerKind: ro.top})
 		}
 		width := 0
 		if ro.output == "" {
