@@ -17,12 +17,13 @@ const refresh = 200 * time.Millisecond
 // stage ends. Counting stays in the stage's atomics; the bar is only told
 // the figure when it is redrawn.
 type terminal struct {
-	w       io.Writer
-	p       *mpb.Progress
-	refresh chan any
-	stop    func()
-	wg      sync.WaitGroup
-	quit    chan struct{}
+	w        io.Writer
+	p        *mpb.Progress
+	refresh  chan any
+	shutdown chan any // closed when mpb stops (at close, or after it failed to draw)
+	stop     func()
+	wg       sync.WaitGroup
+	quit     chan struct{}
 
 	mu    sync.Mutex
 	bar   *mpb.Bar
@@ -31,8 +32,8 @@ type terminal struct {
 }
 
 func newTerminal(w io.Writer, tick func(time.Duration) (<-chan time.Time, func())) *terminal {
-	t := &terminal{w: w, refresh: make(chan any), quit: make(chan struct{})}
-	t.p = mpb.New(mpb.WithOutput(w), mpb.WithManualRefresh(t.refresh), mpb.WithWidth(100))
+	t := &terminal{w: w, refresh: make(chan any), shutdown: make(chan any), quit: make(chan struct{})}
+	t.p = mpb.New(mpb.WithOutput(w), mpb.WithManualRefresh(t.refresh), mpb.WithShutdownNotifier(t.shutdown), mpb.WithWidth(100))
 	c, stop := tick(refresh)
 	t.stop = stop
 	t.wg.Add(1)
@@ -57,7 +58,16 @@ func (t *terminal) redraw() {
 		setCurrent(t.bar, t.stage)
 	}
 	t.mu.Unlock()
-	t.refresh <- time.Now()
+	t.draw()
+}
+
+// draw asks mpb to draw, unless it has stopped: a terminal it failed to
+// draw on ends the drawing, never the run.
+func (t *terminal) draw() {
+	select {
+	case t.refresh <- time.Now():
+	case <-t.shutdown:
+	}
 }
 
 // setCurrent gives the bar the stage's count, at most its total (the bar
@@ -101,8 +111,8 @@ func (t *terminal) hide(s *stage) {
 		setCurrent(bar, s) // its last frame shows the final count
 		bar.Abort(true)
 		// Two draws: one takes the aborted bar out, the next erases it.
-		t.refresh <- time.Now()
-		t.refresh <- time.Now()
+		t.draw()
+		t.draw()
 	}
 }
 
@@ -126,6 +136,6 @@ func (t *terminal) close() {
 	close(t.quit)
 	t.wg.Wait()
 	t.stop()
-	t.refresh <- time.Now() // prints what was written since the last draw
+	t.draw() // prints what was written since the last draw
 	t.p.Wait()
 }
