@@ -1,6 +1,8 @@
 package sweep
 
 import (
+	"strings"
+
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/layout"
@@ -8,11 +10,8 @@ import (
 	"github.com/regsweep/regsweep/walker"
 )
 
-// Manifests says what manifest d references directly (children and blobs,
-// children first in refs as manifests) and what it is attached to
-// (subject). ok is false when d cannot be read or parsed. A missing
-// manifest references nothing (ok true, nothing returned).
-type Manifests func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
+// Manifests says what manifest d references (mark.References).
+type Manifests = mark.References
 
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {
@@ -21,6 +20,11 @@ type RecheckStats struct {
 	Changed      int  `json:"changed"`
 	Protected    int  `json:"protected"`
 	BlobsChecked bool `json:"blobs_checked"`
+	// Healed counts links this run deleted and wrote again because a push
+	// since the plan needs them (ExecuteChecked).
+	Healed int `json:"healed"`
+	// Walks counts the listings the rechecks made.
+	Walks int `json:"walks"`
 }
 
 // protection is what the links that stay need, per repository and
@@ -149,12 +153,15 @@ func (p *protection) subject(d digest.Digest) digest.Digest {
 // may hold only the repository tree (blobsListed false): blob items are
 // then judged by the links alone. Stats are recomputed.
 func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests) RecheckStats {
-	return p.recheck(fresh, blobsListed, manifests, nil)
+	st, _ := p.recheck(fresh, blobsListed, manifests, nil, nil)
+	return st
 }
 
 // recheck is Recheck; marked, when not nil, is the mark of fresh itself.
-func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked *mark.Result) RecheckStats {
-	st := RecheckStats{BlobsChecked: blobsListed}
+// deleted are links this run deleted (no longer items of p): heal returns
+// those that fresh lacks and that a link that stays needs.
+func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked *mark.Result, deleted []Item) (st RecheckStats, heal []Item) {
+	st = RecheckStats{BlobsChecked: blobsListed}
 	planned := make(map[string]Item, len(p.Items))
 	for _, it := range p.Items {
 		planned[it.Key] = it
@@ -200,8 +207,11 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			return false
 		}
 		mayBePlanned := linkDigests[name]
+		// A repository the registry changed under this walk keeps all its
+		// links: what it holds now is not what was walked.
+		_, changing := fresh.Changing[name]
 		noteLink := func(d digest.Digest, key func() string, mtime int64) bool {
-			if !mayBePlanned[d] && !mayBePlanned[""] {
+			if changing || !mayBePlanned[d] && !mayBePlanned[""] {
 				repoHasStaying[name] = true
 				return true
 			}
@@ -213,7 +223,7 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			}
 		}
 		for pos, d := range r.Layers.Each() {
-			if pos >= 0 && len(mayBePlanned) == 0 {
+			if pos >= 0 && len(mayBePlanned) == 0 && !changing {
 				// Nothing of this repository is planned: the link stays,
 				// and its blob is protected by position.
 				repoHasStaying[name] = true
@@ -234,7 +244,7 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 					roots = append(roots, d)
 				}
 			}
-			if t.HasCurrent && note(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime) && t.Current != "" {
+			if t.HasCurrent && (changing || note(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime)) && t.Current != "" {
 				roots = append(roots, t.Current)
 			}
 		}
@@ -270,6 +280,10 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	// Links first: later passes depend on which of them stay.
 	changedUploads := map[string]bool{}
 	for _, it := range p.Items {
+		if _, changing := fresh.Changing[it.Repo]; changing && it.Repo != "" && it.Kind != KindBlob && it.Kind != KindSegment {
+			count(it, "changed")
+			continue
+		}
 		switch it.Kind {
 		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink:
 			mtime, exists := freshLinkMTime(fresh, it.Key)
@@ -359,7 +373,18 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	}
 	p.Items = kept
 	p.Stats = p.itemStats(p.Stats)
-	return st
+	for _, it := range deleted {
+		switch it.Kind {
+		case KindRevisionLink, KindLayerLink:
+			if _, exists := freshLinkMTime(fresh, it.Key); exists || strings.HasPrefix(it.Reason, "dangling") {
+				continue
+			}
+			if prot.protected(it.Repo, it.Digest) {
+				heal = append(heal, it)
+			}
+		}
+	}
+	return st, heal
 }
 
 // freshLinkMTime finds a link key in a walk without an index of every key.

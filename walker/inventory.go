@@ -69,13 +69,17 @@ type Inventory struct {
 	Segments map[string][]storage.ObjectInfo
 	// Keys counts every key listed, for request-count comparisons.
 	Keys int64
+	// Changing names the repositories the registry changed under the walk
+	// (a link listed, then gone when read), with the first such key: gc
+	// plans nothing in them this run.
+	Changing map[string]string
 
 	links *linkIndex // the blob map as the repositories' link maps use it
 }
 
 // NewInventory returns an empty inventory.
 func NewInventory() *Inventory {
-	inv := &Inventory{Blobs: NewDigestMap[Blob](), BlobSegments: NewDigestMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo)}
+	inv := &Inventory{Blobs: NewDigestMap[Blob](), BlobSegments: NewDigestMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo), Changing: map[string]string{}}
 	inv.links = &linkIndex{blobs: inv.Blobs}
 	return inv
 }
@@ -157,6 +161,13 @@ func (inv *Inventory) tag(r *Repository, name string) *Tag {
 func (inv *Inventory) Add(e Entry) {
 	if e.Kind != KindMultipartUpload {
 		inv.Keys++
+	}
+	if e.Vanished {
+		if _, seen := inv.Changing[e.Repo]; !seen {
+			inv.Changing[e.Repo] = e.Key
+		}
+		inv.Repo(e.Repo)
+		return
 	}
 	link := Link{ModTime: e.ModTime.Unix()}
 	if e.Corrupt {

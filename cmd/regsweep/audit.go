@@ -108,6 +108,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	opts.Parallel = true
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	log.Info("walking storage", "location", d.Location())
+	walkStarted := time.Now()
 	stage := meter.Start("walk", "keys", 0)
 	inv, err := walker.Collect(ctx, countingDriver{d, stage}, opts)
 	if err != nil {
@@ -134,9 +135,9 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	if hb != nil {
 		hb.live.Protect(res)
 	}
-	manifests := markedManifests(res, manifestReader(ctx, src))
+	manifests := res.Manifests(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
+		Now: time.Now(), WalkStarted: walkStarted, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 	}, manifests)
 	marked := time.Now()
 	var mismatches []verify.Result

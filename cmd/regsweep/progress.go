@@ -38,6 +38,10 @@ type countingDriver struct {
 
 func (c countingDriver) Unwrap() storage.Driver { return c.Driver }
 
+// Capabilities are the wrapped driver's, with this listing as the
+// AfterWalker: split listings count too.
+func (c countingDriver) Capabilities() storage.Capabilities { return storage.PassOn(c.Driver, c) }
+
 func (c countingDriver) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	return c.WalkAfter(ctx, prefix, "", fn)
 }
@@ -57,15 +61,16 @@ type countingSource struct {
 	st  progress.Stage
 }
 
-var originCounter = map[mark.Origin]string{
-	mark.FromStorage:  "from_storage",
-	mark.FromCache:    "from_cache",
-	mark.FromPrefetch: "prefetched",
-}
-
 func (c countingSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, error) {
 	b, origin, err := c.src.ManifestFrom(ctx, d)
 	c.st.Add(1)
-	c.st.Count(originCounter[origin], 1)
+	switch origin {
+	case mark.FromCache:
+		c.st.Count("from_cache", 1)
+	case mark.FromPrefetch:
+		c.st.Count("prefetched", 1)
+	default:
+		c.st.Count("from_storage", 1)
+	}
 	return b, err
 }
