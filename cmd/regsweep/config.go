@@ -326,7 +326,7 @@ func runConfigCheck(cmd *cobra.Command, o *configCheckOptions, g *globalOptions)
 	if err := g.layers.apply(flags); err != nil {
 		return err
 	}
-	cfg, err := g.storageConfig(cmd.Flags())
+	cfg, err := g.storageConfig()
 	if err != nil {
 		return err
 	}
