@@ -65,3 +65,13 @@ func TestEveryStorageSettingFromEnvAndFile(t *testing.T) {
 		}
 	}
 }
+
+// A secret that contains another is hidden whole, whichever comes first
+// in the list (an access key can be the start of a secret key).
+func TestScrubHidesASecretThatContainsAnother(t *testing.T) {
+	for _, secrets := range [][]string{{"AKIA1234", "AKIA1234-rest-of-secret"}, {"AKIA1234-rest-of-secret", "AKIA1234"}} {
+		if got := scrub("key AKIA1234-rest-of-secret, id AKIA1234", secrets); got != "key <redacted>, id <redacted>" {
+			t.Errorf("scrub with %q: %q", secrets, got)
+		}
+	}
+}
