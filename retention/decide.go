@@ -3,8 +3,10 @@ package retention
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -131,6 +133,14 @@ func (p *Policy) Govern(repo string) (*Rule, string) {
 // time is unknown; otherwise it is deleted. A repository no rule matches
 // keeps every tag.
 //
+// Tags named in the referrers tag schema (sha256-<hex>, and cosign's
+// sha256-<hex>.sig, .att, .sbom) are not judged by the clauses and take no
+// place among the newest: they follow the manifest they refer to. Such a
+// tag is kept while a kept tag (of either kind) names that digest, or when
+// no tag of the repository names it (an index child or an untagged
+// manifest: not judged here); it is deleted, the grace and unknown times
+// permitting, when every tag that names the digest is deleted.
+//
 // The decision is returned in full even with an *EmptyRepositoryError
 // (every tag would go and the rule does not allow it), so that it can be
 // explained; the engine must then delete nothing.
@@ -152,21 +162,50 @@ func (p *Policy) Decide(repo string, tags []Tag, o Options) (RepositoryDecision,
 		return d, nil
 	}
 	d.Rule, d.RuleLine, d.Pattern, d.AllowEmpty = rule.Number, rule.Line, pattern, rule.AllowEmpty
+	var plain []TagDecision
+	var referrers []int // indexes into d.Tags
+	for i, t := range d.Tags {
+		if _, ok := referredDigest(t.Name); ok {
+			referrers = append(referrers, i)
+		} else {
+			plain = append(plain, t)
+		}
+	}
 	for _, c := range rule.Keep {
-		c.apply(d.Tags, o.Now)
+		c.apply(plain, o.Now)
 	}
 	graceCutoff := o.Now.Add(-o.Grace)
-	for i := range d.Tags {
-		t := &d.Tags[i]
+	young := func(t *TagDecision) bool {
 		switch {
-		case t.Keep:
 		case t.Time.IsZero():
 			t.Keep, t.Reason = true, ReasonUnknownTime
 		case t.Time.After(graceCutoff):
 			t.Keep, t.Reason = true, fmt.Sprintf(reasonGrace, formatDuration(o.Grace))
-		default:
+		}
+		return t.Keep
+	}
+	keptBy := map[digest.Digest]string{} // digest -> a kept tag naming it
+	named := map[digest.Digest]bool{}    // digests some tag names
+	j := 0
+	for i := range d.Tags {
+		t := &d.Tags[i]
+		named[t.Digest] = true
+		if j < len(referrers) && referrers[j] == i {
+			j++
+			continue
+		}
+		*t = plain[i-j]
+		if !t.Keep && !young(t) {
 			t.Reason = ReasonNoClause
 		}
+		if t.Keep {
+			if _, ok := keptBy[t.Digest]; !ok {
+				keptBy[t.Digest] = t.Name
+			}
+		}
+	}
+	followReferredManifests(d.Tags, referrers, keptBy, named, young)
+	for _, t := range d.Tags {
 		if t.Keep {
 			d.Kept++
 		} else {
@@ -177,6 +216,73 @@ func (p *Policy) Decide(repo string, tags []Tag, o Options) (RepositoryDecision,
 		return d, &EmptyRepositoryError{Repository: repo, Rule: rule.Number, RuleLine: rule.Line, Tags: d.Deleted}
 	}
 	return d, nil
+}
+
+// followReferredManifests decides the referrer-schema tags: kept while a
+// kept tag names their subject (which may itself be such a tag: a
+// signature of an SBOM), or when no tag names it; otherwise deleted unless
+// young keeps them.
+func followReferredManifests(tags []TagDecision, referrers []int, keptBy map[digest.Digest]string, named map[digest.Digest]bool, young func(*TagDecision) bool) {
+	open := slices.Clone(referrers)
+	keep := func(t *TagDecision) {
+		if _, ok := keptBy[t.Digest]; !ok {
+			keptBy[t.Digest] = t.Name
+		}
+	}
+	for _, i := range open {
+		t := &tags[i]
+		if subject, _ := referredDigest(t.Name); !named[subject] {
+			t.Keep, t.Reason = true, fmt.Sprintf("kept: refers to %s, which no tag here names (not judged)", shortDigest(subject.String()))
+			keep(t)
+		}
+	}
+	for {
+		// Propagate from kept subjects until nothing changes, then let the
+		// grace keep the young undecided tags and propagate again.
+		progress := false
+		for _, i := range open {
+			t := &tags[i]
+			if t.Keep {
+				continue
+			}
+			subject, _ := referredDigest(t.Name)
+			if by, ok := keptBy[subject]; ok {
+				t.Keep, t.Reason = true, fmt.Sprintf("kept: refers to %s, which kept tag %q names", shortDigest(subject.String()), by)
+				keep(t)
+				progress = true
+			}
+		}
+		if progress {
+			continue
+		}
+		for _, i := range open {
+			if t := &tags[i]; !t.Keep && young(t) {
+				keep(t)
+				progress = true
+			}
+		}
+		if !progress {
+			break
+		}
+	}
+	for _, i := range open {
+		if t := &tags[i]; !t.Keep {
+			subject, _ := referredDigest(t.Name)
+			t.Reason = fmt.Sprintf("deleted: refers to %s, whose tags are all deleted", shortDigest(subject.String()))
+		}
+	}
+}
+
+// referredDigest parses a tag of the referrers tag schema: <alg>-<hex>,
+// optionally with a suffix such as cosign's .sig, .att and .sbom.
+func referredDigest(tag string) (digest.Digest, bool) {
+	alg, rest, _ := strings.Cut(tag, "-")
+	size := map[string]int{"sha256": 64, "sha512": 128}[alg]
+	hex, _, _ := strings.Cut(rest, ".")
+	if size == 0 || len(hex) != size || strings.Trim(hex, "0123456789abcdef") != "" {
+		return "", false
+	}
+	return digest.NewDigestFromEncoded(digest.Algorithm(alg), hex), true
 }
 
 // apply marks the tags the clause keeps that no earlier clause kept.

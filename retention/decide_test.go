@@ -339,3 +339,87 @@ func TestComplementRegexp(t *testing.T) {
 		}
 	}
 }
+
+func TestReferrerTagsFollowTheirSubject(t *testing.T) {
+	const h = time.Hour
+	img := func(name string, age time.Duration, content string) Tag {
+		return Tag{Name: name, Digest: dg(content), Time: now.Add(-age)}
+	}
+	ref := func(subject, suffix string, age time.Duration) Tag {
+		return Tag{Name: "sha256-" + dg(subject).Encoded() + suffix, Digest: dg(subject + suffix), Time: now.Add(-age)}
+	}
+	short := func(content string) string { return "sha256:" + dg(content).Encoded()[:12] }
+	p := mustParse(t, "rules:\n  - repositories: [app]\n    keep:\n      - tags: [\"v*\", \"sha256-*\"]\n        newest: 1\n")
+	tags := []Tag{
+		img("v2", 5*h, "image-2"),
+		img("v1", 6*h, "image-1"),
+		ref("image-2", ".sig", 1*h),       // newer than v2: takes no place among the newest
+		ref("image-1", ".sig", 2*h),       // its image goes, so it goes
+		ref("image-2", ".sbom", 3*h),      // an SBOM of the kept image
+		ref("image-2"+".sbom", ".sig", h), // the SBOM's signature: kept through the SBOM
+		ref("image-1"+".sbom", ".sig", h), // a signature of a deleted image's SBOM tag that is not here: not judged
+		ref("child", ".att", 7*h),         // refers to a manifest no tag names (an index child)
+		ref("image-1", "", 8*h),           // referrers index tag of the deleted image
+	}
+	d, err := p.Decide("app", tags, Options{Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"v2":         `kept: newest 1 of "v*", "sha256-*"`,
+		"v1":         ReasonNoClause,
+		tags[2].Name: `kept: refers to ` + short("image-2") + `, which kept tag "v2" names`,
+		tags[3].Name: `deleted: refers to ` + short("image-1") + `, whose tags are all deleted`,
+		tags[4].Name: `kept: refers to ` + short("image-2") + `, which kept tag "v2" names`,
+		tags[5].Name: `kept: refers to ` + short("image-2.sbom") + `, which kept tag "` + tags[4].Name + `" names`,
+		tags[6].Name: `kept: refers to ` + short("image-1.sbom") + `, which no tag here names (not judged)`,
+		tags[7].Name: `kept: refers to ` + short("child") + `, which no tag here names (not judged)`,
+		tags[8].Name: `deleted: refers to ` + short("image-1") + `, whose tags are all deleted`,
+	}
+	for _, td := range d.Tags {
+		if td.Reason != want[td.Name] {
+			t.Errorf("%s: %q, want %q", td.Name, td.Reason, want[td.Name])
+		}
+	}
+	if d.Kept != 6 || d.Deleted != 3 {
+		t.Errorf("%d kept, %d deleted", d.Kept, d.Deleted)
+	}
+
+	// The grace keeps a young signature of a deleted image, and what
+	// refers to that signature with it.
+	young := []Tag{img("v1", 6*h, "image-1"), img("v0", 7*h, "image-0"), ref("image-0", ".sig", h/2), ref("image-0.sig", ".sig", 5*h)}
+	d, err = p.Decide("app", young, Options{Now: now, Grace: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := verdicts(d); !slices.Equal(got, []string{
+		young[2].Name + "=kept: younger than the grace period (1h)",
+		young[3].Name + `=kept: refers to ` + short("image-0.sig") + `, which kept tag "` + young[2].Name + `" names`,
+		`v1=kept: newest 1 of "v*", "sha256-*"`,
+		"v0=" + ReasonNoClause,
+	}) {
+		t.Errorf("got %q", got)
+	}
+
+	// Signatures do not save a repository from emptying: they follow.
+	p = mustParse(t, "rules:\n  - repositories: [app]\n    keep:\n      - tags: [keep]\n")
+	_, err = p.Decide("app", []Tag{img("v1", 6*h, "image-1"), ref("image-1", ".sig", 5*h)}, Options{Now: now})
+	var empty *EmptyRepositoryError
+	if !errors.As(err, &empty) || empty.Tags != 2 {
+		t.Errorf("want an *EmptyRepositoryError for 2 tags, got %v", err)
+	}
+}
+
+func TestReferredDigest(t *testing.T) {
+	hex := dg("x").Encoded()
+	long := strings.Repeat("0f", 64)
+	for name, want := range map[string]bool{
+		"sha256-" + hex: true, "sha256-" + hex + ".sig": true, "sha256-" + hex + ".att": true, "sha512-" + long + ".sbom": true,
+		"sha256-" + hex[:63]: false, "sha256-" + strings.ToUpper(hex): false, "sha384-" + hex: false, "sha256-" + hex + "x": false,
+		"sha256": false, "v1": false, "sha256-": false,
+	} {
+		if _, got := referredDigest(name); got != want {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+}

@@ -7,7 +7,10 @@
 // What a decision deletes is a tag directory, never a manifest: a digest
 // that a kept tag and a deleted tag share stays, because the engine marks
 // from the tags that remain, and so do the index children and referrers of
-// every kept image. Nothing here emits "delete manifest".
+// every kept image. Nothing here emits "delete manifest". Tags named in
+// the referrers tag schema (cosign's sha256-<hex>.sig, .att, .sbom) follow
+// the manifest they refer to rather than the clauses, so a kept image
+// keeps its signatures (Decide).
 //
 // The policy file (docs/retention.md is the reference):
 //
