@@ -35,13 +35,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"gopkg.in/yaml.v3"
+
+	"github.com/regsweep/regsweep/internal/yamlnode"
 )
 
 // Policy is a parsed, validated policy file.
@@ -154,7 +158,7 @@ func parse(data []byte) (*Policy, *Error) {
 		top = top.Content[0]
 	}
 	top = deref(top)
-	if isNull(top) {
+	if yamlnode.IsNull(top) {
 		return nil, &Error{Msg: "the policy is empty: it needs rules"}
 	}
 	fields, err := mapping(top, "", map[string]bool{"rules": true})
@@ -186,7 +190,7 @@ func parse(data []byte) (*Policy, *Error) {
 func parseRule(n *yaml.Node, number int) (Rule, *Error) {
 	key := fmt.Sprintf("rules[%d]", number)
 	r := Rule{Number: number, Line: n.Line}
-	if isNull(n) || (n.Kind == yaml.MappingNode && len(n.Content) == 0) {
+	if yamlnode.IsNull(n) || (n.Kind == yaml.MappingNode && len(n.Content) == 0) {
 		return r, &Error{Line: n.Line, Key: key, Msg: "empty rule: it needs repositories and keep"}
 	}
 	fields, err := mapping(n, key, map[string]bool{"repositories": true, "keep": true, "untagged": true, "allow_empty": true})
@@ -220,7 +224,7 @@ func parseRule(n *yaml.Node, number int) (Rule, *Error) {
 	if u, ok := fields["untagged"]; ok {
 		uk := key + ".untagged"
 		v := deref(u.value)
-		if isNull(v) || (v.Kind == yaml.MappingNode && len(v.Content) == 0) {
+		if yamlnode.IsNull(v) || (v.Kind == yaml.MappingNode && len(v.Content) == 0) {
 			return r, &Error{Line: u.key.Line, Key: uk, Msg: "empty: give older_than, or leave untagged out (default older_than: 0s)"}
 		}
 		uf, err := mapping(v, uk, map[string]bool{"older_than": true})
@@ -236,7 +240,7 @@ func parseRule(n *yaml.Node, number int) (Rule, *Error) {
 	if a, ok := fields["allow_empty"]; ok {
 		v := deref(a.value)
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
-			return r, &Error{Line: v.Line, Key: key + ".allow_empty", Msg: "expected true or false, got " + kindName(v)}
+			return r, &Error{Line: v.Line, Key: key + ".allow_empty", Msg: "expected true or false, got " + yamlnode.KindName(v)}
 		}
 		r.AllowEmpty = v.Value == "true"
 	}
@@ -246,7 +250,7 @@ func parseRule(n *yaml.Node, number int) (Rule, *Error) {
 func parseClause(n *yaml.Node, key string, number int) (Clause, *Error) {
 	n = deref(n)
 	c := Clause{Number: number, Line: n.Line}
-	if isNull(n) || (n.Kind == yaml.MappingNode && len(n.Content) == 0) {
+	if yamlnode.IsNull(n) || (n.Kind == yaml.MappingNode && len(n.Content) == 0) {
 		return c, &Error{Line: n.Line, Key: key, Msg: "empty keep clause: give tags, newest or pushed_within"}
 	}
 	fields, err := mapping(n, key, map[string]bool{"tags": true, "newest": true, "pushed_within": true})
@@ -262,7 +266,7 @@ func parseClause(n *yaml.Node, key string, number int) (Clause, *Error) {
 		v := deref(f.value)
 		nk := key + ".newest"
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
-			return c, &Error{Line: v.Line, Key: nk, Msg: "expected a count of tags such as 10, got " + kindName(v)}
+			return c, &Error{Line: v.Line, Key: nk, Msg: "expected a count of tags such as 10, got " + yamlnode.KindName(v)}
 		}
 		count, perr := strconv.ParseInt(strings.ReplaceAll(v.Value, "_", ""), 0, 32)
 		switch {
@@ -294,7 +298,7 @@ func mapping(n *yaml.Node, key string, allowed map[string]bool) (map[string]fiel
 		where = "the top level"
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, &Error{Line: n.Line, Key: key, Msg: fmt.Sprintf("expected a mapping at %s, got %s", where, kindName(n))}
+		return nil, &Error{Line: n.Line, Key: key, Msg: fmt.Sprintf("expected a mapping at %s, got %s", where, yamlnode.KindName(n))}
 	}
 	out := map[string]field{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -304,7 +308,7 @@ func mapping(n *yaml.Node, key string, allowed map[string]bool) (map[string]fiel
 			return nil, &Error{Line: k.Line, Key: key, Msg: "keys must be plain names"}
 		}
 		if !allowed[k.Value] {
-			return nil, &Error{Line: k.Line, Key: name, Msg: "unknown key" + suggest(k.Value, allowed)}
+			return nil, &Error{Line: k.Line, Key: name, Msg: "unknown key" + yamlnode.Suggest(k.Value, slices.Sorted(maps.Keys(allowed)))}
 		}
 		if first, dup := out[k.Value]; dup {
 			return nil, &Error{Line: k.Line, Key: name, Msg: fmt.Sprintf("given twice (first at line %d)", first.key.Line)}
@@ -317,7 +321,7 @@ func mapping(n *yaml.Node, key string, allowed map[string]bool) (map[string]fiel
 func list(n *yaml.Node, key string) ([]*yaml.Node, *Error) {
 	n = deref(n)
 	if n.Kind != yaml.SequenceNode {
-		return nil, &Error{Line: n.Line, Key: key, Msg: "expected a list, got " + kindName(n)}
+		return nil, &Error{Line: n.Line, Key: key, Msg: "expected a list, got " + yamlnode.KindName(n)}
 	}
 	out := make([]*yaml.Node, len(n.Content))
 	for i, c := range n.Content {
@@ -331,7 +335,7 @@ func list(n *yaml.Node, key string) ([]*yaml.Node, *Error) {
 func patterns(f field, key string, tags bool) ([]Pattern, *Error) {
 	items, err := list(f.value, key)
 	if err != nil {
-		if n := deref(f.value); n.Kind == yaml.ScalarNode && !isNull(n) {
+		if n := deref(f.value); n.Kind == yaml.ScalarNode && !yamlnode.IsNull(n) {
 			err.Msg += fmt.Sprintf(" (write [%q] for one pattern)", n.Value)
 		}
 		return nil, err
@@ -342,8 +346,8 @@ func patterns(f field, key string, tags bool) ([]Pattern, *Error) {
 	out := make([]Pattern, 0, len(items))
 	for i, n := range items {
 		pk := fmt.Sprintf("%s[%d]", key, i+1)
-		if n.Kind != yaml.ScalarNode || isNull(n) {
-			return nil, &Error{Line: n.Line, Key: pk, Msg: "expected a pattern string, got " + kindName(n)}
+		if n.Kind != yaml.ScalarNode || yamlnode.IsNull(n) {
+			return nil, &Error{Line: n.Line, Key: pk, Msg: "expected a pattern string, got " + yamlnode.KindName(n)}
 		}
 		p, msg := compile(n.Value, tags)
 		if msg != "" {
@@ -385,7 +389,7 @@ func compile(text string, tags bool) (Pattern, string) {
 func duration(f field, key string, zeroOK bool) (time.Duration, *Error) {
 	v := deref(f.value)
 	if v.Kind != yaml.ScalarNode || (v.Tag != "!!str" && v.Tag != "!!int") {
-		return 0, &Error{Line: v.Line, Key: key, Msg: "expected a duration such as 720h, got " + kindName(v)}
+		return 0, &Error{Line: v.Line, Key: key, Msg: "expected a duration such as 720h, got " + yamlnode.KindName(v)}
 	}
 	d, err := time.ParseDuration(v.Value)
 	if err != nil {
@@ -465,65 +469,4 @@ func deref(n *yaml.Node) *yaml.Node {
 		n = n.Alias
 	}
 	return n
-}
-
-func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	switch n.Tag {
-	case "!!null":
-		return "nothing"
-	case "!!bool":
-		return "a boolean"
-	case "!!int":
-		return "an integer"
-	case "!!float":
-		return "a number"
-	case "!!str":
-		return "a string"
-	}
-	return "a " + strings.TrimPrefix(n.Tag, "!!")
-}
-
-// suggest names the allowed key closest to a misspelt one.
-func suggest(key string, allowed map[string]bool) string {
-	best, bestDist := "", 3
-	for name := range allowed {
-		if d := distance(key, name); d < bestDist || (d == bestDist && name < best) {
-			best, bestDist = name, d
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// distance is the Levenshtein distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
