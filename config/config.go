@@ -85,25 +85,7 @@ func (f *File) Settings() []Setting {
 
 // Error is a problem at one key of the file. It never holds the key's value:
 // the value may be a secret.
-type Error struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	if e.Key != "" {
-		fmt.Fprintf(&b, ": %s", e.Key)
-	}
-	b.WriteString(": " + e.Msg)
-	return b.String()
-}
+type Error = yamlnode.Error
 
 // Load reads and validates the file at path.
 func Load(path string, schema *Section) (*File, error) {

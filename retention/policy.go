@@ -106,26 +106,10 @@ func (p Pattern) Match(name string) bool {
 // regexPrefix marks a tag pattern as a Go regular expression.
 const regexPrefix = "re:"
 
-// Error is a problem at one place of the policy file.
-type Error struct {
-	File string
-	Line int    // 0 when the problem has no line (the whole file)
-	Key  string // where in the file, e.g. rules[2].keep[1].newest (1-based)
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	if e.Key != "" {
-		b.WriteString(": " + e.Key)
-	}
-	b.WriteString(": " + e.Msg)
-	return b.String()
-}
+// Error is a problem at one place of the policy file: File, Line (0 for
+// the whole file), Key (where in the file, e.g. rules[2].keep[1].newest,
+// numbered from 1) and Msg.
+type Error = yamlnode.Error
 
 // Parse validates a policy file's content (file names it in errors).
 // Unknown keys, keys given twice, bad patterns, bad durations, counts below

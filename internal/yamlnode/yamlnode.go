@@ -1,6 +1,7 @@
 // Package yamlnode holds what regsweep's YAML validators (regsweep.yaml,
 // retention policies) share in their messages: a node's kind in words and
-// the allowed key nearest a misspelt one. It reads no files.
+// the allowed key nearest a misspelt one, and the error that names the
+// file, line and key. It reads no files.
 package yamlnode
 
 import (
@@ -9,6 +10,28 @@ import (
 
 	"gopkg.in/yaml.v3"
 )
+
+// Error is a problem at one key of a file: "file:line: key: msg", the
+// line and key left out when unknown.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(": " + e.Key)
+	}
+	b.WriteString(": " + e.Msg)
+	return b.String()
+}
 
 // IsNull reports an empty value (key: or key: null).
 func IsNull(n *yaml.Node) bool {

@@ -40,3 +40,18 @@ func TestKindName(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorNamesFileLineAndKey(t *testing.T) {
+	for _, c := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{File: "p.yaml", Line: 4, Key: "rules[1].keep", Msg: "missing"}, "p.yaml:4: rules[1].keep: missing"},
+		{Error{File: "p.yaml", Msg: "the policy is empty"}, "p.yaml: the policy is empty"},
+		{Error{File: "p.yaml", Line: 2, Msg: "holds more than one YAML document"}, "p.yaml:2: holds more than one YAML document"},
+	} {
+		if got := c.e.Error(); got != c.want {
+			t.Errorf("%q, want %q", got, c.want)
+		}
+	}
+}
