@@ -72,7 +72,8 @@ type Rule struct {
 // Clause is one entry of a rule's keep list. A clause keeps the tags that
 // match Tags (every tag when Tags is empty) and, when Newest or
 // PushedWithin is set, only those among the Newest most recent matching
-// tags or pushed within PushedWithin (either one is enough).
+// tags or pushed within PushedWithin (either one is enough). Tags in the
+// referrers tag schema are never matched: they follow their subject.
 type Clause struct {
 	Number       int // 1-based, within its rule
 	Line         int
