@@ -18,6 +18,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/sweep"
@@ -209,7 +210,7 @@ func (l *Liveness) ProtectLinks(res *mark.Result, inv *walker.Inventory) {
 	}
 	// Per repository, whichever is shorter is walked: its links, or the
 	// recent rows.
-	keep := func(links *walker.LinkMap, kept *walker.DigestSet) {
+	keep := func(links *blobindex.Links, kept *blobindex.Set) {
 		if links.Len() < len(recent) {
 			for d := range links.All() {
 				if recent[d] {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/harbordb/harbortest"
 	"github.com/regsweep/regsweep/harborgc"
@@ -146,7 +147,7 @@ func TestCheckBehind(t *testing.T) {
 
 	inv := walker.NewInventory()
 	link := func(repo string, d digest.Digest, age time.Duration) {
-		inv.Repo(repo).Revisions.Set(d, walker.Link{ModTime: snap.Taken.Add(-age).Unix()})
+		inv.Repo(repo).Revisions.Set(d, blobindex.Link{ModTime: snap.Taken.Add(-age).Unix()})
 	}
 	link("lib/app", known.Manifest.Digest, 10*time.Minute)
 	link("lib/app", trashed.Manifest.Digest, 10*time.Minute)
@@ -225,8 +226,8 @@ func TestHistoryCountsRowlessBlobs(t *testing.T) {
 	rowlessManifest := harbortest.FakeBlob("row-less manifest", 400, harbortest.MediaTypeOCIManifest)
 	rowlessLayer := harbortest.FakeBlob("row-less layer", 70000, harbortest.MediaTypeOCILayer)
 	inv := walker.NewInventory()
-	inv.Repo("lib/app").Revisions.Set(gone.Manifest.Digest, walker.Link{ModTime: 1})
-	inv.Repo("lib/old").Revisions.Set(rowlessManifest.Digest, walker.Link{ModTime: 1})
+	inv.Repo("lib/app").Revisions.Set(gone.Manifest.Digest, blobindex.Link{ModTime: 1})
+	inv.Repo("lib/old").Revisions.Set(rowlessManifest.Digest, blobindex.Link{ModTime: 1})
 
 	p := &harborgc.Protocol{DB: db, Snap: snap, Live: harborgc.NewLiveness(snap, false), Window: window}
 	if err := p.Prepare(ctx, inv); err != nil {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/storage"
@@ -112,13 +113,13 @@ func (p Problem) Blocking() bool {
 type RepoResult struct {
 	// KeptManifests are the repository's kept manifests, including kept
 	// ones whose blob is missing (their links are not unused).
-	KeptManifests *walker.DigestSet
+	KeptManifests *blobindex.Set
 	// KeptLayers: a _layers link is kept iff its digest is here. It holds
 	// every blob a kept manifest of this repository references, and the
 	// kept manifests themselves: distribution also resolves a manifest
 	// through _layers (registry 2.1.0 linked manifests there). In a broken
 	// repository it holds every layer link.
-	KeptLayers *walker.DigestSet
+	KeptLayers *blobindex.Set
 	// Broken is set when a tag, a revision link or a root names a manifest
 	// storage lacks. What that manifest needed is unknown, so every layer
 	// link of the repository stays (KeptLayers), and so do the links to
@@ -132,7 +133,7 @@ type Result struct {
 	// KeptBlobs is every blob needed by any repository: kept manifests,
 	// the blobs they reference, and the schema1 signatures of kept
 	// revisions.
-	KeptBlobs *walker.DigestSet
+	KeptBlobs *blobindex.Set
 	// Repos has an entry for every repository of the inventory.
 	Repos map[string]*RepoResult
 	// Problems, sorted by repository, kind, digest and key.
@@ -164,11 +165,11 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 
 // ReferencesAt is References for a reader of the inventory the mark ran
 // over, without a digest per blob: each blob d references is handed to
-// blob (when not nil) as its position in inv's blob map, or as pos -1 and
-// its digest when inv did not list it. A manifest that inv lists a link
-// to but not the blob of references nothing (ok and found). For another
-// inventory found is false: positions are only good in their own.
-func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
+// blob (when not nil) by its ID in inv's blob index (indexed), or by its
+// digest when inv did not list it. A manifest that inv lists a link to but
+// not the blob of references nothing (ok and found). For another
+// inventory found is false: IDs are only good in their own.
+func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(id blobindex.ID, d digest.Digest, indexed bool)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
 	if r.g == nil || r.g.inv != inv {
 		return nil, "", false, false
 	}
@@ -176,9 +177,9 @@ func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(
 	if blob != nil {
 		byID = func(id uint32) {
 			if id > r.g.stored {
-				blob(-1, r.g.digest(id))
+				blob(0, r.g.digest(id), false)
 			} else {
-				blob(int(id-1), "")
+				blob(blobindex.ID(id-1), "", true)
 			}
 		}
 	}
@@ -277,7 +278,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		keptManifest: make([]uint32, g.next),
 		keptLayer:    make([]uint32, g.next),
 		global:       make([]bool, g.next),
-		signatures:   walker.NewDigestMap[struct{}](),
+		signatures:   blobindex.NewMap[struct{}](),
 		problems:     map[problemKey]Problem{},
 	}
 	m.corruptLinks()
@@ -289,7 +290,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		res.Repos[name] = m.repo(uint32(i+1), inv.Repositories[name])
 	}
 
-	res.KeptBlobs = inv.NewDigestSet(true)
+	res.KeptBlobs = inv.NewBlobSet(true)
 	for id, kept := range m.global {
 		if kept {
 			g.addTo(res.KeptBlobs, uint32(id))
@@ -323,7 +324,7 @@ type marker struct {
 	// repositories.
 	keptManifest, keptLayer []uint32
 	global                  []bool
-	signatures              *walker.DigestMap[struct{}]
+	signatures              *blobindex.Map[struct{}]
 	problems                map[problemKey]Problem
 }
 

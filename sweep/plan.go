@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
@@ -197,7 +198,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	blobExists := inv.Blobs.Has
 	// Every link that stays must keep pointing at an existing blob, whatever
 	// the mark said (a young link of a push in progress is not marked).
-	linked := inv.NewDigestSet(true)
+	linked := inv.NewBlobSet(true)
 
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
@@ -291,7 +292,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	keptSegments := map[string]bool{}
 	deletedSegments := map[string]digest.Digest{}
-	consider := func(d digest.Digest, b walker.Blob, kept bool) {
+	consider := func(d digest.Digest, b blobindex.Blob, kept bool) {
 		if kept {
 			if seg := inv.SegmentsOf(d); seg != "" {
 				keptSegments[seg] = true
@@ -307,14 +308,14 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	// By position, the digest only for blobs that need it: turning 100k
 	// positions into digests costs more than the rest of the loop.
 	segmented := inv.BlobSegments.Len() > 0
-	for pos := range inv.Blobs.Positions() {
-		b := inv.Blobs.ValueAt(pos)
-		kept := res.KeptBlobs.HasPosition(pos) || linked.HasPosition(pos) || !old(b.ModTime)
+	for id := range inv.Blobs.IDs() {
+		b := inv.Blobs.Value(id)
+		kept := res.KeptBlobs.HasID(id) || linked.HasID(id) || !old(b.ModTime)
 		if !kept || segmented {
-			consider(inv.Blobs.DigestAt(pos), b, kept)
+			consider(inv.Blobs.Digest(id), b, kept)
 		}
 	}
-	for d, b := range inv.Blobs.Unpositioned() {
+	for d, b := range inv.Blobs.Unindexed() {
 		consider(d, b, res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime))
 	}
 	for prefix, segs := range inv.Segments {
@@ -468,9 +469,12 @@ const reasonOrphanSegment = "segment of no blob"
 // anyStored says whether some kept digest is a stored blob. Digests kept
 // but missing from storage (a dangling link, a row without a blob) do not
 // count: they prove nothing about the blobs that are there.
-func anyStored(kept *walker.DigestSet, stored *walker.DigestMap[walker.Blob]) bool {
-	for pos, d := range kept.Each() {
-		if pos >= 0 || stored.Has(d) { // a position is a stored blob's
+func anyStored(kept *blobindex.Set, stored *blobindex.Index) bool {
+	for range kept.IDs() {
+		return true // an ID is a stored blob's
+	}
+	for d := range kept.Unindexed() {
+		if stored.Has(d) {
 			return true
 		}
 	}

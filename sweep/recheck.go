@@ -5,6 +5,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
@@ -33,8 +34,8 @@ type protection struct {
 	fresh     *walker.Inventory
 	manifests Manifests
 	marked    *mark.Result // nil, or the mark of fresh itself
-	perRepo   map[string]*walker.DigestSet
-	global    *walker.DigestSet
+	perRepo   map[string]*blobindex.Set
+	global    *blobindex.Set
 	// referrers[repo][subject] are the revisions attached to subject.
 	referrers  map[string]map[digest.Digest][]digest.Digest
 	unreadable map[string]bool
@@ -42,14 +43,14 @@ type protection struct {
 	// not the protected set: a digest first protected as a blob (a layer
 	// link to a manifest, as registry 2.1 wrote) must still be followed
 	// when a link names it as a manifest.
-	walked map[string]*walker.DigestSet
+	walked map[string]*blobindex.Set
 }
 
 // set returns sets[repo], creating it.
-func (p *protection) set(sets map[string]*walker.DigestSet, repo string) *walker.DigestSet {
+func (p *protection) set(sets map[string]*blobindex.Set, repo string) *blobindex.Set {
 	s := sets[repo]
 	if s == nil {
-		s = p.fresh.NewDigestSet(false)
+		s = p.fresh.NewBlobSet(false)
 		sets[repo] = s
 	}
 	return s
@@ -69,10 +70,10 @@ func (p *protection) protected(repo string, d digest.Digest) bool {
 	return set != nil && set.Has(d)
 }
 
-// blobAt protects the listed blob at pos, as blob does its digest.
-func (p *protection) blobAt(repo string, pos uint32) {
-	if p.set(p.perRepo, repo).AddPosition(pos) {
-		p.global.AddPosition(pos)
+// blobAt protects the listed blob with this ID, as blob does its digest.
+func (p *protection) blobAt(repo string, id blobindex.ID) {
+	if p.set(p.perRepo, repo).AddID(id) {
+		p.global.AddID(id)
 	}
 }
 
@@ -109,9 +110,9 @@ func (p *protection) manifest(repo string, d digest.Digest) {
 // the rest of what it references.
 func (p *protection) references(repo string, d digest.Digest) (children []digest.Digest, subject digest.Digest, ok bool) {
 	if p.marked != nil {
-		children, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, func(pos int, b digest.Digest) {
-			if pos >= 0 {
-				p.blobAt(repo, uint32(pos))
+		children, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, func(id blobindex.ID, b digest.Digest, indexed bool) {
+			if indexed {
+				p.blobAt(repo, id)
 			} else {
 				p.blob(repo, b)
 			}
@@ -184,8 +185,8 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			linkDigests[it.Repo][it.Digest] = true
 		}
 	}
-	prot := &protection{fresh: fresh, manifests: manifests, marked: marked, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
-		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*walker.DigestSet{}}
+	prot := &protection{fresh: fresh, manifests: manifests, marked: marked, perRepo: map[string]*blobindex.Set{}, global: fresh.NewBlobSet(true),
+		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*blobindex.Set{}}
 
 	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
@@ -222,21 +223,24 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 				roots = append(roots, d)
 			}
 		}
-		for pos, d := range r.Layers.Each() {
-			if pos >= 0 && len(mayBePlanned) == 0 && !changing {
-				// Nothing of this repository is planned: the link stays,
-				// and its blob is protected by position.
-				repoHasStaying[name] = true
-				prot.blobAt(name, uint32(pos))
-				continue
-			}
-			if pos >= 0 {
-				d = fresh.Blobs.DigestAt(pos)
-			}
+		layer := func(d digest.Digest) {
 			l, _ := r.Layers.Get(d)
 			if noteLink(d, func() string { return keyOf(layerSpec(name, d)) }, l.ModTime) {
 				prot.blob(name, d)
 			}
+		}
+		for id := range r.Layers.IDs() {
+			if len(mayBePlanned) == 0 && !changing {
+				// Nothing of this repository is planned: the link stays,
+				// and its blob is protected by ID.
+				repoHasStaying[name] = true
+				prot.blobAt(name, id)
+				continue
+			}
+			layer(fresh.Blobs.Digest(id))
+		}
+		for d := range r.Layers.Unindexed() {
+			layer(d)
 		}
 		for tag, t := range r.Tags {
 			for d, l := range t.Index.All() {
