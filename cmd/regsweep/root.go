@@ -60,7 +60,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	g.addFlags(root.PersistentFlags())
 	root.AddCommand(newVersionCommand(g), newInventoryCommand(g), newGCCommand(g), newSweepCommand(g), newUnlockCommand(g), newAuditCommand(g),
-		newConfigCommand(g), newGenManCommand(g))
+		newConfigCommand(g), newGenManCommand(g), newPolicyCommand(g))
 	return root
 }
 
