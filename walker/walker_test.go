@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/storage"
@@ -153,6 +156,57 @@ func TestCorruptLinksAndUnknownKeys(t *testing.T) {
 	}
 	if len(unknown) != 3 {
 		t.Errorf("unknown keys: %v, want the three stray keys under docker/registry/v2/", unknown)
+	}
+}
+
+// A walk's problems are findings where it finds them: a corrupt link
+// names its repository, digest and key and why; a key that fits no layout
+// is broken storage, and a driver's temporary file says what it becomes.
+func TestWalkFindings(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(d, 4)
+	other := digest.FromString("other")
+	link, _ := layout.Path(layout.LayerLink{Repo: "b", Digest: other})
+	w.Raw(link, []byte("garbage"))
+	w.Raw(link+".0f8fad5b-d9cb-469f-a165-70867728950e.tmp", []byte(other.String()))
+	w.Raw("docker/registry/v2/blobs/sha256/ab/notablob", []byte("xyz"))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := walker.Collect(context.Background(), d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Corrupt) != 1 {
+		t.Fatalf("corrupt links: %v", inv.Corrupt)
+	}
+	f, ok := inv.Corrupt[0].Finding()
+	want := finding.Finding{Kind: finding.CorruptLink, Repo: "b", Digest: other, Key: link,
+		Explanation: `corrupt layer_link: link content is not a digest ("garbage")`}
+	if !ok || !reflect.DeepEqual(f, want) {
+		t.Errorf("corrupt link finding %+v, want %+v", f, want)
+	}
+	got := map[string]string{}
+	for _, f := range inv.UnknownKeys() {
+		if f.Kind != finding.UnknownKey || f.Severity() != finding.Broken {
+			t.Errorf("unknown key finding %+v", f)
+		}
+		got[f.Key] = f.Explanation
+	}
+	wantUnknown := map[string]string{
+		"docker/registry/v2/blobs/sha256/ab/notablob": "key under docker/registry/v2/ that fits no registry layout",
+		link + ".0f8fad5b-d9cb-469f-a165-70867728950e.tmp": "a storage driver's temporary file for " + link +
+			": a write in flight, or one a crash cut short (gc ignores it)",
+	}
+	if !maps.Equal(got, wantUnknown) {
+		t.Errorf("unknown keys %v, want %v", got, wantUnknown)
+	}
+	for _, r := range inv.Repositories {
+		for d := range r.Layers.All() {
+			if _, ok := (walker.Entry{Kind: walker.KindLayerLink, Repo: r.Name, Digest: d}).Finding(); ok {
+				t.Errorf("a sound link is a finding")
+			}
+		}
 	}
 }
 
