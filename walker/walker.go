@@ -6,6 +6,11 @@
 // only downloaded when the listing's ETag cannot prove their content, and
 // tag current links are always read. A listing error fails the whole walk:
 // a shorter result is never returned as if it were complete.
+//
+// It owns the entries and the inventory they add up to, and says what an
+// entry shows wrong (Entry.Finding: a corrupt link, a key that fits no
+// layout). It may not decide what is live or garbage (mark and sweep do),
+// nor write to storage.
 package walker
 
 import (
