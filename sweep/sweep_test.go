@@ -34,6 +34,20 @@ type gcRun struct {
 func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration, exec sweep.ExecOptions) gcRun {
 	t.Helper()
 	ctx := context.Background()
+	_, plan := walkAndPlan(t, d, deleteUntagged, grace)
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	result, err := plan.Execute(lctx, d, held, exec)
+	return gcRun{plan, result, err}
+}
+
+// walkAndPlan walks d, marks it and plans, as gc does before it deletes.
+func walkAndPlan(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration) (*walker.Inventory, *sweep.Plan) {
+	t.Helper()
+	ctx := context.Background()
 	walked := time.Now()
 	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
 	if err != nil {
@@ -45,14 +59,7 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 		t.Fatal(err)
 	}
 	o := sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}
-	plan := build(t, inv, res, src, o)
-	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release(ctx)
-	result, err := plan.Execute(lctx, d, held, exec)
-	return gcRun{plan, result, err}
+	return inv, build(t, inv, res, src, o)
 }
 
 // build makes a plan as the gc package does: candidates, a recheck
@@ -398,16 +405,7 @@ func TestPlanFindings(t *testing.T) {
 	if _, err := d.Delete(ctx, []string{key(layout.BlobData{Digest: digest.FromBytes(lost)})}); err != nil {
 		t.Fatal(err)
 	}
-	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := mark.StorageSource(d, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := build(t, inv, res, src, sweep.Options{Now: time.Now(), DeleteUntagged: true})
+	inv, plan := walkAndPlan(t, d, true, 0)
 	got := map[string]string{} // kind and key -> explanation
 	var uploadBytes int64
 	for _, f := range plan.Findings(inv) {
