@@ -127,7 +127,7 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 		maxPhase = max(maxPhase, phase[it.Kind])
 	}
 	blobsGone := map[string]bool{} // digests whose blob this run deleted or found gone
-	for ph := 1; ph <= maxPhase; ph++ {
+	for ph := 0; ph <= maxPhase; ph++ {
 		if ph == phase[KindBlob] && o.BeforeBlobs != nil {
 			// Only what is left is rechecked: the links this run deleted
 			// are not "gone" from the plan (they would leave its stats,
@@ -209,6 +209,36 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	return r, nil
 }
 
+// deleteTag deletes the tag whose current link is key: every key under
+// the tag's directory (its index), then the current link, so that a run
+// cut off in between leaves a tag the registry still serves, not one
+// without a current link.
+func deleteTag(ctx context.Context, d storage.Driver, key string) ([]storage.DeleteResult, error) {
+	dir := strings.TrimSuffix(key, "current/link")
+	var index []string
+	err := d.Walk(ctx, dir, func(oi storage.ObjectInfo) error {
+		if oi.Key != key {
+			index = append(index, oi.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return []storage.DeleteResult{{Key: key, Err: fmt.Errorf("listing the tag's index: %w", err)}}, nil
+	}
+	if len(index) > 0 {
+		res, err := d.Delete(ctx, index)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range res {
+			if r.Err != nil && !storage.IsNotFound(r.Err) {
+				return []storage.DeleteResult{{Key: key, Err: fmt.Errorf("deleting %s of the tag: %w", r.Key, r.Err)}}, nil
+			}
+		}
+	}
+	return d.Delete(ctx, []string{key})
+}
+
 // left is what of batch keep leaves out (keep is a subset of batch, in
 // order).
 func left(batch, keep []Item) []Item {
@@ -228,9 +258,11 @@ func left(batch, keep []Item) []Item {
 type checkFunc func(ctx context.Context, batch []Item) ([]Item, error)
 
 func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o ExecOptions, check checkFunc, record func(Item, error)) error {
-	var plain, segments, multipart, repos []Item
+	var tags, plain, segments, multipart, repos []Item
 	for _, it := range items {
 		switch it.Kind {
+		case KindTag:
+			tags = append(tags, it)
 		case KindSegment:
 			segments = append(segments, it)
 		case KindMultipartUpload:
@@ -240,6 +272,15 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 		default:
 			plain = append(plain, it)
 		}
+	}
+	// A tag is a directory of links: its index, then its current link,
+	// deleted as one item; tags are deleted concurrently, one a call.
+	one := o
+	one.BatchSize = 1
+	if err := deleteBatches(ctx, tags, one, check, func(ctx context.Context, keys []string) ([]storage.DeleteResult, error) {
+		return deleteTag(ctx, d, keys[0])
+	}, record); err != nil {
+		return err
 	}
 	// An upload's startedat file goes after its other files: a run cut off
 	// in between leaves the upload still dated, so the next run judges it
