@@ -52,8 +52,8 @@ func (readOnlyCreator) Create(_ context.Context, key string, _ []byte) error {
 
 type readOnlyDirRemover struct{}
 
-func (readOnlyDirRemover) RemoveEmptyDirs(_ context.Context, prefix string) error {
-	return &PathError{Op: "rmdir", Key: prefix, Err: ErrReadOnly}
+func (readOnlyDirRemover) RemoveEmptyDirs(context.Context, []string, func(string) bool) (int, error) {
+	return 0, &PathError{Op: "rmdir", Err: ErrReadOnly}
 }
 
 // Limit returns a driver that runs at most n reads, writes and deletes at
