@@ -96,6 +96,9 @@ func (r *GC) WriteText(w io.Writer, list bool) error {
 			failed += n
 		}
 		fmt.Fprintf(w, "Deleted:           %d objects, %s freed (%d already gone, %d failed)\n", deleted, HumanBytes(r.Result.FreedBytes), notFound, failed)
+		if r.Result.RemovedDirectories > 0 {
+			fmt.Fprintf(w, "Directories:       %d left empty and removed\n", r.Result.RemovedDirectories)
+		}
 	}
 	fmt.Fprintf(w, "Manifests:         %d read from storage, %d from the local cache\n", r.ManifestReads, r.CacheHits)
 	fmt.Fprintf(w, "Took:              %s\n", r.FinishedAt.Sub(r.StartedAt).Round(time.Millisecond))
