@@ -56,6 +56,18 @@ func pagedS3(t *testing.T, pages map[string]string) *httptest.Server {
 	return srv
 }
 
+// pagedDriver opens the driver on pagedS3(pages), listing with V1 or V2.
+func pagedDriver(t *testing.T, pages map[string]string, v1 bool) *s3.Driver {
+	t.Helper()
+	cfg := fakeConfig(pagedS3(t, pages).URL)
+	cfg.ListV1 = v1
+	d, err := s3.New(context.Background(), cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 // TestFakeContradictoryPagesEndTheListing: every contradictory page kind
 // (docs/bad-input.md) fails the walk with a *PathError for the prefix
 // listed that says what is wrong; the keys after it are never taken for
@@ -107,15 +119,9 @@ func TestFakeContradictoryPagesEndTheListing(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
-			srv := pagedS3(t, c.pages)
-			cfg := fakeConfig(srv.URL)
-			cfg.ListV1 = c.v1
-			d, err := s3.New(context.Background(), cfg, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			d := pagedDriver(t, c.pages, c.v1)
 			var got []string
-			err = d.Walk(context.Background(), "docker/", func(oi storage.ObjectInfo) error { got = append(got, oi.Key); return nil })
+			err := d.Walk(context.Background(), "docker/", func(oi storage.ObjectInfo) error { got = append(got, oi.Key); return nil })
 			var pe *storage.PathError
 			if !errors.As(err, &pe) || pe.Op != "list" || pe.Key != "docker/" || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Walk: %v after %v; want a list error for docker/ saying %q", err, got, c.want)
@@ -140,13 +146,7 @@ func TestFakeListingsThatAgree(t *testing.T) {
 			"":              page(`<IsTruncated>1</IsTruncated>` + entry("root/docker/a") + entry("root/docker/b")),
 			"root/docker/b": page(`<IsTruncated>false</IsTruncated>` + entry("root/docker/c"))}},
 	} {
-		srv := pagedS3(t, c.pages)
-		cfg := fakeConfig(srv.URL)
-		cfg.ListV1 = c.v1
-		d, err := s3.New(context.Background(), cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := pagedDriver(t, c.pages, c.v1)
 		var got []string
 		if err := d.Walk(context.Background(), "docker/", func(oi storage.ObjectInfo) error { got = append(got, oi.Key); return nil }); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
@@ -174,14 +174,8 @@ func TestFakeContradictoryDirAndUploadListings(t *testing.T) {
 		{"common prefix outside", false, map[string]string{"": page(`<IsTruncated>false</IsTruncated><CommonPrefixes><Prefix>elsewhere/</Prefix></CommonPrefixes>`)}, `common prefix "elsewhere/" is outside`},
 		{"V1 truncated without a NextMarker", true, map[string]string{"": page(`<IsTruncated>true</IsTruncated>` + entry("root/docker/x") + prefixes)}, "without a NextMarker"},
 	} {
-		srv := pagedS3(t, c.pages)
-		cfg := fakeConfig(srv.URL)
-		cfg.ListV1 = c.v1
-		d, err := s3.New(ctx, cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = d.ListDir(ctx, "docker/", func(storage.ObjectInfo, bool) error { return nil })
+		d := pagedDriver(t, c.pages, c.v1)
+		err := d.ListDir(ctx, "docker/", func(storage.ObjectInfo, bool) error { return nil })
 		var pe *storage.PathError
 		if !errors.As(err, &pe) || pe.Key != "docker/" || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ListDir, %s: %v; want a list error for docker/ saying %q", c.name, err, c.want)
