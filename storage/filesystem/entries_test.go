@@ -183,6 +183,13 @@ func TestEntriesTheWalkCannotClassify(t *testing.T) {
 			}
 		})
 	}
+	// A walk that starts at a dangling link (the walker lists each
+	// repository on its own) is no empty listing either.
+	root := t.TempDir()
+	symlink(t, "/nonexistent/regsweep-volume/repo", filepath.Join(root, repos+"moved"))
+	if keys, err := walk(open(t, root), repos+"moved/"); err == nil || !strings.Contains(err.Error(), "dangling symlink") {
+		t.Errorf("Walk from a dangling link: %v, %v", keys, err)
+	}
 }
 
 // TestSpecialFilesAreNotRead: Stat, Get and Open of a fifo fail at once

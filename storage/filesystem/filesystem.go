@@ -217,7 +217,13 @@ func (d *Driver) readDir(ctx context.Context, job dirJob, queue *dirQueue, found
 		// the walk saw it after the delete, as a listing started a moment
 		// later would, and nothing below it can be missed, since nothing is
 		// there any more. This is the one way a listing here ends short of
-		// what it saw. The starting directory may simply not exist yet.
+		// what it saw. The starting directory may simply not exist yet,
+		// unless it is a dangling symlink.
+		if job.top && errors.Is(err, fs.ErrNotExist) {
+			if target, lerr := os.Readlink(dir); lerr == nil {
+				return d.pathErr("list", job.key, dangling(target))
+			}
+		}
 		if errors.Is(err, fs.ErrNotExist) || (job.top && errors.Is(err, syscall.ENOTDIR)) {
 			return nil
 		}
@@ -283,7 +289,7 @@ func (d *Driver) entryInfo(key string, e fs.DirEntry) (fs.FileInfo, error) {
 		case errors.Is(err, syscall.ELOOP):
 			return nil, d.pathErr("list", key, fmt.Errorf("symlink loop: the link to %q cannot be resolved (%v)", target, err))
 		case errors.Is(err, fs.ErrNotExist):
-			return nil, d.pathErr("list", key, fmt.Errorf("dangling symlink: its target %q does not exist", target))
+			return nil, d.pathErr("list", key, dangling(target))
 		}
 		return nil, d.pathErr("list", key, err)
 	}
@@ -310,6 +316,11 @@ func (d *Driver) entryInfo(key string, e fs.DirEntry) (fs.FileInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// dangling is the error for a symlink whose target does not exist.
+func dangling(target string) error {
+	return fmt.Errorf("dangling symlink: its target %q does not exist", target)
 }
 
 // unclassified is the error for an entry that is neither a directory nor
