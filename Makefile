@@ -24,7 +24,7 @@ vet:
 
 # Unit tests only: no servers.
 unit:
-	$(GO) test -count=1 ./layout/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./config/ ./cmd/...
+	$(GO) test -count=1 ./layout/ ./blobindex/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./config/ ./cmd/...
 
 testenv-install:
 	bash testenv/install.sh

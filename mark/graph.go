@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
@@ -52,10 +53,10 @@ type graph struct {
 	// one: the inventory already holds every digest in storage, and a
 	// second table of them would double the mark's memory. Digests storage
 	// lacks (dangling links, missing references) get the ids after those.
-	blobs  *walker.DigestMap[walker.Blob]
+	blobs  *blobindex.Index
 	stored uint32 // ids 1..stored are blobs
-	shape  walker.Shape
-	extra  *walker.DigestMap[uint32]
+	shape  blobindex.Shape
+	extra  *blobindex.Map[uint32]
 	names  []digest.Digest // of ids above stored
 	// nodes holds the ids wanted as manifests, a tenth of the blobs: a
 	// slice by id would hold a pointer for every blob.
@@ -72,8 +73,8 @@ type graph struct {
 // and nothing writes it during a mark.
 func newGraph(inv *walker.Inventory) *graph {
 	inv.Blobs.Compact()
-	stored := uint32(inv.Blobs.Positions())
-	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: walker.NewDigestMap[uint32](),
+	stored := uint32(inv.Blobs.Indexed())
+	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: blobindex.NewMap[uint32](),
 		nodes: map[uint32]node{}, next: stored + 1, inv: inv}
 }
 
@@ -91,45 +92,44 @@ func (g *graph) intern(d digest.Digest) uint32 {
 // find returns the id of an interned digest.
 func (g *graph) find(d digest.Digest) (uint32, bool) {
 	g.checkBlobs()
-	if pos, ok := g.blobs.Position(d); ok {
-		return uint32(pos) + 1, true
+	if id, ok := g.blobs.ID(d); ok {
+		return uint32(id) + 1, true
 	}
 	return g.extra.Get(d)
 }
 
 // checkBlobs: ids are positions only while the blob map keeps its shape.
-func (g *graph) checkBlobs() { g.blobs.KeepsPositions(g.shape) }
+func (g *graph) checkBlobs() { g.blobs.KeepsIDs(g.shape) }
 
 func (g *graph) digest(id uint32) digest.Digest {
 	g.checkBlobs()
 	if id > g.stored {
 		return g.names[id-g.stored-1]
 	}
-	return g.blobs.DigestAt(int(id - 1))
+	return g.blobs.Digest(blobindex.ID(id - 1))
 }
 
-// set returns the set of the digests with these ids, in the sorted form
-// (ids is reused).
-func (g *graph) set(ids []uint32) *walker.DigestSet {
+// set returns the set of the digests with these ids, in the sorted form.
+func (g *graph) set(ids []uint32) *blobindex.Set {
 	g.checkBlobs()
-	positions := ids[:0]
+	stored := make([]blobindex.ID, 0, len(ids))
 	var others []digest.Digest
 	for _, id := range ids {
 		if id > g.stored {
 			others = append(others, g.names[id-g.stored-1])
 		} else {
-			positions = append(positions, id-1)
+			stored = append(stored, blobindex.ID(id-1))
 		}
 	}
-	return g.inv.DigestSetOf(positions, others)
+	return blobindex.SetOf(g.blobs, stored, others)
 }
 
 // addTo puts the digest with this id in s.
-func (g *graph) addTo(s *walker.DigestSet, id uint32) {
+func (g *graph) addTo(s *blobindex.Set, id uint32) {
 	if id > g.stored {
 		s.Add(g.digest(id))
 	} else {
-		s.AddPosition(id - 1)
+		s.AddID(blobindex.ID(id - 1))
 	}
 }
 

@@ -23,9 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/storage"
@@ -111,12 +113,19 @@ func (p Problem) Blocking() bool {
 type RepoResult struct {
 	// KeptManifests are the repository's kept manifests, including kept
 	// ones whose blob is missing (their links are not unused).
-	KeptManifests *walker.DigestSet
+	KeptManifests *blobindex.Set
 	// KeptLayers: a _layers link is kept iff its digest is here. It holds
 	// every blob a kept manifest of this repository references, and the
 	// kept manifests themselves: distribution also resolves a manifest
-	// through _layers (registry 2.1.0 linked manifests there).
-	KeptLayers *walker.DigestSet
+	// through _layers (registry 2.1.0 linked manifests there). In a broken
+	// repository it holds every layer link.
+	KeptLayers *blobindex.Set
+	// Broken is set when a tag, a revision link or a root names a manifest
+	// storage lacks. What that manifest needed is unknown, so every layer
+	// link of the repository stays (KeptLayers), and so do the links to
+	// the missing manifest: pushing the manifest again recovers the image,
+	// where collecting its layers would make the loss final.
+	Broken bool
 }
 
 // Result is a whole mark.
@@ -124,7 +133,7 @@ type Result struct {
 	// KeptBlobs is every blob needed by any repository: kept manifests,
 	// the blobs they reference, and the schema1 signatures of kept
 	// revisions.
-	KeptBlobs *walker.DigestSet
+	KeptBlobs *blobindex.Set
 	// Repos has an entry for every repository of the inventory.
 	Repos map[string]*RepoResult
 	// Problems, sorted by repository, kind, digest and key.
@@ -156,11 +165,11 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 
 // ReferencesAt is References for a reader of the inventory the mark ran
 // over, without a digest per blob: each blob d references is handed to
-// blob (when not nil) as its position in inv's blob map, or as pos -1 and
-// its digest when inv did not list it. A manifest that inv lists a link
-// to but not the blob of references nothing (ok and found). For another
-// inventory found is false: positions are only good in their own.
-func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
+// blob (when not nil) by its ID in inv's blob index (indexed), or by its
+// digest when inv did not list it. A manifest that inv lists a link to but
+// not the blob of references nothing (ok and found). For another
+// inventory found is false: IDs are only good in their own.
+func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(id blobindex.ID, d digest.Digest, indexed bool)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
 	if r.g == nil || r.g.inv != inv {
 		return nil, "", false, false
 	}
@@ -168,9 +177,9 @@ func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(
 	if blob != nil {
 		byID = func(id uint32) {
 			if id > r.g.stored {
-				blob(-1, r.g.digest(id))
+				blob(0, r.g.digest(id), false)
 			} else {
-				blob(int(id-1), "")
+				blob(blobindex.ID(id-1), "", true)
 			}
 		}
 	}
@@ -269,7 +278,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		keptManifest: make([]uint32, g.next),
 		keptLayer:    make([]uint32, g.next),
 		global:       make([]bool, g.next),
-		signatures:   walker.NewDigestMap[struct{}](),
+		signatures:   blobindex.NewMap[struct{}](),
 		problems:     map[problemKey]Problem{},
 	}
 	m.corruptLinks()
@@ -281,7 +290,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		res.Repos[name] = m.repo(uint32(i+1), inv.Repositories[name])
 	}
 
-	res.KeptBlobs = inv.NewDigestSet(true)
+	res.KeptBlobs = inv.NewBlobSet(true)
 	for id, kept := range m.global {
 		if kept {
 			g.addTo(res.KeptBlobs, uint32(id))
@@ -315,7 +324,7 @@ type marker struct {
 	// repositories.
 	keptManifest, keptLayer []uint32
 	global                  []bool
-	signatures              *walker.DigestMap[struct{}]
+	signatures              *blobindex.Map[struct{}]
 	problems                map[problemKey]Problem
 }
 
@@ -369,6 +378,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		return id, n
 	}
 
+	broken := false
 	keepAllRevisions := !m.opts.DeleteUntagged
 	if m.opts.Roots != nil {
 		roots, all := m.opts.Roots(r.Name)
@@ -384,6 +394,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		for _, d := range roots {
 			id, n := lookup(d)
 			if n.state == stateMissing {
+				broken = true
 				m.report(Problem{Kind: KindMissingRootManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}),
 					Err: errors.New("the database names this manifest, but storage lacks its blob")})
 			}
@@ -401,6 +412,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		if t.Current != "" {
 			id, n := lookup(t.Current)
 			if n.state == stateMissing {
+				broken = true
 				m.report(Problem{Kind: KindMissingTaggedManifest, Repo: r.Name, Digest: t.Current, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
 					Err: fmt.Errorf("tag %q points at manifest %s, which storage lacks", name, t.Current)})
 			}
@@ -437,6 +449,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		id, n := lookup(d)
 		switch n.state {
 		case stateMissing:
+			broken = true
 			m.report(Problem{Kind: KindDanglingRevisionLink, Repo: r.Name, Digest: d, Key: key(layout.RevisionLink{Repo: r.Name, Digest: d}),
 				Err: errors.New("revision link to a manifest blob storage lacks")})
 		case stateOK:
@@ -485,6 +498,27 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			keep(ref)
 		}
 	}
+	if broken {
+		// The links stay, and so their blobs (a sweep keeps what a link
+		// that stays names); they are not marked live: the guard that
+		// refuses a mark that found nothing live counts manifests only.
+		var unnamed []digest.Digest // digests no manifest of the run names have no id
+		for d := range r.Layers.All() {
+			id, ok := g.find(d)
+			switch {
+			case !ok:
+				unnamed = append(unnamed, d)
+			case m.keptLayer[id] != gen:
+				m.keptLayer[id] = gen
+				keptLayers = append(keptLayers, id)
+			}
+		}
+		rr := &RepoResult{KeptManifests: g.set(keptManifests), KeptLayers: g.set(keptLayers), Broken: true}
+		for _, d := range unnamed {
+			rr.KeptLayers.Add(d)
+		}
+		return rr
+	}
 	return &RepoResult{KeptManifests: g.set(keptManifests), KeptLayers: g.set(keptLayers)}
 }
 
@@ -497,12 +531,34 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	return keys
 }
 
-// SourceReferences reads what a manifest references directly from src,
-// for the plan's rechecks where no mark ran (sweep --plan) or for a
-// manifest linked since it. A manifest storage lacks references nothing;
-// ok is false when it cannot be read or parsed.
-func SourceReferences(ctx context.Context, src Source) func(digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool) {
+// References says what manifest d references directly (index children
+// and blobs) and what it is attached to (subject). ok is false when d
+// cannot be read or parsed; a manifest storage lacks references nothing
+// (ok true, nothing returned). The plan's rechecks ask it.
+type References func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
+
+// SourceReferences reads what a manifest references from src, for the
+// plan's rechecks where no mark ran (sweep --plan) or for a manifest linked
+// since it. Each manifest read and parsed is remembered (a recheck asks for
+// the same one in every repository that links it); a miss or a failure is
+// not: a manifest missing at one recheck may be pushed before the next,
+// and an answer remembered from the first would leave its blobs
+// unprotected.
+func SourceReferences(ctx context.Context, src Source) References {
+	type entry struct {
+		children, blobs []digest.Digest
+		subject         digest.Digest
+		ok              bool
+	}
+	var mu sync.Mutex
+	memo := map[digest.Digest]entry{}
 	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
+		mu.Lock()
+		e, hit := memo[d]
+		mu.Unlock()
+		if hit {
+			return e.children, e.blobs, e.subject, e.ok
+		}
 		body, err := src.Manifest(ctx, d)
 		if storage.IsNotFound(err) {
 			return nil, nil, "", true
@@ -510,10 +566,29 @@ func SourceReferences(ctx context.Context, src Source) func(digest.Digest) (chil
 		if err != nil {
 			return nil, nil, "", false
 		}
+		// The source verified body against d: what it references is fixed.
 		m, err := manifest.Parse(body)
 		if err != nil {
-			return nil, nil, "", false
+			e.ok = false
+		} else {
+			e = entry{children: m.Children, blobs: m.Blobs, subject: m.Subject, ok: true}
 		}
-		return m.Children, m.Blobs, m.Subject, true
+		mu.Lock()
+		memo[d] = e
+		mu.Unlock()
+		return e.children, e.blobs, e.subject, e.ok
+	}
+}
+
+// Manifests answers what a manifest references from the mark's own parse
+// where it has one, and reads any other through src (SourceReferences):
+// gc's rechecks, which must not take "missing" from the mark's walk.
+func (r *Result) Manifests(ctx context.Context, src Source) References {
+	read := SourceReferences(ctx, src)
+	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
+		if children, blobs, subject, ok, found := r.References(d); found {
+			return children, blobs, subject, ok
+		}
+		return read(d)
 	}
 }

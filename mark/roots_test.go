@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
@@ -95,7 +96,7 @@ func TestReferencesFromTheMark(t *testing.T) {
 	if _, blobs, _, ok, found = res.References(gone); found {
 		t.Errorf("missing manifest answered from the old walk: ok %v found %v blobs %v", ok, found, blobs)
 	}
-	if _, _, ok, found = res.ReferencesAt(f.inv, gone, func(int, digest.Digest) { t.Error("a missing manifest references a blob") }); !ok || !found {
+	if _, _, ok, found = res.ReferencesAt(f.inv, gone, func(blobindex.ID, digest.Digest, bool) { t.Error("a missing manifest references a blob") }); !ok || !found {
 		t.Errorf("missing manifest in the mark's own walk: ok %v found %v", ok, found)
 	}
 	if _, _, _, _, found = res.References(f.absentBlob()); found {
@@ -121,12 +122,12 @@ func TestReferencesAtGivesPositionsInTheMarkedInventory(t *testing.T) {
 	for _, d := range []digest.Digest{list, img, sig, broken} {
 		wantChildren, wantBlobs, wantSubject, wantOK, _ := res.References(d)
 		var gotBlobs []digest.Digest
-		children, subject, ok, found := res.ReferencesAt(f.inv, d, func(pos int, b digest.Digest) {
-			if pos >= 0 {
+		children, subject, ok, found := res.ReferencesAt(f.inv, d, func(id blobindex.ID, b digest.Digest, indexed bool) {
+			if indexed {
 				if b != "" {
-					t.Errorf("%s: a blob at position %d also came with its digest %s", d, pos, b)
+					t.Errorf("%s: a blob with ID %d also came with its digest %s", d, id, b)
 				}
-				b = f.inv.Blobs.DigestAt(pos)
+				b = f.inv.Blobs.Digest(id)
 			}
 			gotBlobs = append(gotBlobs, b)
 		})

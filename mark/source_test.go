@@ -229,3 +229,33 @@ func TestStorageSourceTooLarge(t *testing.T) {
 	}
 	manifestKept(t, res, "app", manifests...)
 }
+
+// SourceReferences remembers what it read, never a miss or a failure: a
+// manifest missing at one recheck may be pushed before the next.
+func TestSourceReferencesRemembersOnlyWhatItRead(t *testing.T) {
+	ctx := context.Background()
+	mem, reqs, ds := registry(t)
+	amd := ds[0]
+	key := mustKey(t, layout.BlobData{Digest: amd})
+	body, err := mem.Get(ctx, key, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mem.Delete(ctx, []string{key}); err != nil {
+		t.Fatal(err)
+	}
+	refs := mark.SourceReferences(ctx, mark.StorageSource(mem, "", 0))
+	if _, blobs, _, ok := refs(amd); !ok || len(blobs) != 0 {
+		t.Fatalf("a missing manifest: ok %v, blobs %v; want ok and nothing", ok, blobs)
+	}
+	if err := mem.Put(ctx, key, body); err != nil {
+		t.Fatal(err)
+	}
+	if _, blobs, _, ok := refs(amd); !ok || len(blobs) != 2 {
+		t.Fatalf("the manifest pushed since: ok %v, blobs %v; want its config and layer", ok, blobs)
+	}
+	gets := reqs.Snapshot()["get"]
+	if _, blobs, _, _ := refs(amd); len(blobs) != 2 || reqs.Snapshot()["get"] != gets {
+		t.Errorf("a manifest read once is read again (or lost its blobs: %v)", blobs)
+	}
+}

@@ -274,7 +274,7 @@ func TestAuditFormatsAgree(t *testing.T) {
 	}
 	html := page.String()
 	for _, want := range []string{`id="chart-projects"`, `id="chart-repositories"`, `id="chart-reclaimable"`, `id="chart-findings"`,
-		`id="table-repositories"`, `data-name="team/web"`, "default-src 'none'"} {
+		`id="table-repositories"`, `<tr><td>team/web<td>team`, "default-src 'none'"} {
 		if !strings.Contains(html, want) {
 			t.Errorf("html lacks %s", want)
 		}

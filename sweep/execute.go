@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -371,54 +372,101 @@ func deleteBatches(ctx context.Context, items []Item, o ExecOptions, check check
 }
 
 // VerifyDangling stats the blob of every item planned because its blob is
-// missing. Finding one means the walk missed it (a listing that came back
-// short): nothing of this plan can be trusted.
-func (p *Plan) VerifyDangling(ctx context.Context, d storage.Driver) error {
+// missing. One written since the walk began (a push uploaded it while the
+// walk listed) takes the item out of the plan, and returns how many did.
+// An older one means the walk missed it (a listing that came back short):
+// nothing of this plan can be trusted.
+func (p *Plan) VerifyDangling(ctx context.Context, d storage.Driver) (int, error) {
+	drop := map[string]bool{}
 	for _, it := range p.Items {
 		if !strings.HasPrefix(it.Reason, "dangling") {
 			continue
 		}
 		key := keyOf(blobSpec(it.Digest))
-		_, err := d.Stat(ctx, key)
+		oi, err := d.Stat(ctx, key)
 		switch {
 		case storage.IsNotFound(err):
 		case err != nil:
-			return fmt.Errorf("checking that %s is missing: %w", key, err)
+			return 0, fmt.Errorf("checking that %s is missing: %w", key, err)
+		case p.writtenSinceWalk(oi.ModTime):
+			drop[it.Key] = true
 		default:
-			return fmt.Errorf("%w: blob %s exists but the walk did not list it; refusing to delete %s", ErrWalkIncomplete, key, it.Key)
+			return 0, fmt.Errorf("%w: blob %s (written %s) exists but the walk did not list it; refusing to delete %s",
+				ErrWalkIncomplete, key, oi.ModTime.UTC().Format(time.RFC3339), it.Key)
 		}
 	}
-	return nil
+	if len(drop) == 0 {
+		return 0, nil
+	}
+	return p.Drop(func(it Item) bool { return drop[it.Key] || (it.Kind == KindRepository && p.repoLoses(it.Repo, drop)) }), nil
 }
+
+// repoLoses says whether an item of repo is among keys.
+func (p *Plan) repoLoses(repo string, keys map[string]bool) bool {
+	for _, it := range p.Items {
+		if it.Repo == repo && keys[it.Key] {
+			return true
+		}
+	}
+	return false
+}
+
+// writtenSinceWalk says whether a storage mtime is too recent for the walk
+// to have listed it. Without the walk's start (a plan from an older
+// regsweep) nothing is: every key the walk lacks is one it missed.
+func (p *Plan) writtenSinceWalk(mtime time.Time) bool {
+	return !p.WalkStartedAt.IsZero() && !mtime.Before(p.WalkStartedAt.Add(-walkSlack))
+}
+
+// walkSlack widens "written since the walk began" by a store's whole-second
+// mtimes and a little clock skew. A store whose clock is further behind
+// makes a new key look missed: the run then fails closed.
+const walkSlack = 5 * time.Second
 
 // VerifyEmptyRepositories lists the manifests of each repository the
 // plan removes whole, on its own: a store whose listing silently ended
 // early would show a live repository as one with only layer links, and
-// this listing of another prefix would show what the walk missed.
-func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) error {
+// this listing of another prefix would show what the walk missed. A key
+// written since the walk began (a push into the repository) takes the
+// repository's items out of the plan instead; it returns how many went.
+func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (int, error) {
 	planned := make(map[string]bool, len(p.Items))
 	for _, it := range p.Items {
 		planned[it.Key] = true
 	}
+	filled := map[string]bool{}
 	for _, it := range p.Items {
 		if it.Kind != KindRepository {
 			continue
 		}
 		prefix := layout.RepoPrefix(it.Repo) + "_manifests/"
 		err := d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
-			if !planned[oi.Key] {
+			switch {
+			case planned[oi.Key]:
+			case p.writtenSinceWalk(oi.ModTime):
+				filled[it.Repo] = true
+			default:
 				return fmt.Errorf("%w: %s exists but the walk did not list it; refusing to remove repository %s", ErrWalkIncomplete, oi.Key, it.Repo)
 			}
 			return nil
 		})
 		if err != nil {
 			if errors.Is(err, ErrWalkIncomplete) {
-				return err
+				return 0, err
 			}
-			return fmt.Errorf("listing %s to prove the repository empty: %w", prefix, err)
+			return 0, fmt.Errorf("listing %s to prove the repository empty: %w", prefix, err)
 		}
 	}
-	return nil
+	if len(filled) == 0 {
+		return 0, nil
+	}
+	// A push fills the repository: none of its items go this run. What the
+	// new links need is not known here (the recheck before the blobs would
+	// see them, unless the store hides them from every listing of the
+	// tree), so no blob goes this run either: the next run collects them.
+	return p.Drop(func(it Item) bool {
+		return filled[it.Repo] || it.Kind == KindBlob || it.Kind == KindSegment
+	}), nil
 }
 
 // ErrWalkIncomplete means storage holds what the walk did not list.

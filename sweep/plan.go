@@ -4,6 +4,7 @@
 package sweep
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +15,10 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -75,6 +78,10 @@ type Options struct {
 	MaxDeleteFraction float64
 	// DatabaseInUse is set when GitLab's lockfiles/database-in-use exists.
 	DatabaseInUse bool
+	// WalkStarted is when the walk began: a key written after it (less a
+	// slack for the store's clock) may be missing from the walk because it
+	// is new, not because the listing came back short.
+	WalkStarted time.Time
 }
 
 // Guard is a safety check that tripped: the plan is not executed unless
@@ -117,26 +124,42 @@ type Stats struct {
 type StorageRef struct {
 	Driver   string `json:"driver"`
 	Location string `json:"location"`
+	// Volume identifies a filesystem's volume (device and inode of its
+	// root, storage.Volumer): a path alone can name another volume later.
+	Volume string `json:"volume,omitempty"`
 }
 
 // Plan is what a sweep would delete. It is data: print it, save it,
 // review it, then execute it.
 type Plan struct {
-	Version   int        `json:"version"`
-	CreatedAt time.Time  `json:"created_at"`
-	Storage   StorageRef `json:"storage"`
-	Options   struct {
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	// WalkStartedAt is when the plan's walk began (Options.WalkStarted).
+	WalkStartedAt time.Time  `json:"walk_started_at"`
+	Storage       StorageRef `json:"storage"`
+	Options       struct {
 		DeleteUntagged bool   `json:"delete_untagged"`
 		Grace          string `json:"grace"`
 		UploadGrace    string `json:"upload_grace"`
 		// Harbor marks a plan made in Harbor mode: only gc, with the
 		// database taking part, may execute it.
 		Harbor bool `json:"harbor,omitempty"`
+		// MaxDeleteFraction is gc's --max-delete-fraction, for the record:
+		// sweep --plan judges the fraction with its own flag.
+		MaxDeleteFraction float64 `json:"max_delete_fraction"`
 	} `json:"options"`
-	Stats    Stats     `json:"stats"`
-	Guards   []Guard   `json:"guards"`
-	Problems []Problem `json:"problems"`
-	Items    []Item    `json:"items"`
+	// Seal is a digest of what binds the plan (version, times, storage,
+	// options): a plan whose header was edited, its Harbor flag above all,
+	// is refused. Items may be removed by a reviewer; every one left is
+	// checked against its key (checkItem) and against a fresh walk.
+	Seal   string  `json:"seal"`
+	Stats  Stats   `json:"stats"`
+	Guards []Guard `json:"guards"`
+	// Changing names the repositories the registry changed under the walk,
+	// with the first key that showed it: nothing in them is planned.
+	Changing map[string]string `json:"changing_repositories,omitempty"`
+	Problems []Problem         `json:"problems"`
+	Items    []Item            `json:"items"`
 }
 
 // Problem is a mark problem as the plan records it.
@@ -156,7 +179,7 @@ type Problem struct {
 // Recheck against the walk itself, which reads manifests through
 // manifests (the mark just read them; a cache serves them).
 func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options, manifests Manifests) *Plan {
-	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
+	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), WalkStartedAt: o.WalkStarted.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
 	for _, mp := range res.Problems {
 		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
 		if mp.Err != nil {
@@ -165,18 +188,26 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		p.Problems = append(p.Problems, pr)
 	}
 	p.Options.DeleteUntagged, p.Options.Grace, p.Options.UploadGrace = o.DeleteUntagged, o.Grace.String(), o.UploadGrace.String()
+	p.Options.MaxDeleteFraction = o.MaxDeleteFraction
+	if len(inv.Changing) > 0 {
+		p.Changing = inv.Changing
+	}
 	cutoff := o.Now.Add(-o.Grace).Unix()
 	uploadCutoff := o.Now.Add(-o.UploadGrace)
 	old := func(mtime int64) bool { return mtime <= cutoff }
 	blobExists := inv.Blobs.Has
 	// Every link that stays must keep pointing at an existing blob, whatever
 	// the mark said (a young link of a push in progress is not marked).
-	linked := inv.NewDigestSet(true)
+	linked := inv.NewBlobSet(true)
 
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
 		rr := res.Repos[name]
 		keptManifest := func(d digest.Digest) bool { return rr != nil && rr.KeptManifests.Has(d) }
+		broken := rr != nil && rr.Broken
+		// A repository the registry changed under the walk keeps
+		// everything this run: what it holds now is not what was walked.
+		_, changing := inv.Changing[name]
 		keptLayer := func(d digest.Digest) bool { return rr != nil && rr.KeptLayers.Has(d) }
 		noKept := rr == nil || rr.KeptManifests.Len() == 0
 		var items []Item
@@ -184,7 +215,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		// add plans it when ok, at the key of spec (its own Key when nil):
 		// keys are built only for candidates, a few among many links.
 		add := func(ok bool, spec layout.Spec, it Item) {
-			if ok {
+			if ok && !changing {
 				it.Repo = name
 				if spec != nil {
 					it.Key, _ = layout.Path(spec)
@@ -202,7 +233,9 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			if !blobExists(d) {
 				reason = "dangling revision link: manifest blob missing"
 			}
-			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d))
+			// In a broken repository the link to the missing manifest stays
+			// with the layers (mark.RepoResult.Broken).
+			candidate := old(l.ModTime) && (!keptManifest(d) || !blobExists(d)) && !(broken && !blobExists(d))
 			add(candidate, layout.RevisionLink{Repo: name, Digest: d}, Item{Kind: KindRevisionLink, Digest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: reason})
 			for _, sig := range r.Signatures[d] {
 				add(candidate, layout.SignatureLink{Repo: name, Digest: d, Signature: sig}, Item{Kind: KindSignatureLink, Digest: sig, Manifest: d, ModTime: time.Unix(l.ModTime, 0).UTC(), Reason: "signature of a deleted manifest"})
@@ -253,13 +286,13 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 			}
 		}
 		p.Items = append(p.Items, items...)
-		if noKept && all {
+		if noKept && all && !changing {
 			p.Items = append(p.Items, Item{Kind: KindRepository, Key: layout.RepoPrefix(name), Repo: name, Reason: "repository with no live manifest"})
 		}
 	}
 	keptSegments := map[string]bool{}
 	deletedSegments := map[string]digest.Digest{}
-	consider := func(d digest.Digest, b walker.Blob, kept bool) {
+	consider := func(d digest.Digest, b blobindex.Blob, kept bool) {
 		if kept {
 			if seg := inv.SegmentsOf(d); seg != "" {
 				keptSegments[seg] = true
@@ -275,14 +308,14 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	// By position, the digest only for blobs that need it: turning 100k
 	// positions into digests costs more than the rest of the loop.
 	segmented := inv.BlobSegments.Len() > 0
-	for pos := range inv.Blobs.Positions() {
-		b := inv.Blobs.ValueAt(pos)
-		kept := res.KeptBlobs.HasPosition(pos) || linked.HasPosition(pos) || !old(b.ModTime)
+	for id := range inv.Blobs.IDs() {
+		b := inv.Blobs.Value(id)
+		kept := res.KeptBlobs.HasID(id) || linked.HasID(id) || !old(b.ModTime)
 		if !kept || segmented {
-			consider(inv.Blobs.DigestAt(pos), b, kept)
+			consider(inv.Blobs.Digest(id), b, kept)
 		}
 	}
-	for d, b := range inv.Blobs.Unpositioned() {
+	for d, b := range inv.Blobs.Unindexed() {
 		consider(d, b, res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime))
 	}
 	for prefix, segs := range inv.Segments {
@@ -316,7 +349,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
-	p.recheck(inv, true, manifests, res)
+	p.recheck(inv, true, manifests, res, nil)
 	p.Guards = guards(inv, res, p.Stats, o)
 	return p
 }
@@ -367,6 +400,32 @@ func (p *Plan) itemStats(base Stats) Stats {
 	return s
 }
 
+// FreshGuards judges the plan's guards again on a fresh walk and its mark,
+// as a sweep of a reviewed plan must: the guards written in a plan file
+// are not trusted (they may have been edited out), and storage may have
+// changed since. o gives MaxDeleteFraction and DatabaseInUse as they are
+// now.
+func (p *Plan) FreshGuards(fresh *walker.Inventory, res *mark.Result, o Options) []Guard {
+	st := p.itemStats(Stats{TotalBlobs: fresh.Blobs.Len(), TotalBlobBytes: fresh.BlobBytes, KeptBlobs: res.KeptBlobs.Len()})
+	return guards(fresh, res, st, o)
+}
+
+// DatabaseInUseKey is GitLab's lockfile: a registry whose metadata lives
+// in GitLab's database must not be collected offline.
+const DatabaseInUseKey = "docker/registry/lockfiles/database-in-use"
+
+// DatabaseInUse says whether GitLab's lockfile is there.
+func DatabaseInUse(ctx context.Context, d storage.Driver) (bool, error) {
+	_, err := d.Stat(ctx, DatabaseInUseKey)
+	switch {
+	case err == nil:
+		return true, nil
+	case storage.IsNotFound(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("checking GitLab's database-in-use lockfile: %w", err)
+}
+
 // WalkGuards are the guards a walk alone can trip; the walk just before
 // deleting is held to them too.
 func WalkGuards(inv *walker.Inventory) []Guard {
@@ -410,9 +469,12 @@ const reasonOrphanSegment = "segment of no blob"
 // anyStored says whether some kept digest is a stored blob. Digests kept
 // but missing from storage (a dangling link, a row without a blob) do not
 // count: they prove nothing about the blobs that are there.
-func anyStored(kept *walker.DigestSet, stored *walker.DigestMap[walker.Blob]) bool {
-	for pos, d := range kept.Each() {
-		if pos >= 0 || stored.Has(d) { // a position is a stored blob's
+func anyStored(kept *blobindex.Set, stored *blobindex.Index) bool {
+	for range kept.IDs() {
+		return true // an ID is a stored blob's
+	}
+	for d := range kept.Unindexed() {
+		if stored.Has(d) {
 			return true
 		}
 	}
@@ -441,8 +503,25 @@ func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard
 	return g
 }
 
-// WriteJSON writes the plan.
+// seal is the digest Seal holds.
+func (p *Plan) seal() string {
+	header := struct {
+		Version       int        `json:"version"`
+		CreatedAt     time.Time  `json:"created_at"`
+		WalkStartedAt time.Time  `json:"walk_started_at"`
+		Storage       StorageRef `json:"storage"`
+		Options       any        `json:"options"`
+	}{p.Version, p.CreatedAt.UTC(), p.WalkStartedAt.UTC(), p.Storage, p.Options}
+	b, err := json.Marshal(header)
+	if err != nil {
+		panic(err) // plain values always encode
+	}
+	return digest.FromBytes(b).String()
+}
+
+// WriteJSON writes the plan, sealed.
 func (p *Plan) WriteJSON(w io.Writer) error {
+	p.Seal = p.seal()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
@@ -458,6 +537,9 @@ func ReadPlan(r io.Reader) (*Plan, error) {
 	}
 	if p.Version != PlanVersion {
 		return nil, fmt.Errorf("plan version %d is not %d", p.Version, PlanVersion)
+	}
+	if p.Seal != p.seal() {
+		return nil, errors.New("plan header (storage, options, times) was edited since gc wrote it, or the plan was written by an older regsweep: make a new plan")
 	}
 	for _, it := range p.Items {
 		if err := checkItem(it); err != nil {

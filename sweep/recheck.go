@@ -1,18 +1,18 @@
 package sweep
 
 import (
+	"strings"
+
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
 )
 
-// Manifests says what manifest d references directly (children and blobs,
-// children first in refs as manifests) and what it is attached to
-// (subject). ok is false when d cannot be read or parsed. A missing
-// manifest references nothing (ok true, nothing returned).
-type Manifests func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
+// Manifests says what manifest d references (mark.References).
+type Manifests = mark.References
 
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {
@@ -21,6 +21,11 @@ type RecheckStats struct {
 	Changed      int  `json:"changed"`
 	Protected    int  `json:"protected"`
 	BlobsChecked bool `json:"blobs_checked"`
+	// Healed counts links this run deleted and wrote again because a push
+	// since the plan needs them (ExecuteChecked).
+	Healed int `json:"healed"`
+	// Walks counts the listings the rechecks made.
+	Walks int `json:"walks"`
 }
 
 // protection is what the links that stay need, per repository and
@@ -29,8 +34,8 @@ type protection struct {
 	fresh     *walker.Inventory
 	manifests Manifests
 	marked    *mark.Result // nil, or the mark of fresh itself
-	perRepo   map[string]*walker.DigestSet
-	global    *walker.DigestSet
+	perRepo   map[string]*blobindex.Set
+	global    *blobindex.Set
 	// referrers[repo][subject] are the revisions attached to subject.
 	referrers  map[string]map[digest.Digest][]digest.Digest
 	unreadable map[string]bool
@@ -38,14 +43,14 @@ type protection struct {
 	// not the protected set: a digest first protected as a blob (a layer
 	// link to a manifest, as registry 2.1 wrote) must still be followed
 	// when a link names it as a manifest.
-	walked map[string]*walker.DigestSet
+	walked map[string]*blobindex.Set
 }
 
 // set returns sets[repo], creating it.
-func (p *protection) set(sets map[string]*walker.DigestSet, repo string) *walker.DigestSet {
+func (p *protection) set(sets map[string]*blobindex.Set, repo string) *blobindex.Set {
 	s := sets[repo]
 	if s == nil {
-		s = p.fresh.NewDigestSet(false)
+		s = p.fresh.NewBlobSet(false)
 		sets[repo] = s
 	}
 	return s
@@ -65,10 +70,10 @@ func (p *protection) protected(repo string, d digest.Digest) bool {
 	return set != nil && set.Has(d)
 }
 
-// blobAt protects the listed blob at pos, as blob does its digest.
-func (p *protection) blobAt(repo string, pos uint32) {
-	if p.set(p.perRepo, repo).AddPosition(pos) {
-		p.global.AddPosition(pos)
+// blobAt protects the listed blob with this ID, as blob does its digest.
+func (p *protection) blobAt(repo string, id blobindex.ID) {
+	if p.set(p.perRepo, repo).AddID(id) {
+		p.global.AddID(id)
 	}
 }
 
@@ -105,9 +110,9 @@ func (p *protection) manifest(repo string, d digest.Digest) {
 // the rest of what it references.
 func (p *protection) references(repo string, d digest.Digest) (children []digest.Digest, subject digest.Digest, ok bool) {
 	if p.marked != nil {
-		children, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, func(pos int, b digest.Digest) {
-			if pos >= 0 {
-				p.blobAt(repo, uint32(pos))
+		children, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, func(id blobindex.ID, b digest.Digest, indexed bool) {
+			if indexed {
+				p.blobAt(repo, id)
 			} else {
 				p.blob(repo, b)
 			}
@@ -149,12 +154,15 @@ func (p *protection) subject(d digest.Digest) digest.Digest {
 // may hold only the repository tree (blobsListed false): blob items are
 // then judged by the links alone. Stats are recomputed.
 func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests) RecheckStats {
-	return p.recheck(fresh, blobsListed, manifests, nil)
+	st, _ := p.recheck(fresh, blobsListed, manifests, nil, nil)
+	return st
 }
 
 // recheck is Recheck; marked, when not nil, is the mark of fresh itself.
-func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked *mark.Result) RecheckStats {
-	st := RecheckStats{BlobsChecked: blobsListed}
+// deleted are links this run deleted (no longer items of p): heal returns
+// those that fresh lacks and that a link that stays needs.
+func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked *mark.Result, deleted []Item) (st RecheckStats, heal []Item) {
+	st = RecheckStats{BlobsChecked: blobsListed}
 	planned := make(map[string]Item, len(p.Items))
 	for _, it := range p.Items {
 		planned[it.Key] = it
@@ -177,8 +185,8 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			linkDigests[it.Repo][it.Digest] = true
 		}
 	}
-	prot := &protection{fresh: fresh, manifests: manifests, marked: marked, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
-		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*walker.DigestSet{}}
+	prot := &protection{fresh: fresh, manifests: manifests, marked: marked, perRepo: map[string]*blobindex.Set{}, global: fresh.NewBlobSet(true),
+		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*blobindex.Set{}}
 
 	repoHasStaying := map[string]bool{}
 	for name, r := range fresh.Repositories {
@@ -200,8 +208,11 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			return false
 		}
 		mayBePlanned := linkDigests[name]
+		// A repository the registry changed under this walk keeps all its
+		// links: what it holds now is not what was walked.
+		_, changing := fresh.Changing[name]
 		noteLink := func(d digest.Digest, key func() string, mtime int64) bool {
-			if !mayBePlanned[d] && !mayBePlanned[""] {
+			if changing || !mayBePlanned[d] && !mayBePlanned[""] {
 				repoHasStaying[name] = true
 				return true
 			}
@@ -212,21 +223,24 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 				roots = append(roots, d)
 			}
 		}
-		for pos, d := range r.Layers.Each() {
-			if pos >= 0 && len(mayBePlanned) == 0 {
-				// Nothing of this repository is planned: the link stays,
-				// and its blob is protected by position.
-				repoHasStaying[name] = true
-				prot.blobAt(name, uint32(pos))
-				continue
-			}
-			if pos >= 0 {
-				d = fresh.Blobs.DigestAt(pos)
-			}
+		layer := func(d digest.Digest) {
 			l, _ := r.Layers.Get(d)
 			if noteLink(d, func() string { return keyOf(layerSpec(name, d)) }, l.ModTime) {
 				prot.blob(name, d)
 			}
+		}
+		for id := range r.Layers.IDs() {
+			if len(mayBePlanned) == 0 && !changing {
+				// Nothing of this repository is planned: the link stays,
+				// and its blob is protected by ID.
+				repoHasStaying[name] = true
+				prot.blobAt(name, id)
+				continue
+			}
+			layer(fresh.Blobs.Digest(id))
+		}
+		for d := range r.Layers.Unindexed() {
+			layer(d)
 		}
 		for tag, t := range r.Tags {
 			for d, l := range t.Index.All() {
@@ -234,7 +248,7 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 					roots = append(roots, d)
 				}
 			}
-			if t.HasCurrent && note(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime) && t.Current != "" {
+			if t.HasCurrent && (changing || note(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime)) && t.Current != "" {
 				roots = append(roots, t.Current)
 			}
 		}
@@ -270,6 +284,10 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	// Links first: later passes depend on which of them stay.
 	changedUploads := map[string]bool{}
 	for _, it := range p.Items {
+		if _, changing := fresh.Changing[it.Repo]; changing && it.Repo != "" && it.Kind != KindBlob && it.Kind != KindSegment {
+			count(it, "changed")
+			continue
+		}
 		switch it.Kind {
 		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink:
 			mtime, exists := freshLinkMTime(fresh, it.Key)
@@ -359,7 +377,18 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	}
 	p.Items = kept
 	p.Stats = p.itemStats(p.Stats)
-	return st
+	for _, it := range deleted {
+		switch it.Kind {
+		case KindRevisionLink, KindLayerLink:
+			if _, exists := freshLinkMTime(fresh, it.Key); exists || strings.HasPrefix(it.Reason, "dangling") {
+				continue
+			}
+			if prot.protected(it.Repo, it.Digest) {
+				heal = append(heal, it)
+			}
+		}
+	}
+	return st, heal
 }
 
 // freshLinkMTime finds a link key in a walk without an index of every key.

@@ -24,6 +24,7 @@ import (
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
@@ -74,6 +75,7 @@ func flush(t *testing.T, w *regtree.Writer) {
 func (e *env) plan(t *testing.T, deleteUntagged bool) *sweep.Plan {
 	t.Helper()
 	ctx := context.Background()
+	walked := time.Now()
 	inv, err := walker.Collect(ctx, e.d, walker.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +86,7 @@ func (e *env) plan(t *testing.T, deleteUntagged bool) *sweep.Plan {
 		t.Fatal(err)
 	}
 	p := sweep.Build(inv, res, sweep.StorageRef{Driver: e.d.Name(), Location: e.d.Location()},
-		sweep.Options{Now: time.Now(), Grace: reviewGrace, UploadGrace: 168 * time.Hour, DeleteUntagged: deleteUntagged}, manifests(ctx, src))
+		sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: reviewGrace, UploadGrace: 168 * time.Hour, DeleteUntagged: deleteUntagged}, manifests(ctx, src))
 	if len(p.Guards) > 0 {
 		t.Fatalf("guards tripped: %v", p.Guards)
 	}
@@ -810,9 +812,18 @@ func TestReviewI_WalkMissingBlobRefuses(t *testing.T) {
 		refused bool
 		setup   func(w *regtree.Writer) (hide digest.Digest, dangling string)
 	}{
-		{"untagged-manifest-blob", true, func(w *regtree.Writer) (digest.Digest, string) {
+		// The repository looks broken (a revision link to a missing
+		// manifest): its links stay, whatever they are (mark.RepoResult.Broken).
+		{"untagged-manifest-blob", false, func(w *regtree.Writer) (digest.Digest, string) {
 			m := w.Image("r", []byte(`{"c":"i2"}`), []byte("layer-I2"))
 			return m.Digest, pathOf(layout.RevisionLink{Repo: "r", Digest: m.Digest})
+		}},
+		// A layer link nothing uses, to a blob the listing missed: planned
+		// as dangling, and the stat before deleting finds an old blob.
+		{"unused-layer-blob", true, func(w *regtree.Writer) (digest.Digest, string) {
+			l := w.Blob([]byte("layer-I5"))
+			w.LayerLink("r", l)
+			return l, pathOf(layout.LayerLink{Repo: "r", Digest: l})
 		}},
 		{"tagged-manifest-blob", false, func(w *regtree.Writer) (digest.Digest, string) {
 			m := w.Image("r", []byte(`{"c":"i3"}`), []byte("layer-I3"))
@@ -939,5 +950,358 @@ func TestReviewG2_SegmentsGoOnlyAfterTheirBlob(t *testing.T) {
 			}
 			checkSafe(t, e.d)
 		})
+	}
+}
+
+// J: a tag's manifest is missing at the first recheck and pushed again
+// before the second: the second recheck must read it again, not answer
+// "missing" from the first, or the blobs it needs go (issue 15, item 2).
+// The rechecks read through what gc ships: the mark's parse, then the
+// source (mark.Result.Manifests).
+func TestReviewJ_ManifestMissingAtFirstRecheckPushedBeforeSecond(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	img := w.Image("r", []byte(`{"j":1}`), []byte("layer-J1"), []byte("layer-J2"))
+	w.Tag("r", "t", img.Digest)
+	flush(t, w)
+	manifestKey, revKey := blobKey(img.Digest), pathOf(layout.RevisionLink{Repo: "r", Digest: img.Digest})
+	body, err := e.mem.Get(ctx, manifestKey, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The tag points at a manifest storage lost: not blocking.
+	if _, err := e.mem.Delete(ctx, []string{manifestKey, revKey}); err != nil {
+		t.Fatal(err)
+	}
+	man, err := manifest.Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	inv, err := walker.Collect(ctx, e.d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := mark.StorageSource(e.d, "", 0)
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := res.Manifests(ctx, src)
+	p := sweep.Build(inv, res, sweep.StorageRef{Driver: e.d.Name(), Location: e.d.Location()},
+		sweep.Options{Now: time.Now(), Grace: reviewGrace, UploadGrace: 168 * time.Hour, DeleteUntagged: true}, reads)
+	held, lctx, err := lock.Acquire(ctx, e.d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	_, _, err = p.ExecuteChecked(lctx, e.d, held, sweep.CheckedOptions{Walk: walker.DefaultOptions(), Manifests: reads,
+		AfterLinks: func(ctx context.Context) error {
+			// The client pushes the manifest again: its blobs are all
+			// still there, so only the manifest and its revision link are
+			// written.
+			e.young()
+			if err := e.mem.Put(ctx, manifestKey, body); err != nil {
+				return err
+			}
+			return e.mem.Put(ctx, revKey, []byte(img.Digest))
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range man.Blobs {
+		if !has(e.mem, blobKey(b)) {
+			t.Errorf("blob %s of the manifest pushed again was deleted", b)
+		}
+	}
+}
+
+// K: a client re-pushes an untagged image in place during the link phase:
+// it saw the layer links (HEAD 200), uploaded nothing, and its manifest
+// PUT landed; the link phase then deleted the planned layer links. The
+// recheck before the blobs writes them again (issue 15, "heal").
+func TestReviewK_RePushDuringLinkPhaseIsHealed(t *testing.T) {
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	m := w.Image("r", []byte(`{"k":1}`), []byte("layer-K1"), []byte("layer-K2"))
+	flush(t, w)
+	p := e.plan(t, true)
+	layerLink := pathOf(layout.LayerLink{Repo: "r", Digest: digest.FromBytes([]byte("layer-K1"))})
+	if !planned(p, layerLink) || !planned(p, blobKey(m.Digest)) {
+		t.Fatalf("scenario: the untagged image should be planned: %v", firstItems(p))
+	}
+	r := e.exec(t, p, execOpts{whileLinks: func() {
+		e.young()
+		w := e.writer()
+		w.Revision("r", m.Digest)
+		w.Tag("r", "again", m.Digest)
+		flush(t, w)
+	}})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	checkSafe(t, e.mem)
+	if !has(e.mem, layerLink) {
+		t.Errorf("layer link %s of the image pushed again is gone", layerLink)
+	}
+	if r.recheck.Healed != 3 { // config and two layers
+		t.Errorf("healed %d links, want 3: %+v", r.recheck.Healed, r.recheck)
+	}
+}
+
+// pushDuringWalk is a store that, during the nth listing of the
+// repository tree, writes once write has been told a key after after:
+// a push landing in a repository the listing has passed already.
+type pushDuringWalk struct {
+	storage.Driver
+	mu    sync.Mutex
+	n     int
+	walks int
+	after string
+	write func()
+}
+
+func (p *pushDuringWalk) Unwrap() storage.Driver { return p.Driver }
+
+func (p *pushDuringWalk) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
+	p.mu.Lock()
+	tree := prefix == layout.RepositoriesPrefix // a listing of the whole tree
+	if tree {
+		p.walks++
+	}
+	now := p.walks == p.n && tree
+	p.mu.Unlock()
+	if !now {
+		return p.Driver.Walk(ctx, prefix, fn)
+	}
+	// The memory store lists a snapshot; a real store's listing goes on
+	// over what is there when it gets there: list up to the push, write
+	// it, then list the rest from storage as it is now.
+	stop := errors.New("stop")
+	err := p.Driver.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
+		if oi.Key > p.after {
+			return stop
+		}
+		return fn(oi)
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return err
+	}
+	p.write()
+	return storage.WalkAfter(ctx, p.Driver, prefix, p.after, fn)
+}
+
+// L: pushes land while the recheck before the blobs lists the tree, one in
+// a repository the listing has passed already, one in a repository it has
+// not reached: the listing sees the second, so storage is changing, and
+// the listing is repeated until one finds nothing written since the
+// previous one began; the first push keeps what it needs. (A listing that
+// sees no change ends the loop: a push after it passed the repository is
+// the window docs/safety.md documents.)
+func TestReviewL_PushDuringRecheckWalkIsSeenByTheNext(t *testing.T) {
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	m := w.Image("a", []byte(`{"l":1}`), []byte("layer-L"))
+	z := w.Image("z", []byte(`{"l":2}`), []byte("layer-L2"))
+	flush(t, w)
+	p := e.plan(t, true)
+	if !planned(p, blobKey(m.Digest)) {
+		t.Fatalf("scenario: the untagged image should be planned: %v", firstItems(p))
+	}
+	// The first recheck lists the tree; the second listing is the
+	// recheck before the blobs.
+	pd := &pushDuringWalk{Driver: e.mem, n: 2, after: layout.RepositoriesPrefix + "b", write: func() {
+		e.young()
+		w := regtree.NewWriter(e.mem, 1)
+		w.Revision("a", m.Digest)
+		w.Tag("a", "late", m.Digest)
+		for _, l := range [][]byte{[]byte(`{"l":1}`), []byte("layer-L")} {
+			w.LayerLink("a", digest.FromBytes(l))
+		}
+		w.Tag("z", "other", z.Digest)
+		if err := w.Flush(context.Background()); err != nil {
+			panic(err)
+		}
+	}}
+	e.d = pd
+	r := e.exec(t, p, execOpts{})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if pd.walks < 3 {
+		t.Errorf("the recheck listed the tree %d times in all; want the listing repeated after the push", pd.walks)
+	}
+	e.d = e.mem
+	checkSafe(t, e.mem)
+	if !has(e.mem, blobKey(m.Digest)) {
+		t.Errorf("the manifest pushed during the recheck's listing is gone")
+	}
+}
+
+// vanishing is a store on which one link is listed but gone when read:
+// the registry deleted it while the walk listed.
+type vanishing struct {
+	storage.Driver
+	key string
+}
+
+func (v *vanishing) Unwrap() storage.Driver { return v.Driver }
+
+func (v *vanishing) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	if key == v.key {
+		return nil, &storage.PathError{Op: "get", Key: key, Err: storage.ErrNotFound}
+	}
+	return v.Driver.Get(ctx, key, max)
+}
+
+// M: a link listed, then gone when read, does not end the walk: its
+// repository is changing, and nothing in it is planned this run.
+func TestReviewM_LinkGoneWhenReadLeavesItsRepositoryOutOfThePlan(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	m := w.Image("r", []byte(`{"m":1}`), []byte("layer-M"))
+	other := w.Image("s", []byte(`{"m":2}`), []byte("layer-M2"))
+	w.Tag("r", "t", m.Digest)
+	flush(t, w)
+	tagKey := pathOf(layout.TagCurrentLink{Repo: "r", Tag: "t"})
+	opts := walker.DefaultOptions()
+	opts.TrustETags = false // every link is read
+	inv, err := walker.Collect(ctx, &vanishing{e.mem, tagKey}, opts)
+	if err != nil {
+		t.Fatalf("a link deleted during the walk ended it: %v", err)
+	}
+	if inv.Changing["r"] != tagKey {
+		t.Fatalf("changing repositories: %v", inv.Changing)
+	}
+	src := mark.StorageSource(e.mem, "", 0)
+	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := sweep.Build(inv, res, sweep.StorageRef{Driver: "memory"}, sweep.Options{Now: time.Now(), WalkStarted: time.Now(), Grace: reviewGrace, UploadGrace: reviewGrace, DeleteUntagged: true}, res.Manifests(ctx, src))
+	for _, it := range p.Items {
+		if it.Repo == "r" || it.Digest == m.Digest {
+			t.Errorf("planned %s %s of the changing repository", it.Kind, it.Key)
+		}
+	}
+	if !planned(p, blobKey(other.Digest)) {
+		t.Errorf("the other repository's untagged image is not planned: %v", firstItems(p))
+	}
+	if p.Changing["r"] != tagKey {
+		t.Errorf("the plan does not name the changing repository: %v", p.Changing)
+	}
+}
+
+// N: a link planned as dangling whose blob a push uploaded after the walk
+// listed the blobs leaves the plan; the run goes on.
+func TestReviewN_DanglingLinkWhoseBlobArrivedAfterTheWalk(t *testing.T) {
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	l := digest.FromBytes([]byte("layer-N"))
+	w.LayerLink("r", l)
+	flush(t, w)
+	p := e.plan(t, false)
+	link := pathOf(layout.LayerLink{Repo: "r", Digest: l})
+	if !planned(p, link) {
+		t.Fatalf("scenario: the dangling link should be planned: %v", firstItems(p))
+	}
+	e.young()
+	if err := e.mem.Put(context.Background(), blobKey(l), []byte("layer-N")); err != nil {
+		t.Fatal(err)
+	}
+	r := e.exec(t, p, execOpts{})
+	if r.err != nil {
+		t.Fatalf("a blob uploaded since the walk ended the run: %v", r.err)
+	}
+	if !has(e.mem, link) || !has(e.mem, blobKey(l)) {
+		t.Errorf("the link or the blob uploaded since is gone")
+	}
+	if r.recheck.Changed == 0 {
+		t.Errorf("the dropped item is not counted: %+v", r.recheck)
+	}
+}
+
+// O: a broken repository (a tag names a manifest storage lacks) keeps its
+// layer links, their blobs and the link to the missing manifest, so that
+// pushing the manifest again recovers the image.
+func TestReviewO_BrokenRepositoryKeepsItsLayers(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	m := w.Image("r", []byte(`{"o":1}`), []byte("layer-O"))
+	w.Tag("r", "t", m.Digest)
+	flush(t, w)
+	body, err := e.mem.Get(ctx, blobKey(m.Digest), 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.mem.Delete(ctx, []string{blobKey(m.Digest)}); err != nil {
+		t.Fatal(err)
+	}
+	p := e.plan(t, true)
+	for _, it := range p.Items {
+		if it.Repo == "r" || it.Kind == sweep.KindBlob {
+			t.Errorf("planned %s %s in a broken repository", it.Kind, it.Key)
+		}
+	}
+	r := e.exec(t, p, execOpts{})
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	// Pushing the manifest alone recovers the image.
+	if err := e.mem.Put(ctx, blobKey(m.Digest), body); err != nil {
+		t.Fatal(err)
+	}
+	checkSafe(t, e.mem)
+}
+
+// P: with StatLinks, a planned revision link that a push writes again
+// after the recheck, just before the link phase, stays, and so does what
+// it needs.
+func TestReviewP_StatLinksKeepsALinkRewrittenAfterTheRecheck(t *testing.T) {
+	e := newEnv()
+	w := e.writer()
+	keeper(w)
+	m := w.Image("r", []byte(`{"p":1}`), []byte("layer-P"))
+	flush(t, w)
+	p := e.plan(t, true)
+	rev := pathOf(layout.RevisionLink{Repo: "r", Digest: m.Digest})
+	if !planned(p, rev) {
+		t.Fatalf("scenario: %s should be planned", rev)
+	}
+	held, lctx, err := lock.Acquire(context.Background(), e.d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(context.Background())
+	result, _, err := p.ExecuteChecked(lctx, e.d, held, sweep.CheckedOptions{Walk: walker.DefaultOptions(), StatLinks: true,
+		Manifests: manifests(lctx, mark.StorageSource(e.d, "", 0)),
+		Exec: sweep.ExecOptions{BeforePhase: func(ph int) error {
+			if ph == 1 {
+				e.young()
+				w := e.writer()
+				w.Revision("r", m.Digest)
+				w.Tag("r", "t", m.Digest)
+				flush(t, w)
+			}
+			return nil
+		}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result.Kept[sweep.KindRevisionLink] != 1 {
+		t.Errorf("kept %v, want the rewritten revision link", result.Kept)
+	}
+	checkSafe(t, e.mem)
+	if !has(e.mem, rev) || !has(e.mem, blobKey(m.Digest)) {
+		t.Errorf("the rewritten revision link or its manifest is gone")
 	}
 }

@@ -33,6 +33,7 @@ type gcRun struct {
 func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration, exec sweep.ExecOptions) gcRun {
 	t.Helper()
 	ctx := context.Background()
+	walked := time.Now()
 	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 		t.Fatal(err)
 	}
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()},
-		sweep.Options{Now: time.Now(), Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}, manifests(ctx, src))
+		sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}, manifests(ctx, src))
 	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
 	if err != nil {
 		t.Fatal(err)

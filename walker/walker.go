@@ -75,6 +75,11 @@ type Entry struct {
 	// InFlightFor is set on a KindUnknown key that is a storage driver's
 	// temporary file (layout.InFlightTemp): the key it becomes.
 	InFlightFor string
+	// Vanished is set on a link that was listed but was gone when read:
+	// the registry deleted it (a tag or manifest delete) during the walk.
+	// Its repository is changing under the walk; the entry says so and
+	// carries nothing else.
+	Vanished bool
 
 	UploadID string
 	// StartedAt is read from an upload's startedat file.
@@ -610,8 +615,11 @@ func (w *walk) verifyLink(ctx context.Context, e Entry, etag string) error {
 // readAndVerifyLink reads a link whose ETag did not prove its content.
 func (w *walk) readAndVerifyLink(ctx context.Context, e Entry) error {
 	target, reason, found, err := w.readLink(ctx, e.Key)
-	if err != nil || !found {
+	if err != nil {
 		return err
+	}
+	if !found {
+		return w.emit(ctx, vanished(e))
 	}
 	if reason == "" && target != e.Digest {
 		reason = fmt.Sprintf("link holds %s but its path names %s", target, e.Digest)
@@ -624,8 +632,11 @@ func (w *walk) readAndVerifyLink(ctx context.Context, e Entry) error {
 
 func (w *walk) readCurrent(ctx context.Context, e Entry) error {
 	target, reason, found, err := w.readLink(ctx, e.Key)
-	if err != nil || !found {
+	if err != nil {
 		return err
+	}
+	if !found {
+		return w.emit(ctx, vanished(e))
 	}
 	e.Digest = target
 	if reason != "" {
@@ -634,19 +645,27 @@ func (w *walk) readCurrent(ctx context.Context, e Entry) error {
 	return w.emit(ctx, e)
 }
 
-// ErrVanished means a listed key was not found when read: storage changed
-// during the walk, or the store is only eventually consistent. Either way
-// the walk is not a snapshot to decide anything from.
+// ErrVanished means a listed blob was not found when read: only a
+// collector deletes blobs, so storage changed under the walk in a way it
+// cannot account for, or the store lags. The walk is not a snapshot to
+// decide anything from.
 var ErrVanished = errors.New("listed but not found when read (storage changed during the walk, or the store lags): re-run")
 
-// readLink reads a link file. Any read failure, not-found included, is an
+// vanished is e as a link gone since it was listed.
+func vanished(e Entry) Entry {
+	return Entry{Kind: e.Kind, Key: e.Key, Repo: e.Repo, Tag: e.Tag, ModTime: e.ModTime, Vanished: true}
+}
+
+// readLink reads a link file. A link gone since it was listed is not
+// found: the registry deletes links (a tag or a manifest delete), and the
+// caller marks its repository as changing. Any other read failure is an
 // error of the walk, because an unread link could be the only thing
 // keeping a blob.
 func (w *walk) readLink(ctx context.Context, key string) (target digest.Digest, corruptReason string, found bool, err error) {
 	b, err := w.d.Get(ctx, key, w.opts.MaxLinkSize)
 	switch {
 	case storage.IsNotFound(err):
-		return "", "", false, fmt.Errorf("%s: %w", key, ErrVanished)
+		return "", "", false, nil
 	case errors.Is(err, storage.ErrTooLarge):
 		return "", fmt.Sprintf("link is larger than %d bytes", w.opts.MaxLinkSize), true, nil
 	case err != nil:

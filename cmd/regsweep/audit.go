@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
@@ -91,33 +92,33 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		}
 		err = errors.Join(err, emitMetrics(ctx, ro, run))
 	}()
+	meter, log := g.startProgress()
+	defer meter.Close()
 	d, _, err := g.openStorage(ctx, cmd.Flags(), true, reqs)
 	if err != nil {
 		return err
 	}
-	log := g.logger()
 	// Harbor's database is read in one read-only snapshot.
 	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
 	if err != nil {
 		return err
 	}
 	defer hb.Close()
-	prog := newProgress(g)
-	defer prog.Stop()
 	opts := walker.DefaultOptions()
 	opts.Concurrency = g.concurrency
 	opts.Parallel = true
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	log.Info("walking storage", "location", d.Location())
-	prog.Phase("listing", "keys", 0, false)
-	inv, err := walker.Collect(ctx, countingDriver{d, prog}, opts)
+	walkStarted := time.Now()
+	stage := meter.Start("walk", "keys", 0)
+	inv, err := walker.Collect(ctx, countingDriver{d, stage}, opts)
 	if err != nil {
 		return err
 	}
+	stage.Done()
 	walked := time.Now()
-	prog.Pause()
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
-	prog.Phase("marking", "manifests", manifestRoots(inv), false)
+	stage = meter.Start("mark", "manifests", manifestRoots(inv))
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
 	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
@@ -127,19 +128,19 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		}
 		markOpts.Roots = hb.live.Roots
 	}
-	res, err := mark.Run(ctx, inv, countingSource{src, prog}, markOpts)
+	res, err := mark.Run(ctx, inv, countingSource{src, stage}, markOpts)
 	if err != nil {
 		return err
 	}
+	stage.Done()
 	if hb != nil {
 		hb.live.Protect(res)
 	}
-	manifests := markedManifests(res, manifestReader(ctx, src))
+	manifests := res.Manifests(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
+		Now: time.Now(), WalkStarted: walkStarted, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
 	}, manifests)
 	marked := time.Now()
-	prog.Pause()
 	var mismatches []verify.Result
 	if o.verify {
 		var digests []digest.Digest
@@ -147,9 +148,9 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 			digests = append(digests, dg)
 		}
 		log.Info("verifying blobs", "blobs", len(digests), "bytes", inv.BlobBytes)
-		prog.Phase("verifying", "", inv.BlobBytes, true)
+		stage := meter.Start("verify", "bytes", inv.BlobBytes)
 		err := verify.Blobs(ctx, d, digests, verify.Options{Concurrency: g.concurrency, BytesPerSecond: o.verifyRate}, func(r verify.Result) error {
-			prog.Add(r.Bytes)
+			stage.Add(r.Bytes)
 			if r.Actual != r.Digest {
 				mismatches = append(mismatches, r)
 			}
@@ -158,7 +159,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		if err != nil {
 			return err
 		}
-		prog.Pause()
+		stage.Done()
 	}
 	verified := time.Now()
 	rep = reports.BuildAudit(inv, res, plan, storageInfo(d), reqs.Snapshot(), started, time.Now())
@@ -178,7 +179,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		rep.SetDuration("verify", verified.Sub(marked).Seconds())
 	}
 	rep.SetDuration("total", rep.FinishedAt.Sub(rep.StartedAt).Seconds())
-	prog.Stop()
+	meter.Close() // the line is gone before the report is written
 	err = writeOutput(g.stdout, ro.output, func(w io.Writer) error {
 		switch o.format {
 		case "json":
@@ -186,7 +187,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		case "csv":
 			return rep.WriteCSV(w)
 		case "html":
-			return rep.WriteHTML(w)
+			return rep.WriteHTMLOpts(w, reports.HTMLOptions{FindingsPerKind: ro.top})
 		}
 		width := 0
 		if ro.output == "" {
@@ -210,7 +211,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 // manifestRoots is how many distinct manifests the mark starts from (its
 // progress total; index children and referrers can add a few).
 func manifestRoots(inv *walker.Inventory) int64 {
-	seen := walker.NewDigestMap[struct{}]()
+	seen := blobindex.NewMap[struct{}]()
 	for _, r := range inv.Repositories {
 		for d := range r.Revisions.All() {
 			seen.Set(d, struct{}{})

@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
 	"github.com/regsweep/regsweep/harbordb"
@@ -122,6 +119,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
 	opts.Parallel = true
 	log.Info("walking storage", "location", d.Location())
+	walked := time.Now()
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
 	// Manifests are read into the cache as their revision links are
@@ -134,6 +132,9 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	})
 	prefetch.Close()
 	if err != nil {
+		return err
+	}
+	if err := hb.afterWalk(ctx, inv, o.grace, log); err != nil {
 		return err
 	}
 	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
@@ -151,16 +152,21 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	saveManifestCache(src, log)
 	if hb != nil {
 		hb.live.Protect(res)
+		hb.live.ProtectLinks(res, inv)
 	}
 	g.writeHeapProfile()
-	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
-	if dbErr != nil && !storage.IsNotFound(dbErr) {
-		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
+	inUse, err := sweep.DatabaseInUse(ctx, d)
+	if err != nil {
+		return err
 	}
-	manifests := markedManifests(res, manifestReader(ctx, src))
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
+	volume, err := storageVolume(d)
+	if err != nil {
+		return err
+	}
+	manifests := res.Manifests(ctx, src)
+	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location(), Volume: volume}, sweep.Options{
+		Now: hb.now(), WalkStarted: walked, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
+		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: inUse,
 	}, manifests)
 
 	plan.Options.Harbor = hb != nil
@@ -176,7 +182,7 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		// A dry run says so too: the real run would refuse.
 		execErr = &sweep.GuardError{Guards: plan.Guards}
 	} else if o.delete && hb == nil {
-		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests,
+		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, StatLinks: statLinks(d),
 			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log}})
 	} else if o.delete {
 		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
@@ -229,39 +235,16 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
 }
 
-// markedManifests answers from the mark's own parse, and reads only the
-// manifests linked since through read.
-func markedManifests(res *mark.Result, read sweep.Manifests) sweep.Manifests {
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		if children, blobs, subject, ok, found := res.References(d); found {
-			return children, blobs, subject, ok
-		}
-		return read(d)
-	}
-}
+// statLinks says whether a link is stat'ed just before it is deleted: on a
+// filesystem a stat is cheap, and Swift's listings may lag its writes.
+func statLinks(d storage.Driver) bool { return d.Name() == "filesystem" || d.Name() == "swift" }
 
-// manifestReader reads what a manifest references through src, once per
-// digest: a recheck asks for the same manifest in every repository that
-// links it.
-func manifestReader(ctx context.Context, src mark.Source) sweep.Manifests {
-	type entry struct {
-		children, blobs []digest.Digest
-		subject         digest.Digest
-		ok              bool
+// storageVolume is the volume a plan is bound to ("" where the location
+// says it all).
+func storageVolume(d storage.Driver) (string, error) {
+	v, ok := storage.VolumeOf(d)
+	if !ok {
+		return "", nil
 	}
-	read := mark.SourceReferences(ctx, src)
-	var mu sync.Mutex
-	memo := map[digest.Digest]entry{}
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		mu.Lock()
-		e, hit := memo[d]
-		mu.Unlock()
-		if !hit {
-			e.children, e.blobs, e.subject, e.ok = read(d)
-			mu.Lock()
-			memo[d] = e
-			mu.Unlock()
-		}
-		return e.children, e.blobs, e.subject, e.ok
-	}
+	return v.Volume()
 }

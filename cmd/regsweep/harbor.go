@@ -86,6 +86,34 @@ func (r *harborRun) Close() {
 	}
 }
 
+// now is the time the plan judges storage mtimes against: in Harbor mode
+// the snapshot's, so that a link written after the snapshot (maybe by a
+// push the snapshot does not have) is younger than the plan.
+func (r *harborRun) now() time.Time {
+	if r == nil {
+		return time.Now()
+	}
+	return r.snap.Taken
+}
+
+// afterWalk reads the artifacts again, so that one pushed while the walk
+// ran is a root, and refuses a database that storage shows to be behind.
+func (r *harborRun) afterWalk(ctx context.Context, inv *walker.Inventory, grace time.Duration, log *slog.Logger) error {
+	if r == nil {
+		return nil
+	}
+	newer, err := r.db.Artifacts(ctx, grace)
+	if err != nil {
+		return harborError{err}
+	}
+	r.live.Refresh(newer)
+	log.Info("harbor artifacts read again after the walk", "artifacts", len(newer.Artifacts))
+	if err := r.live.CheckBehind(inv, grace); err != nil {
+		return harborError{err}
+	}
+	return nil
+}
+
 // purgeCache empties the registry's blob descriptor cache after a sweep:
 // stale entries would make pulls of deleted-then-re-pushed blobs fail.
 func purgeCache(ctx context.Context, url string, log *slog.Logger) error {
@@ -114,7 +142,14 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 	if o.harbor.history && !hb.db.Schema().HasExecutionHistory() {
 		log.Warn("this Harbor schema keeps GC history elsewhere (admin_job): the run is not recorded in Harbor's history", "schema", hb.db.Schema().String())
 	} else if o.harbor.history {
-		var err error
+		// The storage lock is held: a run of ours still Running was killed.
+		stale, err := hb.db.EndStaleExecutions(ctx)
+		if err != nil {
+			return nil, nil, harborError{err}
+		}
+		if stale > 0 {
+			log.Warn("marked GC executions left Running by a killed run as Error", "executions", stale)
+		}
 		exec, err = hb.db.StartExecution(ctx, executionStart("MANUAL", false, o.deleteUntagged, workers, o.grace))
 		if err != nil {
 			return nil, nil, harborError{err}
@@ -125,7 +160,7 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 		if err := proto.Prepare(ctx, inv); err != nil {
 			return nil, nil, harborError{err}
 		}
-		result, recheck, err := plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, Exec: sweep.ExecOptions{
+		result, recheck, err := plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, StatLinks: statLinks(d), Exec: sweep.ExecOptions{
 			Force: o.force, Concurrency: workers, BatchSize: o.batchSize, Log: log,
 			BeforeBlobs: func(ctx context.Context, p *sweep.Plan) error {
 				if err := proto.Claim(ctx, p); err != nil {
@@ -134,6 +169,13 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 				return nil
 			},
 			OnItem: proto.Record,
+			CheckBatch: func(ctx context.Context, phase int, batch []sweep.Item) ([]sweep.Item, error) {
+				keep, err := proto.CheckBatch(ctx, phase, batch)
+				if err != nil {
+					return nil, harborError{err}
+				}
+				return keep, nil
+			},
 		}})
 		// The database follows whatever storage really lost, also after a
 		// partial sweep; it must not wait on a cancelled context.
@@ -150,12 +192,8 @@ func executeHarbor(ctx context.Context, d storage.Driver, held *lock.Held, plan 
 		if err != nil {
 			status = harbordb.StatusError
 		}
-		var freed int64
-		if result != nil {
-			freed = result.FreedBytes
-		}
 		herr := exec.Finish(context.WithoutCancel(ctx), status, harbordb.ExecutionResult{
-			FreedSpace: freed, PurgedBlobs: int64(proto.Stats.DeletedBlobRows), PurgedManifests: int64(proto.Stats.PurgedManifests),
+			FreedSpace: proto.Stats.FreedBytes, PurgedBlobs: int64(proto.Stats.PurgedBlobs), PurgedManifests: int64(proto.Stats.PurgedManifests),
 		}, proto.JobLog())
 		if herr != nil {
 			err = errors.Join(err, harborError{herr})

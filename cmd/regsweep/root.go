@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -42,6 +43,9 @@ type globalOptions struct {
 	logLevel    string
 	quiet       bool
 	memProfile  string
+	// progressInterval is the least time between two progress log lines
+	// when stderr is not a terminal.
+	progressInterval time.Duration
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -103,7 +107,8 @@ func (g *globalOptions) addFlags(f *pflag.FlagSet) {
 	f.Float64Var(&g.rateLimit, "rate-limit", 0, "at most this many storage calls a second (0: no limit)")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 	f.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.BoolVarP(&g.quiet, "quiet", "q", false, "log only warnings and errors")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "log only warnings and errors, and show no progress")
+	f.DurationVar(&g.progressInterval, "progress-interval", 30*time.Second, "when stderr is not a terminal, log a long stage's progress at most this often (0: only when stages start and end)")
 	f.StringVar(&g.memProfile, "memprofile", "", "write a heap profile here when the command ends (for performance work)")
 	f.MarkHidden("memprofile")
 }
@@ -121,7 +126,11 @@ func (g *globalOptions) writeHeapProfile() {
 	}
 }
 
-func (g *globalOptions) logger() *slog.Logger {
+func (g *globalOptions) logger() *slog.Logger { return g.loggerTo(g.stderr) }
+
+// loggerTo is logger writing to w (the progress meter's writer while it
+// draws on the terminal).
+func (g *globalOptions) loggerTo(w io.Writer) *slog.Logger {
 	level := slog.LevelInfo
 	if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
 		level = slog.LevelInfo
@@ -131,9 +140,9 @@ func (g *globalOptions) logger() *slog.Logger {
 	}
 	opts := &slog.HandlerOptions{Level: level}
 	if g.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+		return slog.New(slog.NewJSONHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, opts))
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // storageConfig resolves the storage: the registry's config file if given,

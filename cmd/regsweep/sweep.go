@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +27,8 @@ type sweepOptions struct {
 	list        bool
 	lockTimeout time.Duration
 	// requireReadonly refuses to delete unless the registry is read-only.
-	requireReadonly bool
+	requireReadonly   bool
+	maxDeleteFraction float64
 }
 
 func newSweepCommand(g *globalOptions) *cobra.Command {
@@ -35,16 +37,20 @@ func newSweepCommand(g *globalOptions) *cobra.Command {
 		Use:   "sweep --plan plan.json [--delete]",
 		Short: "Execute a reviewed plan written by `gc --plan-out`",
 		Long: `Execute a plan that ` + "`regsweep gc --plan-out`" + ` wrote and someone reviewed. The plan must be for
-this storage and younger than --max-plan-age. Just before deleting, the whole storage is listed
-again: every planned key whose mtime changed or that is gone, and everything a link created since
-then points to, leaves the plan. Without --delete it shows what would be deleted now.`,
+this storage (for a filesystem, the same volume) and younger than --max-plan-age, and its header
+(storage, options, times, the Harbor flag) must be as gc wrote it. Just before deleting, the whole
+storage is listed again: every planned key whose mtime changed or that is gone, and everything a
+link created since then points to, leaves the plan, and the safety guards are judged again on that
+listing (the guards written in the plan file are not trusted). Without --delete it shows what would
+be deleted now.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSweep(cmd, o, g) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.planFile, "plan", "", "plan file written by gc --plan-out (required)")
 	f.BoolVar(&o.delete, "delete", false, "delete (the default is a dry run)")
-	f.BoolVar(&o.force, "force", false, "delete even when the plan's safety guards tripped")
+	f.BoolVar(&o.force, "force", false, "delete even when a safety guard trips")
+	f.Float64Var(&o.maxDeleteFraction, "max-delete-fraction", 0.5, "refuse to delete more than this fraction of blobs (judged on the storage as it is now)")
 	f.DurationVar(&o.maxPlanAge, "max-plan-age", 24*time.Hour, "refuse plans older than this")
 	f.BoolVar(&o.requireReadonly, "require-readonly", false, "with --delete, refuse (exit 6) unless the registry's config.yml (--registry-config) has storage.maintenance.readonly.enabled: true")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache")
@@ -104,8 +110,13 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	if plan.Storage.Location != d.Location() {
 		return planError{fmt.Sprintf("plan %s is for %s, not for %s", o.planFile, plan.Storage.Location, d.Location())}
 	}
-	if age := time.Since(plan.CreatedAt); age > o.maxPlanAge || age < -5*time.Minute {
-		return planError{fmt.Sprintf("plan %s was made %s ago, outside --max-plan-age %s", o.planFile, age.Round(time.Second), o.maxPlanAge)}
+	if vol, err := storageVolume(d); err != nil {
+		return err
+	} else if vol != plan.Storage.Volume {
+		return planError{fmt.Sprintf("plan %s is for the volume %q at %s, but %q is mounted there now", o.planFile, plan.Storage.Volume, d.Location(), vol)}
+	}
+	if err := checkPlanAge(o.planFile, plan.CreatedAt, time.Now(), o.maxPlanAge); err != nil {
+		return err
 	}
 	started := time.Now()
 	var held *lock.Held
@@ -128,21 +139,37 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	var result *sweep.Result
 	var st *sweep.RecheckStats
 	var execErr error
-	switch {
-	case len(plan.Guards) > 0 && !o.force:
-		execErr = &sweep.GuardError{Guards: plan.Guards}
-	case o.delete:
+	// The plan's own guards are not trusted: they are judged again on the
+	// storage as it is now, with a mark of it.
+	judge := func(ctx context.Context, fresh *walker.Inventory, p *sweep.Plan) error {
+		res, err := mark.Run(ctx, fresh, src, mark.Options{DeleteUntagged: p.Options.DeleteUntagged, Concurrency: g.concurrency})
+		if err != nil {
+			return err
+		}
+		inUse, err := sweep.DatabaseInUse(ctx, d)
+		if err != nil {
+			return err
+		}
+		p.Guards = p.FreshGuards(fresh, res, sweep.Options{MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: inUse})
+		if len(p.Guards) > 0 && !o.force {
+			return &sweep.GuardError{Guards: p.Guards}
+		}
+		return nil
+	}
+	if o.delete {
 		log.Info("re-listing storage before sweeping", "location", d.Location())
-		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifestReader(ctx, src), BlobsToo: true,
-			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
-	default:
-		// A dry run shows what would go now.
+		plan.Guards = nil // judged on the fresh walk, before anything is deleted
+		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: mark.SourceReferences(ctx, src), BlobsToo: true, StatLinks: statLinks(d),
+			Guard: judge, Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
+	} else {
+		// A dry run shows what would go now, and what would refuse.
 		fresh, err := walker.Collect(ctx, d, opts)
 		if err != nil {
 			return err
 		}
-		s := plan.Recheck(fresh, true, manifestReader(ctx, src))
+		s := plan.Recheck(fresh, true, mark.SourceReferences(ctx, src))
 		st = &s
+		execErr = judge(ctx, fresh, plan)
 	}
 	rep := reports.BuildGC(plan, result, st, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
 	err = writeReport(g.stdout, o.format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, o.list) })
@@ -150,4 +177,13 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		return err
 	}
 	return execErr
+}
+
+// checkPlanAge refuses a plan older than maxAge, or made more than the
+// clocks' tolerance in the future (another host's clock is ahead).
+func checkPlanAge(file string, created, now time.Time, maxAge time.Duration) error {
+	if age := now.Sub(created); age > maxAge || age < -5*time.Minute {
+		return planError{fmt.Sprintf("plan %s was made %s ago, outside --max-plan-age %s", file, age.Round(time.Second), maxAge)}
+	}
+	return nil
 }

@@ -126,6 +126,7 @@ func gc(ctx context.Context, d storage.Driver, del bool) outcome {
 		}
 		defer held.Release(context.WithoutCancel(ctx))
 	}
+	walked := time.Now()
 	inv, err := walker.Collect(ctx, d, opts)
 	if err != nil {
 		return outcome{err: err}
@@ -137,7 +138,7 @@ func gc(ctx context.Context, d storage.Driver, del bool) outcome {
 	}
 	manifests := mark.SourceReferences(ctx, src)
 	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), DeleteUntagged: true, MaxDeleteFraction: 0.9}, manifests)
+		Now: time.Now(), WalkStarted: walked, DeleteUntagged: true, MaxDeleteFraction: 0.9}, manifests)
 	out := outcome{inventory: inventorySummary(inv), items: itemList(plan)}
 	if len(plan.Guards) > 0 {
 		out.err = &sweep.GuardError{Guards: plan.Guards}

@@ -57,6 +57,10 @@ type dset map[digest.Digest]bool
 //     does not need (or whose blob is missing), tags of a repository that
 //     keeps nothing, blobs nothing needs, uploads started before the
 //     upload grace whose files are all old.
+//   - A repository that names a manifest storage lacks (a tag's current
+//     link, or a revision link) is broken: none of its layer links and
+//     none of its revision links to the missing manifests are garbage, so
+//     that pushing the manifest again recovers the image.
 //   - What stays keeps what it points at: a link that is not garbage (a
 //     young one) keeps its manifest, what that references, its subject
 //     and its referrers (also when the manifest itself is missing),
@@ -200,6 +204,16 @@ func Expect(s *State, o Options) Expectation {
 		never bool
 	}
 	links := map[string]link{}
+	broken := map[string]bool{}
+	for _, name := range names {
+		r := s.Repos[name]
+		for d := range r.Revisions {
+			broken[name] = broken[name] || !stored(d)
+		}
+		for _, t := range r.Tags {
+			broken[name] = broken[name] || (t.HasCurrent && !t.CurrentL.IsCorrupt() && !stored(t.Current))
+		}
+	}
 	key := func(spec layout.Spec) string {
 		k, err := layout.Path(spec)
 		if err != nil {
@@ -212,7 +226,7 @@ func Expect(s *State, o Options) Expectation {
 		for d, l := range r.Revisions {
 			k := key(layout.RevisionLink{Repo: name, Digest: d})
 			links[k] = link{repo: name, d: d}
-			if old(l.ModTime) && (!kept[name][d] || !stored(d)) {
+			if old(l.ModTime) && (!kept[name][d] || !stored(d)) && !(broken[name] && !stored(d)) {
 				e.Garbage[k] = true
 			}
 		}
@@ -238,7 +252,7 @@ func Expect(s *State, o Options) Expectation {
 		for d, l := range r.Layers {
 			k := key(layout.LayerLink{Repo: name, Digest: d})
 			links[k] = link{repo: name, d: d, blobOnly: true}
-			if old(l.ModTime) && (!need[name][d] || !stored(d)) {
+			if old(l.ModTime) && (!need[name][d] && !broken[name] || !stored(d)) {
 				e.Garbage[k] = true
 			}
 		}
