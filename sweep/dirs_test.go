@@ -25,7 +25,9 @@ type fillingDriver struct {
 	filled string
 }
 
-func (f *fillingDriver) Unwrap() storage.Driver { return f.Driver }
+// Capabilities passes the filesystem's on: its Delete is the only call
+// this wrapper changes.
+func (f *fillingDriver) Capabilities() storage.Capabilities { return storage.CapabilitiesOf(f.Driver) }
 
 func (f *fillingDriver) Delete(ctx context.Context, keys []string) ([]storage.DeleteResult, error) {
 	res, err := f.Driver.Delete(ctx, keys)
