@@ -24,13 +24,13 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/testenv"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
-	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/verify"
 	"github.com/regsweep/regsweep/walker"
 )
@@ -590,27 +590,12 @@ func largeAudit(t *testing.T, repos int) *reports.Audit {
 		t.Fatal(err)
 	}
 	started := time.Now()
-	// One listing: the memory store scans all its keys for each.
-	inv, err := walker.Collect(ctx, mem, walker.DefaultOptions())
+	an, err := gc.Analyze(ctx, mem, mark.StorageSource(mem, "", 0), gc.Options{DeleteUntagged: true, Concurrency: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := mark.StorageSource(mem, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true, Concurrency: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	read := mark.SourceReferences(ctx, src)
-	manifests := func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		if children, blobs, subject, ok, found := res.References(d); found {
-			return children, blobs, subject, ok
-		}
-		return read(d)
-	}
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: mem.Name(), Location: mem.Location()},
-		sweep.Options{Now: time.Now(), DeleteUntagged: true}, manifests)
-	a := reports.BuildAudit(inv, res, plan, reports.NewStorageInfo(mem.Name(), mem.Location()), map[string]int64{}, started, time.Now())
-	a.NameAffectedTags(inv, manifests)
+	a := reports.BuildAudit(an.Inventory, an.Mark, an.Plan, reports.NewStorageInfo(mem.Name(), mem.Location()), map[string]int64{}, started, time.Now())
+	a.NameAffectedTags(an.Inventory, an.Mark)
 	return a
 }
 

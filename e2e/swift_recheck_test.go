@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/testenv"
 	"github.com/regsweep/regsweep/layout"
@@ -23,7 +24,6 @@ import (
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type swiftStore struct {
@@ -45,41 +45,29 @@ func openSwiftStore(t *testing.T) swiftStore {
 }
 
 // planAndRun plans a gc --delete --delete-untagged --grace 0s
-// --upload-grace 0s of d, as the CLI composes it, and executes it with the
-// hooks given.
-func planAndRun(t *testing.T, d storage.Driver, check func(p *sweep.Plan), co sweep.CheckedOptions) *sweep.Result {
+// --upload-grace 0s of d as the CLI does (gc.Analyze, gc.Execute), with
+// the hooks given.
+func planAndRun(t *testing.T, d storage.Driver, check func(p *sweep.Plan), o gc.ExecOptions) *sweep.Result {
 	t.Helper()
 	ctx := context.Background()
-	walked := time.Now()
-	opts := walker.DefaultOptions()
-	opts.Parallel = true
-	inv, err := walker.Collect(ctx, d, opts)
+	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), gc.Options{DeleteUntagged: true, MaxDeleteFraction: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := mark.StorageSource(d, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
-	if err != nil {
-		t.Fatal(err)
+	if len(a.Plan.Guards) > 0 {
+		t.Fatalf("guards: %v", a.Plan.Guards)
 	}
-	reads := res.Manifests(ctx, src)
-	p := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()},
-		sweep.Options{Now: time.Now(), WalkStarted: walked, DeleteUntagged: true, MaxDeleteFraction: 1}, reads)
-	if len(p.Guards) > 0 {
-		t.Fatalf("guards: %v", p.Guards)
-	}
-	check(p)
+	check(a.Plan)
 	held, lctx, err := lock.Acquire(ctx, d, lock.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer held.Release(context.WithoutCancel(ctx))
-	co.Walk, co.Manifests, co.StatLinks = opts, reads, true
-	r, _, err := p.ExecuteChecked(lctx, d, held, co)
+	r, err := gc.Execute(lctx, a, held, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r.Sweep
 }
 
 func hasKey(p *sweep.Plan, key string) bool {
@@ -109,7 +97,7 @@ func TestSwiftLinkRewrittenAfterTheRecheckStays(t *testing.T) {
 		if !hasKey(p, rev) {
 			t.Fatalf("scenario: %s should be planned", rev)
 		}
-	}, sweep.CheckedOptions{Exec: sweep.ExecOptions{BeforePhase: func(ph int) error {
+	}, gc.ExecOptions{BeforePhase: func(ph int) error {
 		if ph != 1 {
 			return nil
 		}
@@ -118,7 +106,7 @@ func TestSwiftLinkRewrittenAfterTheRecheckStays(t *testing.T) {
 		w.Revision("app", m.Digest)
 		w.Tag("app", "again", m.Digest)
 		return w.Flush(ctx)
-	}}})
+	}})
 	if r.Kept[sweep.KindRevisionLink] != 1 {
 		t.Errorf("kept %v: the rewritten revision link should have been left out of its batch", r.Kept)
 	}
@@ -160,7 +148,7 @@ func TestSwiftOrphanSegmentsRecheckedAgainstFreshBlobs(t *testing.T) {
 		if !hasKey(p, prefix+"/0000000000000001") {
 			t.Fatalf("scenario: the orphan segments should be planned: %v", p.Items)
 		}
-	}, sweep.CheckedOptions{AfterLinks: func(ctx context.Context) error {
+	}, gc.ExecOptions{AfterLinks: func(ctx context.Context) error {
 		// The DLO whose segments these are appears now.
 		_, err := st.raw.ObjectPut(ctx, st.container, "files/"+blobPath(blob), bytes.NewReader(nil), false, "", "application/octet-stream",
 			ncw.Headers{"X-Object-Manifest": st.container + "/" + prefix, "Content-Length": "0"})

@@ -62,7 +62,7 @@ func TestClaimFailureReleasesWhatItClaimed(t *testing.T) {
 	h.FailClaimsFrom(rows[1000].ID)
 
 	p := &harborgc.Protocol{DB: db, Snap: snap, Live: harborgc.NewLiveness(snap, false), Window: window}
-	if err := p.Claim(ctx, plan); err == nil || !strings.Contains(err.Error(), "injected failure") {
+	if _, err := p.Claim(ctx, plan.Items); err == nil || !strings.Contains(err.Error(), "injected failure") {
 		t.Fatalf("Claim = %v, want the injected failure", err)
 	}
 	if n := h.Count(`SELECT count(*) FROM blob WHERE status = 'deleting'`); n != 0 {
@@ -239,7 +239,8 @@ func TestHistoryCountsRowlessBlobs(t *testing.T) {
 		plan.Items = append(plan.Items, sweep.Item{Kind: sweep.KindBlob, Key: "k/" + b.Digest.Encoded(), Digest: b.Digest, Size: b.Size})
 		freed += b.Size
 	}
-	if err := p.Claim(ctx, plan); err != nil {
+	var err error
+	if plan.Items, err = p.Claim(ctx, plan.Items); err != nil {
 		t.Fatal(err)
 	}
 	for _, it := range plan.Items {

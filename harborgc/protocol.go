@@ -28,10 +28,11 @@ import (
 //  2. CheckBatch, just before each batch of links: a link whose artifact
 //     the database has now, or whose blob row a push touched, stays; so
 //     does a storage-only blob that gained a row;
-//  3. Claim, just before the first blob is deleted: every planned blob
-//     with a row goes none/delete/deletefailed -> delete -> deleting by
-//     compare-and-set; a row that loses (a push touched it) leaves the
-//     plan, and so does a blob that gained a row since the snapshot;
+//  3. Claim, just before each batch of blobs is deleted: every blob of
+//     the batch with a row goes none/delete/deletefailed -> delete ->
+//     deleting by compare-and-set; a row that loses (a push touched it)
+//     leaves the batch (and its segments stay with it), and so does a
+//     blob that gained a row since the snapshot (CheckBatch);
 //  4. Finish, after the sweep: rows of deleted blobs, artifact_blob and
 //     trash rows of swept manifests go, quotas are recomputed, claimed
 //     blobs whose deletion failed become deletefailed.
@@ -177,56 +178,54 @@ func (p *Protocol) trashUntagged(ctx context.Context) error {
 }
 
 // Claim is the plan hook run just before the first blob is deleted.
-func (p *Protocol) Claim(ctx context.Context, plan *sweep.Plan) error {
+func (p *Protocol) Claim(ctx context.Context, batch []sweep.Item) ([]sweep.Item, error) {
 	var rows []harbordb.Blob
-	var rowless []digest.Digest
-	for _, it := range plan.Items {
+	for _, it := range batch {
 		if it.Kind != sweep.KindBlob {
 			continue
 		}
 		if b, ok := p.Snap.Blobs[it.Digest]; ok {
 			rows = append(rows, b)
-		} else {
-			rowless = append(rowless, it.Digest)
 		}
 	}
-	drop := map[digest.Digest]bool{}
-	// A blob that had no row may have gained one: a push registered it.
-	if len(rowless) > 0 {
-		now, err := p.DB.BlobRows(ctx, rowless)
-		if err != nil {
-			return err
-		}
-		for _, b := range now {
-			drop[b.Digest] = true
-		}
-		p.Stats.NewRows = len(now)
+	if len(rows) == 0 {
+		return batch, nil
 	}
 	claimed, lost, err := p.DB.ClaimBlobs(ctx, rows, p.Window)
 	if err != nil {
-		// Whatever was claimed before the error must not stay deleting.
+		// Whatever was claimed before the error must not stay deleting:
+		// Harbor's push path refuses those digests.
 		if rerr := p.DB.ReleaseFailed(context.WithoutCancel(ctx), claimed); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		return err
+		return nil, err
 	}
 	p.mu.Lock()
-	p.claimed = map[digest.Digest]harbordb.Blob{}
+	if p.claimed == nil {
+		p.claimed = map[digest.Digest]harbordb.Blob{}
+	}
 	for _, b := range claimed {
 		p.claimed[b.Digest] = b
 	}
+	p.Stats.Claimed += len(claimed)
+	p.Stats.LostRace += len(lost)
 	p.mu.Unlock()
+	drop := map[digest.Digest]bool{}
 	for _, b := range lost {
 		drop[b.Digest] = true
 	}
-	p.Stats.Claimed, p.Stats.LostRace = len(claimed), len(lost)
-	if n := plan.Drop(func(it sweep.Item) bool {
-		return (it.Kind == sweep.KindBlob || it.Kind == sweep.KindSegment) && it.Digest != "" && drop[it.Digest]
-	}); n > 0 {
-		p.logf("%d blob(s) left the plan: a push touched their rows during the run", len(drop))
+	keep := batch[:0:0]
+	for _, it := range batch {
+		if it.Kind == sweep.KindBlob && drop[it.Digest] {
+			continue
+		}
+		keep = append(keep, it)
 	}
-	p.logf("%d blob(s) marked deleting, %d storage-only blob(s) without a row", len(claimed), len(rowless)-p.Stats.NewRows)
-	return nil
+	if len(lost) > 0 {
+		p.logf("%d blob(s) left the plan: a push touched their rows during the run", len(lost))
+	}
+	p.logf("%d blob(s) marked deleting", len(claimed))
+	return keep, nil
 }
 
 // Record is sweep.ExecOptions.OnItem: it notes each deletion's result.
@@ -378,6 +377,9 @@ func (p *Protocol) CheckBatch(ctx context.Context, _ int, batch []sweep.Item) ([
 			}
 		}
 		if len(now) > 0 {
+			p.mu.Lock()
+			p.Stats.NewRows += len(now)
+			p.mu.Unlock()
 			p.logf("%d storage-only blob(s) kept just before deletion: a push registered them", len(now))
 		}
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/storage"
-	"github.com/regsweep/regsweep/walker"
 )
 
 // The graph holds every manifest of a run, parsed once, with digests
@@ -65,17 +64,25 @@ type graph struct {
 	nodes map[uint32]node
 	next  uint32 // the id intern gives next
 
-	inv     *walker.Inventory
 	pending []uint32 // wanted, not loaded yet
+	// readAll is set while a mark of a later walk loads (Extend): the
+	// index is an earlier walk's, so a digest it lacks may have been
+	// pushed since and is read, and one found missing before is read
+	// again (reread holds those already read again this time).
+	readAll bool
+	reread  map[uint32]bool
+	// subjects makes a manifest's subject one to load too
+	// (Options.FollowSubjects).
+	subjects bool
 }
 
-// newGraph compacts inv's blob map: its positions are ids from here on,
-// and nothing writes it during a mark.
-func newGraph(inv *walker.Inventory) *graph {
-	inv.Blobs.Compact()
-	stored := uint32(inv.Blobs.Indexed())
-	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: blobindex.NewMap[uint32](),
-		nodes: map[uint32]node{}, next: stored + 1, inv: inv}
+// newGraph compacts blobs: its IDs are ids from here on, and nothing
+// writes it while the graph is in use.
+func newGraph(blobs *blobindex.Index) *graph {
+	blobs.Compact()
+	stored := uint32(blobs.Indexed())
+	return &graph{blobs: blobs, shape: blobs.Shape(), stored: stored, extra: blobindex.NewMap[uint32](),
+		nodes: map[uint32]node{}, next: stored + 1}
 }
 
 func (g *graph) intern(d digest.Digest) uint32 {
@@ -133,19 +140,29 @@ func (g *graph) addTo(s *blobindex.Set, id uint32) {
 	}
 }
 
-// want interns d as a manifest to load. A digest the inventory does not
-// list is missing without a read: the inventory is what the sweep acts on.
+// want interns d as a manifest to load. A digest the index does not list
+// is missing without a read: the walk is what the sweep acts on; but see
+// readAll.
 func (g *graph) want(d digest.Digest) uint32 {
 	id := g.intern(d)
-	if _, known := g.nodes[id]; !known {
-		if g.inv.Blobs.Has(d) {
-			g.nodes[id] = node{state: stateQueued}
-			g.pending = append(g.pending, id)
-		} else {
-			g.nodes[id] = node{state: stateMissing}
-		}
+	n, known := g.nodes[id]
+	switch {
+	case !known && (g.readAll || g.blobs.Has(d)):
+		g.queue(id)
+	case !known:
+		g.nodes[id] = node{state: stateMissing}
+	case n.state == stateMissing && g.readAll && !g.reread[id]:
+		// Missing at an earlier walk is no answer now: only what was read
+		// and parsed is kept.
+		g.reread[id] = true
+		g.queue(id)
 	}
 	return id
+}
+
+func (g *graph) queue(id uint32) {
+	g.nodes[id] = node{state: stateQueued}
+	g.pending = append(g.pending, id)
 }
 
 type loaded struct {
@@ -238,6 +255,9 @@ func (g *graph) store(r loaded) error {
 	switch r.state {
 	case stateMissing:
 		g.nodes[r.id] = node{state: stateMissing}
+		if g.readAll {
+			return nil // read because the walk could not say
+		}
 		// The walk listed this blob (or it would not have been read), yet
 		// storage says it is gone: storage changed after the walk, and no
 		// decision made from that walk can be trusted.
@@ -258,7 +278,11 @@ func (g *graph) store(r loaded) error {
 		n.ids = append(n.ids, g.intern(d))
 	}
 	if r.m.Subject != "" {
-		n.subject = g.intern(r.m.Subject)
+		if g.subjects {
+			n.subject = g.want(r.m.Subject)
+		} else {
+			n.subject = g.intern(r.m.Subject)
+		}
 	}
 	g.nodes[r.id] = n
 	return nil

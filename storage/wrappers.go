@@ -211,11 +211,9 @@ func (x streamer) Open(ctx context.Context, key string) (rc io.ReadCloser, err e
 	return rc, err
 }
 
-// passBehaviour does nothing to a call; behaviours embed it for what they
-// leave alone.
+// passBehaviour does nothing to a listing; behaviours embed it, or call
+// it, for what they leave alone.
 type passBehaviour struct{}
-
-func (passBehaviour) do(_ context.Context, _ call, op func() error) error { return op() }
 
 func (passBehaviour) list(_ context.Context, list listFunc) error {
 	return list(func(_ string, deliver func() error) error { return deliver() })

@@ -4,7 +4,6 @@
 package sweep
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
-	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -76,8 +74,6 @@ type Options struct {
 	// MaxDeleteFraction trips a guard when more than this share of blobs
 	// would go.
 	MaxDeleteFraction float64
-	// DatabaseInUse is set when GitLab's lockfiles/database-in-use exists.
-	DatabaseInUse bool
 	// WalkStarted is when the walk began: a key written after it (less a
 	// slack for the store's clock) may be missing from the walk because it
 	// is new, not because the listing came back short.
@@ -172,13 +168,12 @@ type Problem struct {
 	Blocking bool          `json:"blocking"`
 }
 
-// Build computes the plan. It never reads storage: everything comes from
-// the walk and the mark.
-//
-// Links that stay (young ones too) keep what they need: Build ends with a
-// Recheck against the walk itself, which reads manifests through
-// manifests (the mark just read them; a cache serves them).
-func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options, manifests Manifests) *Plan {
+// Build computes the candidates of a plan and their stats. It never reads
+// storage: everything comes from the walk and the mark. What links that
+// stay (young ones too) need is taken out by a Recheck against the walk
+// itself, and the guards are judged by Judge after it: the gc package
+// runs the three in turn (Build, Recheck, Judge).
+func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options) *Plan {
 	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), WalkStartedAt: o.WalkStarted.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
 	for _, mp := range res.Problems {
 		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
@@ -349,9 +344,22 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
-	p.recheck(inv, true, manifests, res, nil)
-	p.Guards = guards(inv, res, p.Stats, o)
 	return p
+}
+
+// PhaseOf is the phase items of kind are deleted in (0 for no kind).
+func PhaseOf(kind string) int { return phase[kind] }
+
+// HasOrphanSegments says whether the plan deletes a segment set no blob
+// points at: a blob written since the walk could point at it, so the
+// recheck before the blobs lists the blobs too.
+func (p *Plan) HasOrphanSegments() bool {
+	for _, it := range p.Items {
+		if it.Kind == KindSegment && it.Reason == reasonOrphanSegment {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Plan) sortItems() {
@@ -400,30 +408,14 @@ func (p *Plan) itemStats(base Stats) Stats {
 	return s
 }
 
-// FreshGuards judges the plan's guards again on a fresh walk and its mark,
-// as a sweep of a reviewed plan must: the guards written in a plan file
-// are not trusted (they may have been edited out), and storage may have
-// changed since. o gives MaxDeleteFraction and DatabaseInUse as they are
-// now.
-func (p *Plan) FreshGuards(fresh *walker.Inventory, res *mark.Result, o Options) []Guard {
-	st := p.itemStats(Stats{TotalBlobs: fresh.Blobs.Len(), TotalBlobBytes: fresh.BlobBytes, KeptBlobs: res.KeptBlobs.Len()})
-	return guards(fresh, res, st, o)
-}
-
-// DatabaseInUseKey is GitLab's lockfile: a registry whose metadata lives
-// in GitLab's database must not be collected offline.
-const DatabaseInUseKey = "docker/registry/lockfiles/database-in-use"
-
-// DatabaseInUse says whether GitLab's lockfile is there.
-func DatabaseInUse(ctx context.Context, d storage.Driver) (bool, error) {
-	_, err := d.Stat(ctx, DatabaseInUseKey)
-	switch {
-	case err == nil:
-		return true, nil
-	case storage.IsNotFound(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("checking GitLab's database-in-use lockfile: %w", err)
+// Judge judges the plan's safety guards on a walk and its mark: the
+// plan's own walk, or a fresh one, as a sweep of a reviewed plan must (the
+// guards written in a plan file are not trusted: they may have been edited
+// out, and storage may have changed since). o gives MaxDeleteFraction as
+// it is now.
+func (p *Plan) Judge(inv *walker.Inventory, res *mark.Result, o Options) []Guard {
+	st := p.itemStats(Stats{TotalBlobs: inv.Blobs.Len(), TotalBlobBytes: inv.BlobBytes, KeptBlobs: res.KeptBlobs.Len()})
+	return guards(inv, res, st, o)
 }
 
 // WalkGuards are the guards a walk alone can trip; the walk just before
@@ -451,6 +443,9 @@ func WalkGuards(inv *walker.Inventory) []Guard {
 	}
 	return g
 }
+
+// FreesBytes says whether deleting it frees its size.
+func FreesBytes(it Item) bool { return freesBytes(it) }
 
 // freesBytes says whether deleting it frees its size. A DLO blob's size is
 // its segments' total, so its segments are not counted again.
@@ -497,9 +492,6 @@ func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard
 		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d problem(s) make liveness unprovable (first: %s %s): %v", len(b), b[0].Kind, b[0].Key, b[0].Err)})
 	}
 	g = append(g, WalkGuards(inv)...)
-	if o.DatabaseInUse {
-		g = append(g, Guard{GuardDatabaseInUse, "docker/registry/lockfiles/database-in-use exists: this registry is managed by GitLab's metadata database, offline garbage collection would corrupt it"})
-	}
 	return g
 }
 

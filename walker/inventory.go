@@ -57,6 +57,10 @@ type Inventory struct {
 	Segments map[string][]storage.ObjectInfo
 	// Keys counts every key listed, for request-count comparisons.
 	Keys int64
+	// BlobsWalked says the walk listed the blobs: Blobs is what storage
+	// held then. A walk of the repository tree only has none, or an
+	// earlier walk's (Options.Blobs).
+	BlobsWalked bool
 	// Changing names the repositories the registry changed under the walk
 	// (a link listed, then gone when read), with the first such key: gc
 	// plans nothing in them this run.
@@ -94,6 +98,14 @@ func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, e
 // goes on. observe must not block for long; the listings wait for it.
 func CollectObserving(ctx context.Context, d storage.Driver, opts Options, observe func(*Inventory, Entry)) (*Inventory, error) {
 	inv := NewInventory()
+	switch {
+	case !opts.RepositoriesOnly:
+		inv.BlobsWalked = true
+	case opts.Blobs != nil:
+		inv.Blobs = opts.Blobs
+		inv.links = blobindex.NewLinkIndex(inv.Blobs)
+		inv.links.Freeze()
+	}
 	opts.OnBlobsListed = inv.BlobsListed
 	err := Walk(ctx, d, opts, func(e Entry) error {
 		if e.Kind == KindBlob && inv.links.Frozen() {

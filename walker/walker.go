@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/storage"
 )
@@ -104,6 +105,11 @@ type Options struct {
 	// RepositoriesOnly lists just the repository tree (links, tags and
 	// uploads): the re-list before deleting.
 	RepositoriesOnly bool
+	// Blobs, with RepositoriesOnly, is the blob index of an earlier walk
+	// of the same storage: Collect keeps links by its IDs, and a mark of
+	// this walk can extend that walk's mark (mark.Result.Extend). It is
+	// not a listing of the blobs now.
+	Blobs *blobindex.Index
 	// Parallel lists in parallel shards: blobs/sha256/ by the first hex
 	// digit (digests are uniform; on a store that can start a listing
 	// after a key, a shard larger than a page splits by the directories

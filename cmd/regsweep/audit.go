@@ -9,14 +9,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
-	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
-	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/verify"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type auditOptions struct {
@@ -99,48 +97,20 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		return err
 	}
 	// Harbor's database is read in one read-only snapshot.
-	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
+	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, false, log)
 	if err != nil {
 		return err
 	}
 	defer hb.Close()
-	opts := walker.DefaultOptions()
-	opts.Concurrency = g.concurrency
-	opts.Parallel = true
-	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
-	log.Info("walking storage", "location", d.Location())
-	walkStarted := time.Now()
-	stage := meter.Start("walk", "keys", 0)
-	inv, err := walker.Collect(ctx, countingDriver{d, stage}, opts)
-	if err != nil {
-		return err
-	}
-	stage.Done()
-	walked := time.Now()
-	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
-	stage = meter.Start("mark", "manifests", manifestRoots(inv))
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
-	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
-	if hb != nil {
-		if hb.snap.Schema.Harbor1 {
-			hb.live.AddStorageTags(inv)
-		}
-		markOpts.Roots = hb.live.Roots
-	}
-	res, err := mark.Run(ctx, inv, countingSource{src, stage}, markOpts)
+	a, err := gc.Analyze(ctx, d, src, gc.Options{DeleteUntagged: o.deleteUntagged, Grace: o.grace, UploadGrace: o.uploadGrace,
+		Concurrency: g.concurrency, Log: log, Progress: meter}, participants(hb)...)
 	if err != nil {
 		return err
 	}
-	stage.Done()
-	if hb != nil {
-		hb.live.Protect(res)
-	}
-	manifests := res.Manifests(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), WalkStarted: walkStarted, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-	}, manifests)
-	marked := time.Now()
+	inv, res, plan := a.Inventory, a.Mark, a.Plan
+	walked, marked := a.Walked, a.Marked
 	var mismatches []verify.Result
 	if o.verify {
 		var digests []digest.Digest
@@ -168,11 +138,11 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
 	}
 	if hb != nil {
-		for _, f := range harborgc.Findings(hb.snap, inv, o.grace) {
+		for _, f := range harborgc.Findings(hb.Snapshot(), inv, o.grace) {
 			rep.Add(reports.Finding{Kind: f.Kind, Project: f.Project, Repo: f.Repo, Digest: f.Digest, Key: f.Key, Size: f.Size, Explanation: f.Message})
 		}
 	}
-	rep.NameAffectedTags(inv, manifests)
+	rep.NameAffectedTags(inv, res)
 	rep.SetDuration("walk", walked.Sub(started).Seconds())
 	rep.SetDuration("mark", marked.Sub(walked).Seconds())
 	if o.verify {
@@ -206,21 +176,4 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		return findingsError{fmt.Sprintf("%d reclaimable finding(s)", reclaimable)}
 	}
 	return nil
-}
-
-// manifestRoots is how many distinct manifests the mark starts from (its
-// progress total; index children and referrers can add a few).
-func manifestRoots(inv *walker.Inventory) int64 {
-	seen := blobindex.NewMap[struct{}]()
-	for _, r := range inv.Repositories {
-		for d := range r.Revisions.All() {
-			seen.Set(d, struct{}{})
-		}
-		for _, t := range r.Tags {
-			if t.Current != "" {
-				seen.Set(t.Current, struct{}{})
-			}
-		}
-	}
-	return int64(seen.Len())
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -326,7 +327,7 @@ func runConfigCheck(cmd *cobra.Command, o *configCheckOptions, g *globalOptions)
 	if err := g.layers.apply(flags); err != nil {
 		return err
 	}
-	cfg, err := g.storageConfig(cmd.Flags())
+	cfg, err := g.storageConfig()
 	if err != nil {
 		return err
 	}
@@ -415,9 +416,12 @@ func sortedKeys(m map[string]string) []string {
 	return out
 }
 
-// scrub replaces every secret value in s. Very short values are left: they
+// scrub replaces every secret value in s, the longest first so a secret
+// that contains another is hidden whole. Very short values are left: they
 // would garble the output and cannot be meaningful secrets.
 func scrub(s string, secrets []string) string {
+	secrets = slices.Clone(secrets)
+	sort.SliceStable(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
 			s = strings.ReplaceAll(s, sec, config.Redacted)

@@ -8,13 +8,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regsweep/regsweep/harbordb"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type gcOptions struct {
@@ -81,26 +80,21 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		return err
 	}
 	ctx := cmd.Context()
-	log := g.logger()
+	meter, log := g.startProgress()
+	defer meter.Close()
 	reqs := &storage.Requests{}
 	// A dry run opens the storage read-only: it cannot write or delete.
 	d, _, err := g.openStorage(ctx, cmd.Flags(), !o.delete, reqs)
 	if err != nil {
 		return err
 	}
-	started := time.Now()
 	// Harbor's database first: if it cannot be read, nothing is walked,
 	// let alone deleted.
-	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
+	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, o.delete, log)
 	if err != nil {
 		return err
 	}
 	defer hb.Close()
-	if hb != nil && o.delete && o.harbor.redis != "" {
-		if err := harbordb.PingRegistryCache(ctx, o.harbor.redis); err != nil {
-			return harborError{err}
-		}
-	}
 	var held *lock.Held
 	if o.delete {
 		var release func()
@@ -113,92 +107,46 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 			return err
 		}
 	}
-
-	opts := walker.DefaultOptions()
-	opts.Concurrency = g.concurrency
-	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
-	opts.Parallel = true
-	log.Info("walking storage", "location", d.Location())
-	walked := time.Now()
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
-	// Manifests are read into the cache as their revision links are
-	// listed: a first run's reads overlap the listing.
-	prefetch := src.Prefetch(ctx, g.concurrency/2)
-	inv, err := walker.CollectObserving(ctx, d, opts, func(inv *walker.Inventory, e walker.Entry) {
-		if e.Kind == walker.KindRevisionLink && !e.Corrupt {
-			prefetch.Add(inv, e.Digest)
-		}
-	})
-	prefetch.Close()
+	a, err := gc.Analyze(ctx, d, src, gc.Options{DeleteUntagged: o.deleteUntagged, Grace: o.grace, UploadGrace: o.uploadGrace,
+		MaxDeleteFraction: o.maxDeleteFraction, Concurrency: g.concurrency, Log: log, Progress: meter}, participants(hb)...)
 	if err != nil {
 		return err
-	}
-	if err := hb.afterWalk(ctx, inv, o.grace, log); err != nil {
-		return err
-	}
-	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
-	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
-	if hb != nil {
-		if hb.snap.Schema.Harbor1 {
-			hb.live.AddStorageTags(inv)
-		}
-		markOpts.Roots = hb.live.Roots
-	}
-	res, err := mark.Run(ctx, inv, src, markOpts)
-	if err != nil {
-		return err
-	}
-	saveManifestCache(src, log)
-	if hb != nil {
-		hb.live.Protect(res)
-		hb.live.ProtectLinks(res, inv)
 	}
 	g.writeHeapProfile()
-	inUse, err := sweep.DatabaseInUse(ctx, d)
-	if err != nil {
-		return err
-	}
-	volume, err := storageVolume(d)
-	if err != nil {
-		return err
-	}
-	manifests := res.Manifests(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location(), Volume: volume}, sweep.Options{
-		Now: hb.now(), WalkStarted: walked, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: inUse,
-	}, manifests)
-
-	plan.Options.Harbor = hb != nil
-	if hb != nil {
-		if g := hb.live.Guard(inv); g != nil {
-			plan.Guards = append(plan.Guards, *g)
-		}
-	}
-	var result *sweep.Result
-	var recheck *sweep.RecheckStats
 	var execErr error
-	if len(plan.Guards) > 0 && !o.force {
+	switch {
+	case len(a.Plan.Guards) > 0 && !o.force:
 		// A dry run says so too: the real run would refuse.
-		execErr = &sweep.GuardError{Guards: plan.Guards}
-	} else if o.delete && hb == nil {
-		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, StatLinks: statLinks(d),
-			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log}})
-	} else if o.delete {
-		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
+		execErr = &sweep.GuardError{Guards: a.Plan.Guards}
+	case o.delete:
+		_, execErr = gc.Execute(ctx, a, held, gc.ExecOptions{Force: o.force, BatchSize: o.batchSize})
 	}
-	res.ReleaseReferences() // the plan is built and run; reports need no manifest
+	a.Mark.ReleaseReferences() // the plan is built and run; reports need no manifest
 	if o.planOut != "" {
-		if err := writePlan(o.planOut, plan); err != nil {
+		if err := writePlan(o.planOut, a.Plan); err != nil {
 			return err
 		}
 	}
-	rep := reports.BuildGC(plan, result, recheck, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
-	err = emitGC(cmd, g, o.format, o.list, rep, inv, res, plan, execErr) // summary, --output, metrics (metrics.go)
-	if err != nil {
+	meter.Close() // the live line is gone before the report is written
+	rep := gcReport(a, !o.delete, d, reqs, src)
+	if err := emitGC(cmd, g, o.format, o.list, rep, a.Inventory, a.Mark, a.Plan, execErr); err != nil { // summary, --output, metrics (metrics.go)
 		return err
 	}
 	return execErr
+}
+
+// gcReport is the report of a gc or sweep run.
+func gcReport(a *gc.Analysis, dryRun bool, d storage.Driver, reqs *storage.Requests, src *mark.BlobSource) *reports.GC {
+	var result *sweep.Result
+	var recheck *sweep.RecheckStats
+	if a.Result != nil {
+		result, recheck = a.Result.Sweep, &a.Result.Recheck
+	}
+	rep := reports.BuildGC(a.Plan, result, recheck, dryRun, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), a.Started, time.Now())
+	rep.SetManifestSources(src.Counts())
+	return rep
 }
 
 func writePlan(path string, plan *sweep.Plan) error {
@@ -233,18 +181,4 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 		return nil, nil, nil, err
 	}
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
-}
-
-// statLinks says whether a link is stat'ed just before it is deleted: on a
-// filesystem a stat is cheap, and Swift's listings may lag its writes.
-func statLinks(d storage.Driver) bool { return d.Name() == "filesystem" || d.Name() == "swift" }
-
-// storageVolume is the volume a plan is bound to ("" where the location
-// says it all).
-func storageVolume(d storage.Driver) (string, error) {
-	v, ok := storage.VolumeOf(d)
-	if !ok {
-		return "", nil
-	}
-	return v.Volume()
 }

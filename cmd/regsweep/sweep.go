@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,12 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/mark"
-	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type sweepOptions struct {
@@ -65,18 +63,6 @@ type planError struct{ msg string }
 
 func (p planError) Error() string { return p.msg }
 
-// planWindows are the windows a plan was made with (its rechecks use
-// them again).
-func planWindows(plan *sweep.Plan) []time.Duration {
-	var ws []time.Duration
-	for _, s := range []string{plan.Options.Grace, plan.Options.UploadGrace} {
-		if w, err := time.ParseDuration(s); err == nil {
-			ws = append(ws, w)
-		}
-	}
-	return ws
-}
-
 func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	if o.planFile == "" {
 		return usageError{fmt.Errorf("--plan is required")}
@@ -101,77 +87,42 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		return planError{fmt.Sprintf("plan %s was made in Harbor mode: review it, then run `regsweep gc --delete --harbor-db ...` so that Harbor's database takes part", o.planFile)}
 	}
 	ctx := cmd.Context()
-	log := g.logger()
+	meter, log := g.startProgress()
+	defer meter.Close()
 	reqs := &storage.Requests{}
 	d, _, err := g.openStorage(ctx, cmd.Flags(), !o.delete, reqs)
 	if err != nil {
 		return err
 	}
-	if plan.Storage.Location != d.Location() {
-		return planError{fmt.Sprintf("plan %s is for %s, not for %s", o.planFile, plan.Storage.Location, d.Location())}
-	}
-	if vol, err := storageVolume(d); err != nil {
+	src := mark.StorageSource(d, o.cacheDir, 0)
+	defer closeManifestSource(src, log)
+	a, err := gc.Reviewed(ctx, d, src, plan, gc.Options{MaxDeleteFraction: o.maxDeleteFraction, Concurrency: g.concurrency, Log: log, Progress: meter})
+	if errors.Is(err, gc.ErrWrongStorage) {
+		return planError{fmt.Sprintf("plan %s: %v", o.planFile, err)}
+	} else if err != nil {
 		return err
-	} else if vol != plan.Storage.Volume {
-		return planError{fmt.Sprintf("plan %s is for the volume %q at %s, but %q is mounted there now", o.planFile, plan.Storage.Volume, d.Location(), vol)}
 	}
 	if err := checkPlanAge(o.planFile, plan.CreatedAt, time.Now(), o.maxPlanAge); err != nil {
 		return err
 	}
-	started := time.Now()
-	var held *lock.Held
+	var execErr error
 	if o.delete {
-		var release func()
-		held, ctx, release, err = acquireLock(ctx, d, o.lockTimeout, "regsweep sweep")
+		held, lctx, release, err := acquireLock(ctx, d, o.lockTimeout, "regsweep sweep")
 		if err != nil {
 			return err
 		}
 		defer release()
-		if err := checkClock(held, o.force, log, planWindows(plan)...); err != nil {
+		if err := checkClock(held, o.force, log, a.Options.Grace, a.Options.UploadGrace); err != nil {
 			return err
 		}
-	}
-	opts := walker.DefaultOptions()
-	opts.Concurrency = g.concurrency
-	opts.Parallel = true
-	src := mark.StorageSource(d, o.cacheDir, 0)
-	defer closeManifestSource(src, log)
-	var result *sweep.Result
-	var st *sweep.RecheckStats
-	var execErr error
-	// The plan's own guards are not trusted: they are judged again on the
-	// storage as it is now, with a mark of it.
-	judge := func(ctx context.Context, fresh *walker.Inventory, p *sweep.Plan) error {
-		res, err := mark.Run(ctx, fresh, src, mark.Options{DeleteUntagged: p.Options.DeleteUntagged, Concurrency: g.concurrency})
-		if err != nil {
-			return err
-		}
-		inUse, err := sweep.DatabaseInUse(ctx, d)
-		if err != nil {
-			return err
-		}
-		p.Guards = p.FreshGuards(fresh, res, sweep.Options{MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: inUse})
-		if len(p.Guards) > 0 && !o.force {
-			return &sweep.GuardError{Guards: p.Guards}
-		}
-		return nil
-	}
-	if o.delete {
 		log.Info("re-listing storage before sweeping", "location", d.Location())
-		plan.Guards = nil // judged on the fresh walk, before anything is deleted
-		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: mark.SourceReferences(ctx, src), BlobsToo: true, StatLinks: statLinks(d),
-			Guard: judge, Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
+		_, execErr = gc.Execute(lctx, a, held, gc.ExecOptions{Force: o.force})
 	} else {
 		// A dry run shows what would go now, and what would refuse.
-		fresh, err := walker.Collect(ctx, d, opts)
-		if err != nil {
-			return err
-		}
-		s := plan.Recheck(fresh, true, mark.SourceReferences(ctx, src))
-		st = &s
-		execErr = judge(ctx, fresh, plan)
+		_, execErr = gc.Preview(ctx, a)
 	}
-	rep := reports.BuildGC(plan, result, st, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	meter.Close()
+	rep := gcReport(a, !o.delete, d, reqs, src)
 	err = writeReport(g.stdout, o.format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, o.list) })
 	if err != nil {
 		return err
