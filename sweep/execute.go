@@ -41,6 +41,9 @@ type Result struct {
 	// took out of the plan (ExecOptions.CheckBatch).
 	Kept   map[string]int `json:"kept,omitempty"`
 	Errors []string       `json:"errors"`
+	// RemovedDirectories counts the directories the deletions left empty
+	// and the run removed (filesystem; 0 on object stores).
+	RemovedDirectories int `json:"removed_directories"`
 
 	goneKeys map[string]bool // blob digests deleted or found gone
 }
@@ -98,6 +101,8 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	r := &Result{Deleted: map[string]int{}, NotFound: map[string]int{}, Failed: map[string]int{}, Kept: map[string]int{}, Errors: []string{}}
 	var mu sync.Mutex
 	r.goneKeys = map[string]bool{}
+	dirs, hasDirs := storage.DirRemoverOf(d)
+	var phaseGone []string // keys of this phase deleted or found gone, where directories stay behind
 	record := func(it Item, err error) {
 		if o.OnItem != nil {
 			o.OnItem(it, err)
@@ -106,6 +111,9 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 		defer mu.Unlock()
 		if it.Kind == KindBlob && (err == nil || storage.IsNotFound(err)) {
 			r.goneKeys[it.Digest.String()] = true
+		}
+		if hasDirs && (err == nil || storage.IsNotFound(err)) {
+			phaseGone = append(phaseGone, it.Key)
 		}
 		switch {
 		case err == nil:
@@ -188,8 +196,25 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 			mu.Unlock()
 			return keep, nil
 		}
+		phaseGone = phaseGone[:0]
 		if err := p.runPhase(ctx, d, items, o, check, record); err != nil {
 			return r, err
+		}
+		if hasDirs {
+			n, err := dirs.RemoveEmptyDirs(ctx, phaseGone, keepDir)
+			r.RemovedDirectories += n
+			if n > 0 {
+				o.Log.Info("removed empty directories", "phase", ph, "directories", n)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return r, ctx.Err()
+				}
+				r.Failed["directory"]++
+				if len(r.Errors) < maxReportedErrors {
+					r.Errors = append(r.Errors, fmt.Sprintf("removing empty directories: %v", err))
+				}
+			}
 		}
 		failed := 0
 		for _, n := range r.Failed {
@@ -332,17 +357,22 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 	if err != nil {
 		return err
 	}
-	if dr, ok := storage.DirRemoverOf(d); ok {
-		for _, it := range repos {
-			record(it, dr.RemoveEmptyDirs(ctx, it.Key))
-		}
-	} else {
-		// On object stores a repository is only its keys, already gone.
-		for _, it := range repos {
-			record(it, nil)
-		}
+	// A repository is only its keys, already gone; on a filesystem its
+	// directory goes with the phase's empty directories (Execute).
+	for _, it := range repos {
+		record(it, nil)
 	}
 	return ctx.Err()
+}
+
+// keepDir reports the directories the layout needs even when empty:
+// everything down to blobs/<algorithm>/ and repositories/ itself, and
+// all outside the blob and repository trees.
+func keepDir(dir string) bool {
+	if rest, ok := strings.CutPrefix(dir, layout.BlobsPrefix); ok {
+		return strings.Count(rest, "/") <= 1
+	}
+	return dir == layout.RepositoriesPrefix || !strings.HasPrefix(dir, layout.RepositoriesPrefix)
 }
 
 func deleteBatches(ctx context.Context, items []Item, o ExecOptions, check checkFunc, del func(context.Context, []string) ([]storage.DeleteResult, error), record func(Item, error)) error {

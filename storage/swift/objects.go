@@ -52,6 +52,11 @@ func (d *Driver) walk(ctx context.Context, op, key, listPrefix string, mapName f
 		return err
 	}
 	opts := &swift.ObjectsOpts{Prefix: listPrefix, Limit: d.pageSize}
+	// Swift pages by marker: each page starts after the last name of the
+	// one before, in byte order. A name that does not sort after the one
+	// before it (or after the marker) is a page that repeats or goes back:
+	// the listing can no longer say what it has covered.
+	last := ""
 	err := d.conn.ObjectsWalk(ctx, d.container, opts, func(ctx context.Context, opts *swift.ObjectsOpts) (any, error) {
 		objects, err := d.conn.Objects(ctx, d.container, opts)
 		if err != nil {
@@ -62,6 +67,10 @@ func (d *Driver) walk(ctx context.Context, op, key, listPrefix string, mapName f
 			if !ok || o.PseudoDirectory {
 				return nil, fmt.Errorf("listing for prefix %q returned %q", listPrefix, o.Name)
 			}
+			if o.Name <= last {
+				return nil, fmt.Errorf("the listing for prefix %q returned %q after %q: a page that repeats or goes back", listPrefix, o.Name, last)
+			}
+			last = o.Name
 			if err := fn(storage.ObjectInfo{Key: k, Size: o.Bytes, ModTime: listingTime(o), ETag: o.Hash}); err != nil {
 				return nil, fnError{err}
 			}
