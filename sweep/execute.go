@@ -429,7 +429,7 @@ func (p *Plan) VerifyDangling(ctx context.Context, d storage.Driver) (int, error
 		case storage.IsNotFound(err):
 		case err != nil:
 			return 0, fmt.Errorf("checking that %s is missing: %w", key, err)
-		case p.writtenSinceWalk(oi.ModTime):
+		case writtenSince(oi.ModTime, p.WalkStartedAt):
 			drop[it.Key] = true
 		default:
 			return 0, fmt.Errorf("%w: blob %s (written %s) exists but the walk did not list it; refusing to delete %s",
@@ -452,25 +452,24 @@ func (p *Plan) repoLoses(repo string, keys map[string]bool) bool {
 	return false
 }
 
-// writtenSinceWalk says whether a storage mtime is too recent for the walk
-// to have listed it. Without the walk's start (a plan from an older
-// regsweep) nothing is: every key the walk lacks is one it missed.
-func (p *Plan) writtenSinceWalk(mtime time.Time) bool {
-	return !p.WalkStartedAt.IsZero() && !mtime.Before(p.WalkStartedAt.Add(-walkSlack))
+// writtenSince says whether a storage mtime is too recent for a listing
+// that began at since to have shown it. Stores keep whole seconds, so the
+// second since began in counts. Without a time (a plan from an older
+// regsweep) nothing is: every key a listing lacks is one it missed. A
+// store whose clock is behind ours makes a new key look missed: the run
+// then fails closed.
+func writtenSince(mtime, since time.Time) bool {
+	return !since.IsZero() && !mtime.Before(since.Truncate(time.Second))
 }
-
-// walkSlack widens "written since the walk began" by a store's whole-second
-// mtimes and a little clock skew. A store whose clock is further behind
-// makes a new key look missed: the run then fails closed.
-const walkSlack = 5 * time.Second
 
 // VerifyEmptyRepositories lists the manifests of each repository the
 // plan removes whole, on its own: a store whose listing silently ended
 // early would show a live repository as one with only layer links, and
 // this listing of another prefix would show what the walk missed. A key
-// written since the walk began (a push into the repository) takes the
-// repository's items out of the plan instead; it returns how many went.
-func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (int, error) {
+// written since the last listing of the tree began (since: a push into the
+// repository) takes the repository's items out of the plan instead; it
+// returns how many went.
+func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver, since time.Time) (int, error) {
 	planned := make(map[string]bool, len(p.Items))
 	for _, it := range p.Items {
 		planned[it.Key] = true
@@ -484,7 +483,7 @@ func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (i
 		err := d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
 			switch {
 			case planned[oi.Key]:
-			case p.writtenSinceWalk(oi.ModTime):
+			case writtenSince(oi.ModTime, since):
 				filled[it.Repo] = true
 			default:
 				return fmt.Errorf("%w: %s exists but the walk did not list it; refusing to remove repository %s", ErrWalkIncomplete, oi.Key, it.Repo)
