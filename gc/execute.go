@@ -129,7 +129,7 @@ func (a *Analysis) execute(ctx context.Context, held *lock.Held, o ExecOptions) 
 	// After the recheck, which drops a repository that a push has filled
 	// since the plan: what is left to remove whole must be empty, or the
 	// walks missed keys.
-	if n, err := p.VerifyEmptyRepositories(ctx, a.Store); err != nil {
+	if n, err := p.VerifyEmptyRepositories(ctx, a.Store, lastStart); err != nil {
 		return nil, err
 	} else if n > 0 {
 		total.Dropped += n
@@ -146,7 +146,7 @@ func (a *Analysis) execute(ctx context.Context, held *lock.Held, o ExecOptions) 
 	if o.StatLinks != nil {
 		statLinks = *o.StatLinks
 	}
-	checks := []func(context.Context, int, []sweep.Item) ([]sweep.Item, error){}
+	checks := []func(context.Context, int, []sweep.Item) ([]sweep.Item, error){tagsCheck(a.Store)}
 	if statLinks {
 		checks = append(checks, statLinksCheck(a.Store, a.Options.Concurrency))
 	}
@@ -351,4 +351,47 @@ func statLinksCheck(d storage.Driver, concurrency int) func(context.Context, int
 		}
 		return out, nil
 	}
+}
+
+// tagsCheck reads each tag item's current link again just before the tag
+// is deleted: a tag moved or pushed since the plan (another mtime or
+// another digest) stays.
+func tagsCheck(d storage.Driver) func(context.Context, int, []sweep.Item) ([]sweep.Item, error) {
+	return func(ctx context.Context, ph int, batch []sweep.Item) ([]sweep.Item, error) {
+		if ph != sweep.PhaseOf(sweep.KindTag) {
+			return batch, nil
+		}
+		keep := batch[:0:0]
+		for _, it := range batch {
+			same, err := tagUnchanged(ctx, d, it)
+			if err != nil {
+				return nil, err
+			}
+			if same {
+				keep = append(keep, it)
+			}
+		}
+		return keep, nil
+	}
+}
+
+func tagUnchanged(ctx context.Context, d storage.Driver, it sweep.Item) (bool, error) {
+	oi, err := d.Stat(ctx, it.Key)
+	switch {
+	case storage.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("checking tag %s:%s before deleting it: %w", it.Repo, it.Tag, err)
+	case oi.ModTime.Unix() != it.ModTime.Unix():
+		return false, nil
+	}
+	b, err := d.Get(ctx, it.Key, 1024)
+	switch {
+	case storage.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading tag %s:%s before deleting it: %w", it.Repo, it.Tag, err)
+	}
+	got, reason := walker.ParseLink(b)
+	return reason == "" && got == it.Digest, nil
 }

@@ -1,13 +1,16 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/regsweep/regsweep/mark"
+	"github.com/regsweep/regsweep/retention"
 	"github.com/regsweep/regsweep/sweep"
 )
 
@@ -33,6 +36,11 @@ type GC struct {
 	// ManifestSources splits the two above by who read each manifest and
 	// when; set by the command (SetManifestSources).
 	ManifestSources *ManifestSources `json:"manifest_sources,omitempty"`
+	// TagsByRepository counts the tags a retention policy deletes, per
+	// repository (plan.tags is the total).
+	TagsByRepository map[string]int `json:"tags_by_repository,omitempty"`
+	// Retention is the policy's decision on every tag, with --explain.
+	Retention []retention.RepositoryDecision `json:"retention,omitempty"`
 	// The summary audit shares (totals, reclaimable, findings_by_kind,
 	// repositories, projects, durations_seconds); set by the command.
 	*Summary
@@ -42,9 +50,18 @@ type GC struct {
 
 // BuildGC summarises a gc run.
 func BuildGC(p *sweep.Plan, result *sweep.Result, recheck *sweep.RecheckStats, dryRun bool, storage StorageInfo, requests map[string]int64, manifestReads, cacheHits int64, started, finished time.Time) *GC {
-	return &GC{SchemaVersion: GCSchemaVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(), Storage: storage, DryRun: dryRun,
+	r := &GC{SchemaVersion: GCSchemaVersion, StartedAt: started.UTC(), FinishedAt: finished.UTC(), Storage: storage, DryRun: dryRun,
 		Plan: p.Stats, Guards: p.Guards, Problems: p.Problems, Recheck: recheck, Result: result, Requests: requests,
 		ManifestReads: manifestReads, CacheHits: cacheHits, items: p.Items}
+	for _, it := range p.Items {
+		if it.Kind == sweep.KindTag {
+			if r.TagsByRepository == nil {
+				r.TagsByRepository = map[string]int{}
+			}
+			r.TagsByRepository[it.Repo]++
+		}
+	}
+	return r
 }
 
 // ManifestSources say where the manifests of a run came from (JSON keys
@@ -100,6 +117,9 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 	}
 	fmt.Fprintf(w, "Storage:           %s (%s)\n", r.Storage.Location, r.Storage.Driver)
 	fmt.Fprintf(w, "%s:\n", verb)
+	if len(r.TagsByRepository) > 0 || r.Retention != nil {
+		fmt.Fprintf(w, "  tags              %d, in %d repositories (retention policy)\n", s.Tags, len(r.TagsByRepository))
+	}
 	pct := 0.0
 	if s.TotalBlobs > 0 {
 		pct = 100 * float64(s.Blobs) / float64(s.TotalBlobs)
@@ -110,6 +130,18 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 	fmt.Fprintf(w, "  uploads           %d\n  multipart uploads %d\n  segments          %d\n  repositories      %d\n", s.Uploads, s.MultipartUploads, s.Segments, s.Repositories)
 	if err := r.writeReclaimableByRepository(w, o.Top); err != nil {
 		return err
+	}
+	if len(r.TagsByRepository) > 0 {
+		fmt.Fprintln(w, "Tags deleted by repository:")
+		for _, name := range sortedByCount(r.TagsByRepository, o.Top) {
+			fmt.Fprintf(w, "  %6d  %s\n", r.TagsByRepository[name], name)
+		}
+	}
+	if r.Retention != nil {
+		fmt.Fprintln(w, "Retention policy, tag by tag:")
+		if err := retention.WriteExplanation(w, r.Retention); err != nil {
+			return err
+		}
 	}
 	if list {
 		for _, it := range r.items {
@@ -141,6 +173,9 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 			failed += n
 		}
 		fmt.Fprintf(w, "Deleted:           %d objects, %s freed (%d already gone, %d failed)\n", deleted, HumanBytes(r.Result.FreedBytes), notFound, failed)
+		if r.Result.RemovedDirectories > 0 {
+			fmt.Fprintf(w, "Directories:       %d left empty and removed\n", r.Result.RemovedDirectories)
+		}
 	}
 	if m := r.ManifestSources; m != nil {
 		fmt.Fprintf(w, "Manifests:         %d read: %d from storage, %d prefetched from storage during the walk, %d from the local cache of earlier runs\n",
@@ -182,4 +217,18 @@ func (r *GC) writeReclaimableByRepository(w io.Writer, top int) error {
 		fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t\n", row.Name, HumanBytes(row.ReclaimableBytes), row.Uploads, HumanBytes(row.TotalBytes))
 	}
 	return tw.Flush()
+}
+
+// sortedByCount is m's keys, the largest count first (then by name), at
+// most top of them (all when top <= 0).
+func sortedByCount(m map[string]int, top int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b)) })
+	if top > 0 && len(keys) > top {
+		keys = keys[:top]
+	}
+	return keys
 }

@@ -32,6 +32,10 @@ const PlanVersion = 1
 // Item kinds, in the order the executor deletes them (references before
 // what they point to).
 const (
+	// KindTag is a whole tag a retention policy deletes: its current link
+	// (Key) and its index, as the registry's own untag does. Tags go
+	// first, before anything they point to.
+	KindTag             = "tag"
 	KindTagIndexLink    = "tag_index_link"
 	KindTagCurrentLink  = "tag_current_link"
 	KindRevisionLink    = "revision_link"
@@ -47,6 +51,7 @@ const (
 // phase orders the kinds: a run killed between phases leaves no link to a
 // missing blob.
 var phase = map[string]int{
+	KindTag:          0,
 	KindTagIndexLink: 1, KindTagCurrentLink: 1, KindRevisionLink: 1, KindSignatureLink: 1,
 	KindLayerLink: 2,
 	KindBlob:      3, KindSegment: 4,
@@ -68,7 +73,10 @@ type Item struct {
 	Segments string `json:"segments,omitempty"`
 	// Manifest is the revision a schema1 signature link belongs to.
 	Manifest digest.Digest `json:"manifest,omitempty"`
-	Reason   string        `json:"reason"`
+	// Tag is the tag of a KindTag item (Digest is what its current link
+	// held, ModTime its mtime: the tag's time).
+	Tag    string `json:"tag,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // Options decide what is garbage.
@@ -108,10 +116,12 @@ type Stats struct {
 	Blobs int `json:"blobs"`
 	// Bytes is everything a sweep frees: blobs, orphan segments, upload
 	// files. BlobBytes is the blobs' share.
-	Bytes            int64 `json:"bytes"`
-	BlobBytes        int64 `json:"blob_bytes"`
-	Manifests        int   `json:"manifests"`
-	TagIndexLinks    int   `json:"tag_index_links"`
+	Bytes         int64 `json:"bytes"`
+	BlobBytes     int64 `json:"blob_bytes"`
+	Manifests     int   `json:"manifests"`
+	TagIndexLinks int   `json:"tag_index_links"`
+	// Tags counts whole tags a retention policy deletes.
+	Tags             int   `json:"tags"`
 	LayerLinks       int   `json:"layer_links"`
 	Uploads          int   `json:"uploads"`
 	MultipartUploads int   `json:"multipart_uploads"`
@@ -354,8 +364,13 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	return p
 }
 
-// PhaseOf is the phase items of kind are deleted in (0 for no kind).
-func PhaseOf(kind string) int { return phase[kind] }
+// PhaseOf is the phase items of kind are deleted in (-1 for no kind).
+func PhaseOf(kind string) int {
+	if ph, ok := phase[kind]; ok {
+		return ph
+	}
+	return -1
+}
 
 // HasOrphanSegments says whether the plan deletes a segment set no blob
 // points at: a blob written since the walk could point at it, so the
@@ -399,6 +414,8 @@ func (p *Plan) itemStats(base Stats) Stats {
 			s.Manifests++
 		case KindTagIndexLink:
 			s.TagIndexLinks++
+		case KindTag:
+			s.Tags++
 		case KindLayerLink:
 			s.LayerLinks++
 		case KindUploadFile:
@@ -567,6 +584,8 @@ func checkItem(it Item) error {
 		want = layout.LayerLink{Repo: it.Repo, Digest: it.Digest}
 	case KindSignatureLink:
 		want = layout.SignatureLink{Repo: it.Repo, Digest: it.Manifest, Signature: it.Digest}
+	case KindTag:
+		want = layout.TagCurrentLink{Repo: it.Repo, Tag: it.Tag}
 	case KindRepository:
 		if !layout.ValidRepo(it.Repo) || it.Key != layout.RepoPrefix(it.Repo) {
 			return errors.New("key is not the repository's directory")
@@ -608,6 +627,14 @@ func checkItem(it Item) error {
 		return errors.New("key does not match the item's kind, repository and digest")
 	}
 	return nil
+}
+
+// Add puts items in the plan, in the order the executor deletes them, and
+// recomputes the stats: a participant's items (a policy's tags).
+func (p *Plan) Add(items ...Item) {
+	p.Items = append(p.Items, items...)
+	p.sortItems()
+	p.Stats = p.itemStats(p.Stats)
 }
 
 // Drop removes the items drop selects and recomputes the stats; it returns

@@ -147,6 +147,10 @@ func (p *Plan) staying(fresh *walker.Inventory) *stay {
 			layer(d)
 		}
 		for tag, t := range r.Tags {
+			if it, ok := s.planned[keyOf(tagCurrentSpec(name, tag))]; ok && it.Kind == KindTag && !changing &&
+				t.HasCurrent && t.CurrentModTime == it.ModTime.Unix() && t.Current == it.Digest {
+				continue // the whole tag goes: none of its links is a root
+			}
 			for d, l := range t.Index.All() {
 				if linkStays(d, func() string { return keyOf(tagIndexSpec(name, tag, d)) }, l.ModTime) {
 					roots = append(roots, d)
@@ -226,6 +230,19 @@ func (p *Plan) drop(fresh *walker.Inventory, blobsListed bool, kept *mark.Result
 			continue
 		}
 		switch it.Kind {
+		case KindTag:
+			// A tag moved or pushed again since the plan stays.
+			r := fresh.Repositories[it.Repo]
+			var t *walker.Tag
+			if r != nil {
+				t = r.Tags[it.Tag]
+			}
+			switch {
+			case t == nil || !t.HasCurrent:
+				count(it, "gone")
+			case t.CurrentModTime != it.ModTime.Unix() || t.Current != it.Digest:
+				count(it, "changed")
+			}
 		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink:
 			mtime, exists := freshLinkMTime(fresh, it.Key)
 			switch {

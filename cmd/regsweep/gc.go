@@ -12,6 +12,7 @@ import (
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
+	"github.com/regsweep/regsweep/retention"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
 )
@@ -30,6 +31,8 @@ type gcOptions struct {
 	lockTimeout       time.Duration
 	batchSize         int
 	requireReadonly   bool
+	policy            string
+	explain           bool
 	harbor            harborOptions
 }
 
@@ -64,6 +67,8 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.BoolVar(&o.list, "list", false, "list every planned deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
 	f.IntVar(&o.batchSize, "delete-batch-size", 1000, "keys per delete request (S3 allows at most 1000)")
+	f.StringVar(&o.policy, "policy", "", "a retention policy file (docs/retention.md): delete the tags it does not keep, and what they free, in the same plan")
+	f.BoolVar(&o.explain, "explain", false, "with --policy, show the decision on every tag of every repository and the clause that made it")
 	f.BoolVar(&o.requireReadonly, "require-readonly", false, "with --delete, refuse (exit 6) unless the registry's config.yml (--registry-config) has storage.maintenance.readonly.enabled: true")
 	o.harbor.addFlags(f, true)
 	return cmd
@@ -77,6 +82,10 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		return usageError{errors.New("--grace and --upload-grace cannot be negative")}
 	}
 	if err := checkRequireReadonly(o.requireReadonly, o.delete, g.registryConfig, os.Environ(), g.logger()); err != nil {
+		return err
+	}
+	policy, err := readPolicy(o.policy, o.explain)
+	if err != nil {
 		return err
 	}
 	ctx := cmd.Context()
@@ -95,6 +104,9 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		return err
 	}
 	defer hb.Close()
+	if hb != nil && policy != nil {
+		return usageError{errors.New("--policy is for a plain registry: in Harbor mode, Harbor's database decides what is live; use Harbor's own tag retention rules (Project > Policy > Tag Retention), then run gc")}
+	}
 	var held *lock.Held
 	if o.delete {
 		var release func()
@@ -109,8 +121,12 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
+	parts := participants(hb)
+	if policy != nil {
+		parts = append(parts, policy)
+	}
 	a, err := gc.Analyze(ctx, d, src, gc.Options{DeleteUntagged: o.deleteUntagged, Grace: o.grace, UploadGrace: o.uploadGrace,
-		MaxDeleteFraction: o.maxDeleteFraction, Concurrency: g.concurrency, Log: log, Progress: meter}, participants(hb)...)
+		MaxDeleteFraction: o.maxDeleteFraction, Concurrency: g.concurrency, Log: log, Progress: meter}, parts...)
 	if err != nil {
 		return err
 	}
@@ -131,6 +147,9 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	}
 	meter.Close() // the live line is gone before the report is written
 	rep := gcReport(a, !o.delete, d, reqs, src)
+	if o.explain {
+		rep.Retention = policy.Decisions
+	}
 	if err := emitGC(cmd, g, o.format, o.list, rep, a.Inventory, a.Mark, a.Plan, execErr); err != nil { // summary, --output, metrics (metrics.go)
 		return err
 	}
@@ -181,4 +200,19 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 		return nil, nil, nil, err
 	}
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
+}
+
+// readPolicy reads --policy into its participant (nil without one).
+func readPolicy(file string, explain bool) (*retention.Participant, error) {
+	if file == "" {
+		if explain {
+			return nil, usageError{errors.New("--explain explains a retention policy: give --policy FILE")}
+		}
+		return nil, nil
+	}
+	p, err := loadPolicy(file)
+	if err != nil {
+		return nil, err
+	}
+	return retention.NewParticipant(p), nil
 }
