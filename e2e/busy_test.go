@@ -55,6 +55,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/regsweep/regsweep/internal/testenv"
 )
 
 // ------------------------------------------------------------- gc's log ---
@@ -120,11 +122,12 @@ func (p *gcProc) pause() {
 	p.pausedAt = time.Now()
 }
 
-// allStopped says whether every thread under /proc/<pid>/task is stopped.
+// allStopped says whether no thread under /proc/<pid>/task runs: each is
+// stopped, or gone (a process that ended is a zombie until waited for).
 func allStopped(tasks string) bool {
 	entries, err := os.ReadDir(tasks)
 	if err != nil {
-		return false
+		return true
 	}
 	for _, e := range entries {
 		b, err := os.ReadFile(tasks + "/" + e.Name() + "/stat")
@@ -133,7 +136,7 @@ func allStopped(tasks string) bool {
 		}
 		// The state follows the command name, which is in parentheses.
 		i := bytes.LastIndexByte(b, ')')
-		if i < 0 || len(b) < i+3 || (b[i+2] != 'T' && b[i+2] != 't') {
+		if i < 0 || len(b) < i+3 || !strings.ContainsRune("TtZX", rune(b[i+2])) {
 			return false
 		}
 	}
@@ -159,13 +162,14 @@ type watchedRun struct {
 	walks   int
 }
 
-// runGCWatched runs gc --delete --delete-untagged with both graces 0s and
-// hands each line of its log to on as it comes; on may pause the process.
-func runGCWatched(t *testing.T, b *backendUnderTest, on func(ev gcEvent, p *gcProc)) watchedRun {
+// runGCWatched runs gc --delete --delete-untagged with both graces 0s (and
+// extra flags) and hands each line of its log to on as it comes; on may
+// pause the process.
+func runGCWatched(t *testing.T, b *backendUnderTest, on func(ev gcEvent, p *gcProc), extra ...string) watchedRun {
 	t.Helper()
 	args := append([]string{"gc", "--delete", "--delete-untagged", "--grace", "0s", "--upload-grace", "0s",
-		"--max-delete-fraction", "1", "--cache-dir", t.TempDir(), "--format", "json"}, b.flags...)
-	cmd := exec.Command(regsweepBinary(t), args...)
+		"--max-delete-fraction", "1", "--cache-dir", t.TempDir(), "--format", "json"}, extra...)
+	cmd := exec.Command(regsweepBinary(t), append(args, b.flags...)...)
 	cmd.Env = append(os.Environ(), b.env...)
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
@@ -210,12 +214,7 @@ func runGCWatched(t *testing.T, b *backendUnderTest, on func(ev gcEvent, p *gcPr
 	case err != nil:
 		t.Fatal(err)
 	}
-	out := stdout.String() + strings.ReplaceAll("\n"+stderr.String(), "\nregsweep: ", "\n")
-	for _, secret := range b.cfg.Secrets() {
-		if strings.Contains(out, secret) {
-			t.Fatal("gc printed a secret")
-		}
-	}
+	refuseSecrets(t, b, args, stdout.String(), stderr.String())
 	var doc struct {
 		Result *struct {
 			Deleted map[string]int `json:"deleted"`
@@ -349,6 +348,8 @@ func (r watchedRun) timeline() string {
 	var parts []string
 	for _, ev := range r.events {
 		switch ev.msg {
+		case "walking storage":
+			parts = append(parts, "walk at "+clock(ev.at))
 		case msgRechecking:
 			parts = append(parts, "listing "+ev.attrs["walk"]+" at "+clock(ev.at))
 		case msgSweeping:
@@ -356,6 +357,16 @@ func (r watchedRun) timeline() string {
 		}
 	}
 	return strings.Join(append(parts, "exit at "+clock(r.exited)), ", ")
+}
+
+// nextRun is the timeline of the run going at t, or of the first after.
+func nextRun(t time.Time, runs []watchedRun) string {
+	for _, r := range runs {
+		if !r.exited.Before(t) && len(r.events) > 0 {
+			return r.timeline()
+		}
+	}
+	return "none"
 }
 
 // ---------------------------------------------------------- the figures ---
@@ -373,9 +384,11 @@ type busyFigures struct {
 	deletedLinks   int
 	healed, walks  int
 	windowMS       []int // per run, how long its window stayed open (figures only)
+	all            []watchedRun
 }
 
 func (f *busyFigures) addRun(r watchedRun) {
+	f.all = append(f.all, r)
 	f.runs++
 	if r.code == 0 {
 		f.finished++
@@ -432,7 +445,8 @@ func (f *busyFigures) check(t *testing.T, what string) {
 		t.Logf("  lost in a window: %s pushed %s..%s (%v); the run: %s", l.ref, clock(l.start), clock(l.end), l.why, f.lostIn[i].timeline())
 	}
 	for _, l := range f.lostOutside {
-		t.Errorf("%s: accepted push %s (%s..%s) overlapped no gc window and does not pull: %v", what, l.ref, clock(l.start), clock(l.end), l.why)
+		t.Errorf("%s: accepted push %s (%s..%s) overlapped no gc window and does not pull: %v; the next run: %s",
+			what, l.ref, clock(l.start), clock(l.end), l.why, nextRun(l.end, f.all))
 	}
 	if f.unhealed > 0 {
 		t.Errorf("%s: %d gc runs deleted links and finished without the recheck that heals them", what, f.unhealed)
@@ -443,6 +457,17 @@ func (f *busyFigures) check(t *testing.T, what string) {
 }
 
 func clock(t time.Time) string { return t.Format("15:04:05.000") }
+
+// checkUntouched pulls the corpus's kept images: tagged before the runs
+// and never touched, every run marks them.
+func checkUntouched(t *testing.T, reg *testenv.Registry, c *corpus) {
+	t.Helper()
+	for _, k := range c.kept {
+		if err := pullErr(reg, k[0], k[1], ""); err != nil {
+			t.Errorf("an image nobody touched during the runs: %v", err)
+		}
+	}
+}
 
 // soakRuns is REGSWEEP_CONCURRENT_RUNS, or def.
 func soakRuns(def int) int {
@@ -468,7 +493,7 @@ func TestConcurrentPushesBusyRegistry(t *testing.T) {
 			var f busyFigures
 			var runs []watchedRun
 			for i := 0; i < c.runs; i++ {
-				r := runGCWatched(t, b, nil)
+				r := l.runGC(t, b, nil)
 				runs = append(runs, r)
 				f.addRun(r)
 			}
@@ -476,11 +501,7 @@ func TestConcurrentPushesBusyRegistry(t *testing.T) {
 			o := verifyAfterLoad(t, b, l)
 			f.accepted = l.stats.Accepted
 			f.classify(o.lost, runs)
-			for _, k := range corpus.kept {
-				if err := pullErr(b.reg, k[0], k[1], ""); err != nil {
-					t.Errorf("an image nobody touched during the runs: %v", err)
-				}
-			}
+			checkUntouched(t, b.reg, corpus)
 			for _, p := range l.problems {
 				t.Error(p)
 			}
@@ -637,11 +658,7 @@ func runBoundaries(t *testing.T, b *backendUnderTest, rounds int) {
 			fig.lost = append(fig.lost, what)
 		}
 	}
-	for _, k := range corpus.kept {
-		if err := pullErr(b.reg, k[0], k[1], ""); err != nil {
-			t.Errorf("an image nobody touched during the runs: %v", err)
-		}
-	}
+	checkUntouched(t, b.reg, corpus)
 	for _, bd := range boundaries {
 		fig := figures[bd.name]
 		if fig == nil {
@@ -874,7 +891,7 @@ func runAggressive(t *testing.T, b *backendUnderTest, runs int) {
 			mu.Unlock()
 		}
 		fired := make([]bool, len(fires))
-		r := runGCWatched(t, b, func(ev gcEvent, _ *gcProc) {
+		r := l.runGC(t, b, func(ev gcEvent, _ *gcProc) {
 			for k, at := range fires {
 				if fired[k] || !at(ev) {
 					continue
@@ -918,14 +935,13 @@ func runAggressive(t *testing.T, b *backendUnderTest, runs int) {
 		}
 	}
 	f.classify(lost, watched)
-	for _, k := range corpus.kept {
-		if err := pullErr(b.reg, k[0], k[1], ""); err != nil {
-			t.Errorf("an image nobody touched during the runs: %v", err)
-		}
-	}
+	checkUntouched(t, b.reg, corpus)
 	for _, p := range l.problems {
 		t.Error(p)
 	}
 	f.check(t, b.name+", aggressive client")
 	t.Logf("load %+v; %d pushes fired at the boundaries accepted; %d tags, %d broken; %d dangling links", l.stats, len(all), o.tags, o.brokenTags, o.dangling)
+	for _, d := range o.details {
+		t.Logf("  %s", d)
+	}
 }

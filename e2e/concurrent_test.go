@@ -109,6 +109,12 @@ func newRawClient(reg *testenv.Registry) rawClient {
 }
 
 func (c rawClient) do(method, u, contentType string, body []byte) (int, http.Header, error) {
+	code, h, _, err := c.exchange(method, u, contentType, "", body)
+	return code, h, err
+}
+
+// exchange sends one request and returns the answer, its body read.
+func (c rawClient) exchange(method, u, contentType, accept string, body []byte) (int, http.Header, []byte, error) {
 	if strings.HasPrefix(u, "/") {
 		u = c.base + u
 	}
@@ -118,18 +124,21 @@ func (c rawClient) do(method, u, contentType string, body []byte) (int, http.Hea
 	}
 	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, resp.Header, nil
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b, err
 }
 
 func statusErr(what string, code int, want int) error {
@@ -215,20 +224,8 @@ func (c rawClient) deleteManifest(repo, ref string) error {
 
 // get fetches path and returns its status and body.
 func (c rawClient) get(path, accept string) (int, []byte, error) {
-	req, err := http.NewRequest(http.MethodGet, c.base+path, nil)
-	if err != nil {
-		return 0, nil, err
-	}
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, b, err
+	code, _, b, err := c.exchange(http.MethodGet, path, "", accept, nil)
+	return code, b, err
 }
 
 // pull fetches repo:ref and everything it references, verifying every
@@ -299,6 +296,7 @@ type loadStats struct {
 	Deletes, DeleteFailed            int // manifest deletions (making garbage to re-push)
 	Accepted                         int // pushes the registry accepted (manifest PUT 201)
 	Unverified                       int // accepted pushes that could not be pulled just before their deletion (registry restarting)
+	Transient                        int // accepted pushes that did not pull during a gc run, just before their deletion, and pulled once it ended
 }
 
 // pushRecord is a push the registry accepted: what was pushed, and when,
@@ -338,6 +336,10 @@ type load struct {
 	crane string
 	dir   string
 
+	// gc is held by the test while a gc run goes (runGC): a worker whose
+	// pull failed during a run waits for its end to pull again.
+	gc sync.RWMutex
+
 	mu       sync.Mutex
 	expected map[string]pushRecord // by repo:tag
 	lost     []lostPush            // found when retired
@@ -375,6 +377,16 @@ func (l *load) retire(ref string) {
 	}
 	repo, tag, _ := strings.Cut(ref, ":")
 	lost, err := l.raw.pull(repo, tag, rec.digest)
+	transient := false
+	if lost != nil {
+		// During a run an image pushed again in the link phase does not
+		// pull for a moment: its links are deleted, then written again
+		// before the blobs go. What counts is whether it pulls after.
+		l.gc.RLock()
+		lost, err = l.raw.pull(repo, tag, rec.digest)
+		l.gc.RUnlock()
+		transient = lost == nil && err == nil
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -382,7 +394,16 @@ func (l *load) retire(ref string) {
 		l.lost = append(l.lost, lostPush{rec, lost})
 	case err != nil:
 		l.stats.Unverified++
+	case transient:
+		l.stats.Transient++
 	}
+}
+
+// runGC is runGCWatched with the load told that a run goes.
+func (l *load) runGC(t *testing.T, b *backendUnderTest, on func(ev gcEvent, p *gcProc)) watchedRun {
+	l.gc.Lock()
+	defer l.gc.Unlock()
+	return runGCWatched(t, b, on)
 }
 
 func (l *load) problem(format string, args ...any) {
@@ -707,63 +728,6 @@ func verifyAfterLoad(t *testing.T, b *backendUnderTest, l *load) outcome {
 	return o
 }
 
-// ------------------------------------------------------------------- gc ---
-
-// gcRun is one gc --delete under load.
-type gcRun struct {
-	code           int
-	why            string // a short class of the error, when it failed
-	deletedBlobs   int
-	deletedLinks   int
-	recheckDropped int
-}
-
-func runGCDelete(t *testing.T, b *backendUnderTest, grace string, extra ...string) gcRun {
-	t.Helper()
-	args := append([]string{"gc", "--delete", "--delete-untagged", "--grace", grace, "--upload-grace", "0s",
-		"--max-delete-fraction", "1", "--cache-dir", t.TempDir(), "--format", "json", "--quiet"}, extra...)
-	stdout, stderr, code := runMayFail(t, b, args...)
-	r := gcRun{code: code}
-	var doc struct {
-		Result *struct {
-			Deleted map[string]int `json:"deleted"`
-		} `json:"result"`
-		Recheck *struct {
-			Dropped int `json:"dropped"`
-		} `json:"recheck"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &doc); err != nil && code == 0 {
-		t.Fatalf("gc printed no JSON report: %v\n%s\n%s", err, stdout, stderr)
-	}
-	if doc.Result != nil {
-		r.deletedBlobs = doc.Result.Deleted["blob"]
-		for k, n := range doc.Result.Deleted {
-			if strings.HasSuffix(k, "_link") {
-				r.deletedLinks += n
-			}
-		}
-	}
-	if doc.Recheck != nil {
-		r.recheckDropped = doc.Recheck.Dropped
-	}
-	if code != 0 {
-		line := finalLine(stderr)
-		switch {
-		case strings.Contains(line, "listed but not found when read"):
-			r.why = "walk: a key vanished between listing and reading"
-		case strings.Contains(line, "exists but the walk did not list it"):
-			r.why = "recheck: a key appeared since the walk"
-		default:
-			r.why = line
-			if len(r.why) > 80 {
-				r.why = r.why[:80]
-			}
-		}
-		t.Logf("gc exited %d: %s", code, line)
-	}
-	return r
-}
-
 // ------------------------------------------------------- registry modes ---
 
 var readOnlyLine = regexp.MustCompile(`(?m)^(\s+readonly:\n\s+enabled: )(true|false)$`)
@@ -817,7 +781,7 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 	// collected, every cycle, whatever the scheduling of the workers.
 	fixed := newRawImage(t)
 	stop := l.run(3)
-	var runs []gcRun
+	var runs []watchedRun
 	recollectedFixed, fallbacksFixed := 0, 0
 	for cycle := 0; cycle < cycles; cycle++ {
 		if cycle > 0 {
@@ -832,7 +796,7 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 		phase := time.Now()
 		setReadOnly(t, b.reg, true)
 		switched := time.Since(phase)
-		r := runGCDelete(t, b, "0s", "--require-readonly", "--registry-config", b.reg.ConfigPath)
+		r := runGCWatched(t, b, nil, "--require-readonly", "--registry-config", b.reg.ConfigPath)
 		if r.code != 0 {
 			t.Fatalf("cycle %d: gc --delete --require-readonly on a read-only registry exited %d", cycle, r.code)
 		}
@@ -840,7 +804,7 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 		ran := time.Since(phase) - switched
 		setReadOnly(t, b.reg, false)
 		t.Logf("cycle %d: switched to read-only in %s, gc took %s and deleted %d blobs, back to writable after %s in all",
-			cycle, switched.Round(time.Millisecond), ran.Round(time.Millisecond), r.deletedBlobs, time.Since(phase).Round(time.Millisecond))
+			cycle, switched.Round(time.Millisecond), ran.Round(time.Millisecond), r.deleted["blob"], time.Since(phase).Round(time.Millisecond))
 
 		for _, blob := range fixed.blobs() {
 			uploaded, err := raw.pushBlob("fixed/a", blob)
@@ -882,15 +846,11 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 	}
 	deletedBlobs := 0
 	for _, r := range runs {
-		deletedBlobs += r.deletedBlobs
+		deletedBlobs += r.deleted["blob"]
 	}
 
 	o := verifyAfterLoad(t, b, l)
-	for _, k := range c.kept {
-		if err := pullErr(b.reg, k[0], k[1], ""); err != nil {
-			t.Errorf("corpus image: %v", err)
-		}
-	}
+	checkUntouched(t, b.reg, c)
 	t.Logf("%s, read-only cycles: %d gc runs deleted %d blobs; load %+v; verified %d successful pushes and %d tags",
 		b.name, len(runs), deletedBlobs, l.stats, o.expected, o.tags)
 	for _, p := range l.problems {
@@ -916,7 +876,7 @@ func TestReadOnlyRequiredOnRealRegistry(t *testing.T) {
 			b := open(t)
 			c := pushCorpus(t, b.reg)
 			before := blobSet(b.inventory(t))
-			r := runGCDelete(t, b, "0s", "--require-readonly", "--registry-config", b.reg.ConfigPath)
+			r := runGCWatched(t, b, nil, "--require-readonly", "--registry-config", b.reg.ConfigPath)
 			if r.code != exitGuardCode {
 				t.Fatalf("writable registry: exit %d, want %d", r.code, exitGuardCode)
 			}
@@ -929,9 +889,9 @@ func TestReadOnlyRequiredOnRealRegistry(t *testing.T) {
 				t.Fatalf("the read-only registry answered an upload with %d (%v), want 405", code, err)
 			}
 			b.reg = ro
-			r = runGCDelete(t, b, "0s", "--require-readonly", "--registry-config", ro.ConfigPath)
-			if r.code != 0 || r.deletedBlobs == 0 {
-				t.Fatalf("read-only registry: exit %d, %d blobs deleted; want 0 and the garbage deleted", r.code, r.deletedBlobs)
+			r = runGCWatched(t, b, nil, "--require-readonly", "--registry-config", ro.ConfigPath)
+			if r.code != 0 || r.deleted["blob"] == 0 {
+				t.Fatalf("read-only registry: exit %d, %d blobs deleted; want 0 and the garbage deleted", r.code, r.deleted["blob"])
 			}
 			ro.Restart()
 			for _, k := range c.kept {
@@ -1050,9 +1010,7 @@ func finalLine(s string) string {
 	return s[strings.LastIndex(s, "\n")+1:]
 }
 
-// runMayFail is backendUnderTest.run for runs that may fail: main prefixes
-// errors with "regsweep: ", which is also the test MinIO's access key, so
-// that prefix is taken out before outputs are searched for secrets.
+// runMayFail is backendUnderTest.run for runs that may fail.
 func runMayFail(t *testing.T, b *backendUnderTest, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(regsweepBinary(t), append(args, b.flags...)...)
@@ -1067,13 +1025,21 @@ func runMayFail(t *testing.T, b *backendUnderTest, args ...string) (string, stri
 		}
 		code = ee.ExitCode()
 	}
-	out := stdout.String() + strings.ReplaceAll("\n"+stderr.String(), "\nregsweep: ", "\n")
+	refuseSecrets(t, b, args, stdout.String(), stderr.String())
+	return stdout.String(), stderr.String(), code
+}
+
+// refuseSecrets fails the test if regsweep printed one of b's secrets.
+// main prefixes errors with "regsweep: ", which is also the test MinIO's
+// access key, so that prefix is taken out first.
+func refuseSecrets(t *testing.T, b *backendUnderTest, args []string, stdout, stderr string) {
+	t.Helper()
+	out := stdout + strings.ReplaceAll("\n"+stderr, "\nregsweep: ", "\n")
 	for _, secret := range b.cfg.Secrets() {
 		if strings.Contains(out, secret) {
 			t.Fatalf("regsweep %v printed a secret", args)
 		}
 	}
-	return stdout.String(), stderr.String(), code
 }
 
 func panicLine(log string) string {
