@@ -48,6 +48,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -527,15 +528,22 @@ type boundary struct {
 	// another repository, its repositories keep another image), so the
 	// plan has no blob phase.
 	linksOnly bool
+	// blobsAt, if set, is an earlier line at which the blobs are pushed
+	// (uploaded or mounted); at at, only the manifests are.
+	blobsAt func(gcEvent) bool
 }
 
+// The blob phase comes first: the runs of the other trials then show that
+// gc takes nothing more of what it lost (checkRecoverable).
 var boundaries = []boundary{
+	{name: "blobs", at: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "3") }},
+	{name: "blobs (layers pushed in the layer-link phase)", at: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "3") },
+		blobsAt: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "2") }},
 	{name: "first recheck listing (before the links)", at: func(ev gcEvent) bool { return ev.is(msgRechecking, "walk", "1") }},
 	{name: "revision links (first sweeping)", at: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "1") }},
 	{name: "layer links", at: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "2") }},
 	{name: "layer links, plan of links only", at: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "2") }, linksOnly: true},
 	{name: "recheck listing before the blobs", at: func(ev gcEvent) bool { return ev.is(msgRechecking, "walk", "2") }},
-	{name: "blobs", at: func(ev gcEvent) bool { return ev.is(msgSweeping, "phase", "3") }},
 }
 
 // aimedPush is a push fired at a boundary while gc was stopped.
@@ -547,6 +555,51 @@ type aimedPush struct {
 	// mustPull: it landed before the last listing of the recheck before
 	// the blobs started, in a run that finished.
 	mustPull bool
+	// missing are the digests (blobs, manifest) its repository no longer
+	// served right after the run that took them.
+	missing []string
+	src     string // for a mount, the repository it mounted from
+}
+
+// pushBlobs uploads (HEAD first) or mounts ap's blobs.
+func (ap aimedPush) pushBlobs(raw rawClient) error {
+	for _, b := range ap.im.blobs() {
+		var err error
+		if ap.src == "" {
+			_, err = raw.pushBlob(ap.repo, b)
+		} else {
+			_, err = raw.mountBlob(ap.repo, ap.src, b)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// push pushes ap's manifest as v1, its blobs first if withBlobs.
+func (ap aimedPush) push(raw rawClient, withBlobs bool) error {
+	if withBlobs {
+		if err := ap.pushBlobs(raw); err != nil {
+			return err
+		}
+	}
+	return raw.putManifest(ap.repo, "v1", ap.im)
+}
+
+// missingOf lists what of im repo no longer serves (HEAD): its blobs and
+// its manifest.
+func missingOf(raw rawClient, repo string, im *rawImage) []string {
+	var missing []string
+	for _, b := range im.blobs() {
+		if code, _, err := raw.do(http.MethodHead, "/v2/"+repo+"/blobs/"+testenv.Digest(b), "", nil); err == nil && code == http.StatusNotFound {
+			missing = append(missing, testenv.Digest(b))
+		}
+	}
+	if code, _, _, err := raw.exchange(http.MethodHead, "/v2/"+repo+"/manifests/"+im.digest, "", acceptAll, nil); err == nil && code == http.StatusNotFound {
+		missing = append(missing, im.digest)
+	}
+	return missing
 }
 
 // boundaryFigures count, per boundary, the trials and pushes.
@@ -587,35 +640,53 @@ func runBoundaries(t *testing.T, b *backendUnderTest, rounds int) {
 			ims := garbageImages(t, raw, trial, bd.linksOnly)
 			var mu sync.Mutex
 			var landed []aimedPush
+			var refused []string // pushes the registry refused (not a loss)
 			var stopped *gcProc
-			r := runGCWatched(t, b, func(ev gcEvent, p *gcProc) {
-				if stopped != nil || !bd.at(ev) {
-					return
+			// Even images are pushed again in place, odd ones mounted
+			// into a new repository.
+			aims := make([]aimedPush, len(ims))
+			for j, im := range ims {
+				src := fmt.Sprintf("aim/%d-%d", trial, j)
+				aims[j] = aimedPush{repo: src, how: "re-push in place", im: im, boundary: bd.name}
+				if j%2 == 1 {
+					aims[j].repo, aims[j].how, aims[j].src = fmt.Sprintf("aim-mount/%d-%d", trial, j), "mount into a new repository", src
 				}
-				stopped = p
-				p.pause()
+			}
+			blobsPushed := bd.blobsAt == nil
+			fire := func(push func(ap aimedPush) error) {
 				var wg sync.WaitGroup
-				for j, im := range ims {
+				for _, ap := range aims {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						src := fmt.Sprintf("aim/%d-%d", trial, j)
-						ap := aimedPush{repo: src, how: "re-push in place", im: im, boundary: bd.name}
-						var err error
-						if j%2 == 0 {
-							err = rawPushImage(raw, src, im)
-						} else {
-							ap.repo, ap.how = fmt.Sprintf("aim-mount/%d-%d", trial, j), "mount into a new repository"
-							err = mountPushAll(raw, ap.repo, src, im)
-						}
-						if err == nil {
+						if err := push(ap); err != nil {
 							mu.Lock()
-							landed = append(landed, ap)
+							refused = append(refused, fmt.Sprintf("%s (%s): %v", ap.repo, ap.how, err))
 							mu.Unlock()
 						}
 					}()
 				}
 				wg.Wait()
+			}
+			r := runGCWatched(t, b, func(ev gcEvent, p *gcProc) {
+				switch {
+				case !blobsPushed && bd.blobsAt(ev):
+					blobsPushed = true
+					p.pause()
+					fire(func(ap aimedPush) error { return ap.pushBlobs(raw) })
+				case stopped == nil && blobsPushed && bd.at(ev):
+					stopped = p
+					p.pause()
+					fire(func(ap aimedPush) error {
+						err := ap.push(raw, bd.blobsAt == nil)
+						if err == nil {
+							mu.Lock()
+							landed = append(landed, ap)
+							mu.Unlock()
+						}
+						return err
+					})
+				}
 			})
 			switch {
 			case r.code != 0:
@@ -632,9 +703,10 @@ func runBoundaries(t *testing.T, b *backendUnderTest, rounds int) {
 			fig.fired++
 			where, beforeLast := r.landing(stopped)
 			mustPull := r.code == 0 && !r.unhealed() && beforeLast
-			t.Logf("trial %d (%s): %d pushes accepted, landed %s; deleted %v, healed %d; %s", trial, bd.name, len(landed), where, r.deleted, r.healed, r.timeline())
+			t.Logf("trial %d (%s): %d pushes accepted, landed %s, refused %v; deleted %v, healed %d; %s", trial, bd.name, len(landed), where, refused, r.deleted, r.healed, r.timeline())
 			for _, ap := range landed {
 				ap.landed, ap.mustPull = where, mustPull
+				ap.missing = missingOf(raw, ap.repo, ap.im)
 				pushes = append(pushes, ap)
 				fig.accepted++
 				fig.landed[where]++
@@ -659,6 +731,7 @@ func runBoundaries(t *testing.T, b *backendUnderTest, rounds int) {
 		}
 	}
 	checkUntouched(t, b.reg, corpus)
+	checkRecoverable(t, b, pushes)
 	for _, bd := range boundaries {
 		fig := figures[bd.name]
 		if fig == nil {
@@ -676,6 +749,45 @@ func runBoundaries(t *testing.T, b *backendUnderTest, rounds int) {
 			t.Errorf("%s: no push at %q was accepted: the trial proves nothing", b.name, bd.name)
 		}
 	}
+}
+
+// checkRecoverable asserts that gc does not compound a loss: the runs
+// after the one that lost a push took nothing more of it (its repository
+// is broken: its layer links and its link to the missing manifest stay),
+// and pushing the image again the way it was pushed, then running gc,
+// makes it pull.
+func checkRecoverable(t *testing.T, b *backendUnderTest, pushes []aimedPush) {
+	t.Helper()
+	raw := newRawClient(b.reg)
+	var lost []aimedPush
+	for _, ap := range pushes {
+		if len(ap.missing) == 0 {
+			continue
+		}
+		lost = append(lost, ap)
+		now := missingOf(raw, ap.repo, ap.im)
+		for _, d := range now {
+			if !slices.Contains(ap.missing, d) {
+				t.Errorf("%s: %s went in a later run; right after the loss only %v were missing", ap.repo, d, ap.missing)
+			}
+		}
+		if err := ap.push(raw, true); err != nil {
+			t.Errorf("%s: pushing the lost image again: %v", ap.repo, err)
+		}
+	}
+	if len(lost) == 0 {
+		return
+	}
+	if r := runGCWatched(t, b, nil); r.code != 0 {
+		t.Errorf("gc after the recovery: %s", r.exitClass())
+	}
+	b.reg.Restart()
+	for _, ap := range lost {
+		if err := pullErr(b.reg, ap.repo, "v1", ap.im.digest); err != nil {
+			t.Errorf("%s: pushed again after its loss, then gc: %v", ap.repo, err)
+		}
+	}
+	t.Logf("%s: %d lost pushes checked: what later runs took of them, and whether each pulls once pushed again", b.name, len(lost))
 }
 
 // garbageImages pushes four images to aim/<trial>-<j> and makes them
