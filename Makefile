@@ -24,7 +24,7 @@ vet:
 
 # Unit tests only: no servers.
 unit:
-	$(GO) test -count=1 ./layout/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./config/ ./cmd/...
+	$(GO) test -count=1 ./layout/ ./blobindex/ ./retention/ ./storage/ ./storage/filesystem/ ./walker/ ./backend/ ./reports/ ./manifest/ ./mark/ ./sweep/ ./lock/ ./config/ ./cmd/...
 
 testenv-install:
 	bash testenv/install.sh
@@ -55,6 +55,7 @@ fuzz-targets:
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./config/
 	$(GO) test -run XXX -fuzz '^FuzzParseListPage$$' -fuzztime $(FUZZTIME) ./storage/s3/
 	$(GO) test -run XXX -fuzz '^FuzzIndexPack$$' -fuzztime $(FUZZTIME) ./manifestcache/
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./retention/
 
 # The long variants: the randomised model test over many more cases
 # (REGSWEEP_MODEL_CASES), then every fuzz target for SOAK_FUZZTIME.

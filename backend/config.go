@@ -1,7 +1,10 @@
 // Package backend opens the storage an operator points regsweep at: it
 // resolves the configuration (flags, REGSWEEP_* env, or the registry's own
 // config.yml with distribution's REGISTRY_STORAGE_* overrides) and puts the
-// driver and its wrappers together in one place.
+// driver and its wrappers together in one place. Settings is the one list
+// of storage settings: each one's flag, config.yml key and Config field.
+// It reads no regsweep.yaml and no REGSWEEP_* variable itself: the command
+// line sets the flags from them first.
 package backend
 
 import (
@@ -78,29 +81,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Redacted is a printable view of the configuration with every secret
-// replaced.
+// Redacted is a printable view of the configuration: every setting of its
+// driver by its key, secrets replaced.
 func (c Config) Redacted() map[string]string {
 	m := map[string]string{"driver": c.Driver}
-	hide := func(s string) string {
-		if s == "" {
-			return ""
+	for _, s := range Settings {
+		if s.Driver != settingsDriver(c.Driver) {
+			continue
 		}
-		return "<redacted>"
-	}
-	switch c.Driver {
-	case "filesystem":
-		m["rootdirectory"] = c.Filesystem.RootDirectory
-	case "s3", "s3-aws":
-		s := c.S3
-		m["region"], m["regionendpoint"], m["bucket"], m["rootdirectory"] = s.Region, s.RegionEndpoint, s.Bucket, s.RootDirectory
-		m["accesskey"], m["secretkey"] = hide(s.AccessKey), hide(s.SecretKey)
-		m["secure"], m["skipverify"], m["forcepathstyle"] = strconv.FormatBool(s.Secure), strconv.FormatBool(s.SkipVerify), strconv.FormatBool(s.ForcePathStyle)
-	case "swift":
-		s := c.Swift
-		m["authurl"], m["username"], m["container"], m["prefix"], m["region"] = s.AuthURL, s.Username, s.Container, s.Prefix, s.Region
-		m["password"] = hide(s.Password)
-		m["storageurl"] = s.StorageURL
+		v := s.field.format(&c)
+		if s.Secret && v != "" {
+			v = "<redacted>"
+		}
+		m[s.Key] = v
 	}
 	return m
 }
@@ -109,9 +102,9 @@ func (c Config) Redacted() map[string]string {
 // checked (and scrubbed) for them.
 func (c Config) Secrets() []string {
 	var out []string
-	for _, s := range []string{c.S3.SecretKey, c.S3.AccessKey, c.Swift.Password} {
-		if s != "" {
-			out = append(out, s)
+	for _, s := range Settings {
+		if v := s.field.format(&c); s.Secret && v != "" {
+			out = append(out, v)
 		}
 	}
 	return out
@@ -140,46 +133,28 @@ func ParseRegistryConfig(raw []byte, env []string) (Config, error) {
 		return Config{}, err
 	}
 	cfg := DefaultConfig()
-	cfg.Driver = driver
-	// distribution's s3 and filesystem drivers look their keys up as
-	// written; its swift driver decodes them case-insensitively.
-	p := paramReader{params: params, driver: driver, foldCase: driver == "swift"}
 	switch driver {
-	case "filesystem":
-		cfg.Filesystem.RootDirectory = p.str("rootdirectory", "/var/lib/registry")
-	case "s3", "s3aws", "s3-aws":
+	case "filesystem", "s3", "swift":
+		cfg.Driver = driver
+	case "s3aws", "s3-aws":
 		// distribution registers its S3 driver as s3 and s3aws; s3-aws is
 		// regsweep's own older spelling.
 		cfg.Driver = "s3"
-		s := &cfg.S3
-		s.Region = p.str("region", "")
-		s.RegionEndpoint = p.str("regionendpoint", "")
-		s.Bucket = p.str("bucket", "")
-		s.AccessKey = p.str("accesskey", "")
-		s.SecretKey = p.str("secretkey", "")
-		s.RootDirectory = p.str("rootdirectory", "")
-		s.Secure = p.boolean("secure", true)
-		s.SkipVerify = p.boolean("skipverify", false)
-		// distribution 2.8 (Harbor's) always uses path style with a
-		// regionendpoint and has no forcepathstyle key; 3.x reads the key.
-		s.ForcePathStyle = p.boolean("forcepathstyle", s.RegionEndpoint != "")
-		s.V4Auth = p.boolean("v4auth", true)
-	case "swift":
-		s := &cfg.Swift
-		s.AuthURL = p.str("authurl", "")
-		s.Username = p.str("username", "")
-		s.Password = p.str("password", "")
-		s.Container = p.str("container", "")
-		s.Region = p.str("region", "")
-		s.Tenant = p.str("tenant", "")
-		s.TenantID = p.str("tenantid", "")
-		s.Domain = p.str("domain", "")
-		s.DomainID = p.str("domainid", "")
-		s.Prefix = p.str("prefix", "")
-		s.InsecureSkipVerify = p.boolean("insecureskipverify", false)
-		s.AuthVersion = p.integer("authversion", 0)
 	default:
 		return Config{}, &UnsupportedDriverError{Name: driver}
+	}
+	// distribution's s3 and filesystem drivers look their keys up as
+	// written; its swift driver decodes them case-insensitively.
+	p := paramReader{params: params, driver: driver, foldCase: driver == "swift"}
+	for _, s := range Settings {
+		if s.Driver == cfg.Driver && !s.OwnKey {
+			s.field.read(&p, &cfg, s.Key)
+		}
+	}
+	// distribution 2.8 (Harbor's) always uses path style with a
+	// regionendpoint and has no forcepathstyle key; 3.x reads the key.
+	if cfg.Driver == "s3" && p.get("forcepathstyle") == nil {
+		cfg.S3.ForcePathStyle = cfg.S3.RegionEndpoint != ""
 	}
 	if p.err != nil {
 		return Config{}, p.err

@@ -1,11 +1,17 @@
-// Package config reads regsweep.yaml, the file that can hold every
-// command-line flag: global flags as top-level keys, a command's flags in a
-// mapping under the command's name (gc: {grace: 4h}), subcommands nested
-// the same way. The schema is the command tree's flags, so a flag added to
-// a command is a valid key without any change here.
+// Package config owns the layers beneath regsweep's command line:
+// REGSWEEP_* variables and regsweep.yaml, the file that can hold every
+// flag: global flags as top-level keys, a command's flags in a mapping
+// under the command's name (gc: {grace: 4h}), subcommands nested the same
+// way. The schema is the command tree's flags (Tree), so a flag added to a
+// command is a valid key and variable without any change here.
 //
-// The file only supplies values: it is a layer beneath flags and REGSWEEP_*
-// variables, applied by whoever owns the flags (Setting.Apply).
+// Tree.Resolve finds and validates the file and fills each flag not given
+// on the command line, from its variable, else from the file, and
+// remembers where each value came from; Tree.WriteTemplate prints every
+// key. It also redacts secrets from what is shown (RedactValue, Scrub).
+//
+// It may not define flags or print reports (cmd does) nor read the
+// storage's configuration (backend does).
 package config
 
 import (
@@ -21,6 +27,8 @@ import (
 
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
+
+	"github.com/regsweep/regsweep/internal/yamlnode"
 )
 
 // Section is what one level of the file may hold: flags by name and
@@ -83,25 +91,7 @@ func (f *File) Settings() []Setting {
 
 // Error is a problem at one key of the file. It never holds the key's value:
 // the value may be a secret.
-type Error struct {
-	File string
-	Line int
-	Key  string
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
-	}
-	if e.Key != "" {
-		fmt.Fprintf(&b, ": %s", e.Key)
-	}
-	b.WriteString(": " + e.Msg)
-	return b.String()
-}
+type Error = yamlnode.Error
 
 // Load reads and validates the file at path.
 func Load(path string, schema *Section) (*File, error) {
@@ -133,7 +123,7 @@ func Parse(data []byte, path string, schema *Section) (*File, error) {
 	if top.Kind == yaml.DocumentNode && len(top.Content) == 1 {
 		top = top.Content[0]
 	}
-	if isNull(top) {
+	if yamlnode.IsNull(top) {
 		return f, nil // only comments
 	}
 	if err := f.section(top, "", schema); err != nil {
@@ -152,7 +142,7 @@ func (f *File) section(n *yaml.Node, prefix string, s *Section) *Error {
 		where = strings.TrimSuffix(prefix, ".")
 	}
 	if n.Kind != yaml.MappingNode {
-		return &Error{Line: n.Line, Key: strings.TrimSuffix(prefix, "."), Msg: fmt.Sprintf("expected a mapping of keys at %s, got %s", where, kindName(n))}
+		return &Error{Line: n.Line, Key: strings.TrimSuffix(prefix, "."), Msg: fmt.Sprintf("expected a mapping of keys at %s, got %s", where, yamlnode.KindName(n))}
 	}
 	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -166,7 +156,7 @@ func (f *File) section(n *yaml.Node, prefix string, s *Section) *Error {
 		}
 		seen[k.Value] = k.Line
 		if fl, ok := s.Flags[k.Value]; ok {
-			if isNull(v) {
+			if yamlnode.IsNull(v) {
 				continue
 			}
 			set, err := setter(fl, v)
@@ -177,7 +167,7 @@ func (f *File) section(n *yaml.Node, prefix string, s *Section) *Error {
 			continue
 		}
 		if sub, ok := s.Sections[k.Value]; ok {
-			if isNull(v) {
+			if yamlnode.IsNull(v) {
 				continue
 			}
 			if err := f.section(v, key+".", sub); err != nil {
@@ -185,24 +175,9 @@ func (f *File) section(n *yaml.Node, prefix string, s *Section) *Error {
 			}
 			continue
 		}
-		return &Error{Line: k.Line, Key: key, Msg: "unknown key" + suggest(k.Value, s)}
+		return &Error{Line: k.Line, Key: key, Msg: "unknown key" + yamlnode.Suggest(k.Value, append(keys(s.Flags), keys(s.Sections)...))}
 	}
 	return nil
-}
-
-func suggest(key string, s *Section) string {
-	best, bestDist := "", 3
-	for _, names := range [][]string{keys(s.Flags), keys(s.Sections)} {
-		for _, name := range names {
-			if d := distance(key, name); d < bestDist {
-				best, bestDist = name, d
-			}
-		}
-	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
 func keys[V any](m map[string]V) []string {
@@ -214,53 +189,6 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// distance is the Levenshtein distance, for suggesting a key after a typo.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
-}
-
-func isNull(n *yaml.Node) bool {
-	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "a mapping"
-	case yaml.SequenceNode:
-		return "a list"
-	case yaml.AliasNode:
-		return "an alias"
-	}
-	switch n.Tag {
-	case "!!bool":
-		return "a boolean"
-	case "!!int":
-		return "an integer"
-	case "!!float":
-		return "a number"
-	case "!!str":
-		return "a string"
-	}
-	return "a " + strings.TrimPrefix(n.Tag, "!!")
-}
-
 // setter checks the node against the flag's type and returns what sets
 // it. Values are checked here, not when applied, so a broken value is
 // reported even when a flag or variable overrides it.
@@ -269,7 +197,7 @@ func setter(fl *pflag.Flag, n *yaml.Node) (func() error, error) {
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
-	want := func(what string) error { return fmt.Errorf("expected %s, got %s", what, kindName(n)) }
+	want := func(what string) error { return fmt.Errorf("expected %s, got %s", what, yamlnode.KindName(n)) }
 	scalar := n.Kind == yaml.ScalarNode
 	switch {
 	case typ == "bool":
@@ -347,7 +275,7 @@ func listSetter(fl *pflag.Flag, n *yaml.Node, want func(string) error) (func() e
 	items := make([]string, 0, len(n.Content))
 	for _, it := range n.Content {
 		if it.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("expected a list of single values, got %s in it", kindName(it))
+			return nil, fmt.Errorf("expected a list of single values, got %s in it", yamlnode.KindName(it))
 		}
 		items = append(items, it.Value)
 	}

@@ -11,36 +11,42 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/opencontainers/go-digest"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/gc"
+	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/testenv"
 	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/verify"
 	"github.com/regsweep/regsweep/walker"
 )
 
-// artifactDir is where tests keep what a person may want to look at
-// (REGSWEEP_TEST_ARTIFACTS, else a temporary directory).
+// artifactDir is where tests keep what a person may want to look at:
+// REGSWEEP_TEST_ARTIFACTS, else the test's artifact directory (under
+// -outputdir with `go test -artifacts`, else a temporary directory).
 func artifactDir(t *testing.T) string {
 	t.Helper()
 	dir := os.Getenv("REGSWEEP_TEST_ARTIFACTS")
 	if dir == "" {
-		return t.TempDir()
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+		dir = t.ArtifactDir()
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("artifacts: %s", dir)
 	return dir
 }
 
@@ -407,7 +413,7 @@ func TestAuditFormats(t *testing.T) {
 		if !strings.Contains(table, `data-sorted-by="total_bytes"`) || !strings.Contains(table, `data-sort-dir="desc"`) {
 			t.Errorf("repositories table not sorted by the script: %.300s", table)
 		}
-		rowRe := regexp.MustCompile(`<tr data-name="([^"]+)">`)
+		rowRe := regexp.MustCompile(`<tr><td>([^<]+)</td>`)
 		var order []string
 		for _, m := range rowRe.FindAllStringSubmatch(table, -1) {
 			order = append(order, m[1])
@@ -568,4 +574,287 @@ func TestAuditFormatsVerifyThroughput(t *testing.T) {
 	}
 	t.Logf("regsweep audit --verify (default --concurrency 32): %d MiB, verify phase %.2fs = %.0f MB/s; whole run %s",
 		int64(blobs*size)>>20, doc.Durations["verify"], float64(blobs*size)/1e6/doc.Durations["verify"], elapsed.Round(time.Millisecond))
+}
+
+// largeAudit is the audit report of a generated store as the CLI builds
+// it (walk, mark, plan, BuildAudit) on an in-memory store: the bench's
+// registry shape (internal/cmd/bench) with repos repositories, about 202
+// blobs each.
+func largeAudit(t *testing.T, repos int) *reports.Audit {
+	t.Helper()
+	ctx := context.Background()
+	mem := storage.NewMemory(nil, nil)
+	spec := regtree.Spec{Seed: 7, Repositories: repos, ImagesPerRepo: 20, TagsPerRepo: 5, LayersPerImg: 9,
+		SharedLayers: 50, OrphanBlobs: 2 * repos, LayerSize: 64, MultiArch: true, Uploads: repos / 25}
+	if _, err := regtree.Generate(ctx, mem, spec, 8); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	an, err := gc.Analyze(ctx, mem, mark.StorageSource(mem, "", 0), gc.Options{DeleteUntagged: true, Concurrency: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := reports.BuildAudit(an.Inventory, an.Mark, an.Plan, reports.NewStorageInfo(mem.Name(), mem.Location()), map[string]int64{}, started, time.Now())
+	a.NameAffectedTags(an.Inventory, an.Mark)
+	return a
+}
+
+// scaleAudit is a copied n times over, each copy with its own
+// repositories (team<r%7>/app<r>, as the generator names them) and
+// findings: the report of a store n times larger, of the same shape.
+func scaleAudit(a *reports.Audit, n int) *reports.Audit {
+	b := *a
+	b.Totals.Repositories *= n
+	b.Totals.Tags *= n
+	b.Totals.Manifests *= n
+	b.Totals.LayerLinks *= n
+	b.Totals.Blobs *= n
+	b.Totals.BlobBytes *= int64(n)
+	b.Totals.Uploads *= n
+	r := &b.Reclaimable
+	r.Blobs, r.Bytes, r.Manifests, r.LayerLinks = r.Blobs*n, r.Bytes*int64(n), r.Manifests*n, r.LayerLinks*n
+	r.Uploads, r.MultipartUploads, r.Segments, r.Repositories = r.Uploads*n, r.MultipartUploads*n, r.Segments*n, r.Repositories*n
+	b.FindingsByKind = map[string]int{}
+	for k, v := range a.FindingsByKind {
+		b.FindingsByKind[k] = v * n
+	}
+	rename := map[string]string{}
+	name := func(repo string, copy int) string {
+		if repo == "" || copy == 0 {
+			return repo
+		}
+		k := repo + "\x00" + strconv.Itoa(copy)
+		if v, ok := rename[k]; ok {
+			return v
+		}
+		var i int
+		fmt.Sscanf(repo[strings.Index(repo, "/app")+4:], "%d", &i)
+		i += copy * len(a.Repositories)
+		v := fmt.Sprintf("team%d/app%d", i%7, i)
+		rename[k] = v
+		return v
+	}
+	b.Repositories = nil
+	b.Projects = nil
+	b.Findings = nil
+	projects := map[string]*reports.ProjectSpace{}
+	for c := range n {
+		for _, repo := range a.Repositories {
+			repo.Name = name(repo.Name, c)
+			repo.Project = reports.ProjectOf(repo.Name)
+			b.Repositories = append(b.Repositories, repo)
+			p := projects[repo.Project]
+			if p == nil {
+				p = &reports.ProjectSpace{Name: repo.Project}
+				projects[repo.Project] = p
+			}
+			p.Repositories++
+			p.Tags += repo.Tags
+			p.Manifests += repo.Manifests
+			p.Blobs += repo.Blobs
+			p.TotalBytes += repo.TotalBytes
+			p.UniqueBytes += repo.UniqueBytes
+			p.SharedBytes += repo.SharedBytes
+			p.ReclaimableBytes += repo.ReclaimableBytes
+		}
+		for _, f := range a.Findings {
+			if c > 0 {
+				old := f.Repo
+				f.Repo = name(f.Repo, c)
+				f.Project = reports.ProjectOf(f.Repo)
+				if f.Digest != "" {
+					nd := digest.FromString(f.Digest.String() + strconv.Itoa(c))
+					f.Key = strings.ReplaceAll(f.Key, f.Digest.Encoded(), nd.Encoded())
+					f.Key = strings.ReplaceAll(f.Key, f.Digest.Encoded()[:2]+"/", nd.Encoded()[:2]+"/")
+					f.Digest = nd
+				}
+				if old != "" {
+					f.Key = strings.Replace(f.Key, "/"+old+"/", "/"+f.Repo+"/", 1)
+				} else if f.Digest == "" {
+					f.Key += strconv.Itoa(c)
+				}
+			}
+			b.Findings = append(b.Findings, f)
+		}
+	}
+	for _, p := range projects {
+		b.Projects = append(b.Projects, *p)
+	}
+	sort.Slice(b.Projects, func(i, j int) bool { return b.Projects[i].Name < b.Projects[j].Name })
+	sort.Slice(b.Repositories, func(i, j int) bool { return b.Repositories[i].Name < b.Repositories[j].Name })
+	return &b
+}
+
+// TestAuditFormatsLargeHTML: the HTML report of a store of a million
+// blobs and 5,000 repositories stays under 2 MB, opens in Chromium with
+// the totals and the charts on its first screen, and its tables sort by a
+// click. The million-blob report is the real pipeline's report of a
+// 100,000-blob store (built in memory as the CLI builds it) copied ten
+// times over with new names: walking a million blobs would take minutes.
+func TestAuditFormatsLargeHTML(t *testing.T) {
+	const maxSize = 2 << 20
+	artifacts := artifactDir(t)
+	small := largeAudit(t, 500)
+	big := scaleAudit(small, 10)
+	if big.Totals.Blobs < 1_000_000 || len(big.Repositories) != 5000 {
+		t.Fatalf("the generated store has %d blobs and %d repositories, want a million and 5,000", big.Totals.Blobs, len(big.Repositories))
+	}
+	write := func(a *reports.Audit, name string) (string, int64) {
+		path := filepath.Join(artifacts, name)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.WriteHTML(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+		fi, _ := os.Stat(path)
+		return path, fi.Size()
+	}
+	_, smallSize := write(small, "audit-100k.html")
+	path, size := write(big, "audit-1m.html")
+	t.Logf("HTML report: %d blobs, %d repositories, %d findings: %d bytes; %d blobs, %d repositories, %d findings: %d bytes (%s)",
+		small.Totals.Blobs, len(small.Repositories), len(small.Findings), smallSize, big.Totals.Blobs, len(big.Repositories), len(big.Findings), size, path)
+	if size > maxSize {
+		t.Errorf("the report of %d blobs is %d bytes, over %d", big.Totals.Blobs, size, maxSize)
+	}
+
+	page := openInChromium(t, path, filepath.Join(artifacts, "audit-1m-first-screen.png"))
+	// The first screen (1280x900) shows the four totals and the four
+	// charts, whole.
+	for _, id := range []string{"card-total", "card-reclaimable", "card-broken", "card-reclaimable-findings",
+		"chart-projects", "chart-repositories", "chart-reclaimable", "chart-findings"} {
+		if bottom := page.eval(t, fmt.Sprintf(`document.getElementById(%q).getBoundingClientRect().bottom`, id)); bottom <= 0 || bottom > 900 {
+			t.Errorf("#%s ends at %vpx, not on the first screen (900px)", id, bottom)
+		}
+	}
+	if got := page.text(t, `document.querySelector('#card-total b').textContent`); got != reports.HumanBytes(big.Totals.BlobBytes) {
+		t.Errorf("stored total %q, want %q", got, reports.HumanBytes(big.Totals.BlobBytes))
+	}
+	// The reclaimable chart is scaled to its largest repository: its first
+	// bar is full width.
+	if w := page.eval(t, `document.querySelector('#chart-reclaimable g.bar rect').getBBox().width`); w < 319 {
+		t.Errorf("the largest repository's reclaimable bar is %v wide, want the full 320", w)
+	}
+	// Every repository is in the table; a click on "reclaimable" sorts
+	// it by reclaimable bytes, largest first; a second click, smallest first.
+	if n := page.eval(t, `document.querySelectorAll('#table-repositories tbody tr').length`); int(n) != len(big.Repositories) {
+		t.Errorf("the repositories table has %v rows, want %d", n, len(big.Repositories))
+	}
+	column := `Array.from(document.querySelectorAll('#table-repositories tbody tr')).map(r => Number(r.cells[8].getAttribute('data-value')))`
+	for _, dir := range []string{"desc", "asc"} {
+		page.click(t, `#table-repositories th[data-key="reclaimable_bytes"]`)
+		var values []float64
+		page.decode(t, column, &values)
+		sorted := slices.IsSortedFunc(values, func(a, b float64) int {
+			if dir == "desc" {
+				a, b = b, a
+			}
+			return cmpFloat(a, b)
+		})
+		if !sorted || page.text(t, `document.getElementById('table-repositories').getAttribute('data-sort-dir')`) != dir {
+			t.Errorf("after a click the repositories are not sorted %s by reclaimable bytes: %v...", dir, values[:min(5, len(values))])
+		}
+	}
+	// Findings: every kind counted, at most 10 of each listed, and the
+	// rest named with the command that lists them.
+	listed := map[string]int{}
+	var kinds []string
+	page.decode(t, `Array.from(document.querySelectorAll('#table-findings tbody tr')).map(r => r.getAttribute('data-kind'))`, &kinds)
+	for _, k := range kinds {
+		listed[k]++
+	}
+	for k, n := range big.FindingsByKind {
+		if want := min(n, reports.DefaultFindingsPerKind); listed[k] != want {
+			t.Errorf("%d %s findings listed, want %d", listed[k], k, want)
+		}
+		if n > reports.DefaultFindingsPerKind {
+			omitted := page.text(t, fmt.Sprintf(`(document.querySelector('#findings-omitted li[data-kind=%q]') || {}).getAttribute ? document.querySelector('#findings-omitted li[data-kind=%q]').getAttribute('data-omitted') : ''`, k, k))
+			if omitted != strconv.Itoa(n-reports.DefaultFindingsPerKind) {
+				t.Errorf("%s: %q omitted, want %d", k, omitted, n-reports.DefaultFindingsPerKind)
+			}
+		}
+	}
+	if note := page.text(t, `document.getElementById('findings-note').textContent`); !strings.Contains(note, "--format json") {
+		t.Errorf("the findings note does not name the command that lists them all: %q", note)
+	}
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// chromiumPage is a page open in headless Chromium.
+type chromiumPage struct{ ctx context.Context }
+
+// openInChromium opens the file in headless Chromium with a 1280x900
+// window, waits for its script, and keeps a screenshot of the first screen
+// at shot.
+func openInChromium(t *testing.T, file, shot string) chromiumPage {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed (testenv/install.sh installs Debian's chromium package)")
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.Flag("hide-scrollbars", true), chromedp.WindowSize(1280, 900))...)
+	t.Cleanup(cancel)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(cancelTab)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900), chromedp.Navigate("file://"+file),
+		chromedp.WaitVisible(`body[data-ready="true"]`)); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shot, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the first screen: %s", shot)
+	return chromiumPage{ctx}
+}
+
+func (p chromiumPage) decode(t *testing.T, expr string, v any) {
+	t.Helper()
+	raw, err := chromedp.Run(p.ctx, chromedp.Evaluate[[]byte](expr))
+	if err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		t.Fatalf("%s: %v", expr, err)
+	}
+}
+
+func (p chromiumPage) eval(t *testing.T, expr string) float64 {
+	t.Helper()
+	var f float64
+	p.decode(t, expr, &f)
+	return f
+}
+
+func (p chromiumPage) text(t *testing.T, expr string) string {
+	t.Helper()
+	var s string
+	p.decode(t, expr, &s)
+	return s
+}
+
+func (p chromiumPage) click(t *testing.T, selector string) {
+	t.Helper()
+	if err := chromedp.Do(p.ctx, chromedp.Click(selector)); err != nil {
+		t.Fatalf("click %s: %v", selector, err)
+	}
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"testing"
+	"time"
 
 	"github.com/regsweep/regsweep/harbordb/harbortest"
 	"github.com/regsweep/regsweep/internal/testenv"
@@ -41,6 +42,34 @@ func TestBadInputHarbor(t *testing.T) {
 		h := fresh(harbortest.Latest)
 		expectRefusal(t, b.root, 10, []string{"Redis", "127.0.0.1:1", "does not answer"},
 			gcDeleteArgs(b.root, "--harbor-db", h.DSN, "--harbor-redis", "redis://127.0.0.1:1/1")...)
+	})
+	t.Run("a logical replica", func(t *testing.T) {
+		h := fresh(harbortest.Latest)
+		h.Exec(`CREATE SUBSCRIPTION regsweep_badinput CONNECTION 'host=127.0.0.1 port=1 dbname=registry' PUBLICATION harbor WITH (connect = false)`)
+		t.Cleanup(func() {
+			h.Exec(`ALTER SUBSCRIPTION regsweep_badinput SET (slot_name = NONE)`)
+			h.Exec(`DROP SUBSCRIPTION regsweep_badinput`)
+		})
+		t.Log(expectRefusal(t, b.root, 10, []string{"logical replica", "regsweep_badinput", "primary"}, gcDeleteArgs(b.root, "--harbor-db", h.DSN)...))
+	})
+	t.Run("update_time in the future", func(t *testing.T) {
+		h := fresh(harbortest.Latest)
+		h.Project("lib")
+		img := harbortest.FakeImage("written east of UTC", 1, "v1")
+		h.PushImage("lib/app", img)
+		h.Exec(`UPDATE blob SET update_time = LOCALTIMESTAMP + interval '2 hours' WHERE digest = $1`, img.Layers[0].Digest.String())
+		t.Log(expectRefusal(t, b.root, 10, []string{"in the future", img.Layers[0].Digest.String(), "2h0m", "harbor-core must run in UTC"},
+			gcDeleteArgs(b.root, "--harbor-db", h.DSN)...))
+	})
+	t.Run("database behind storage", func(t *testing.T) {
+		// Storage written ten minutes ago by pushes the database (a
+		// restored backup) never recorded.
+		behind := newBadTree(t)
+		behind.flush(t)
+		ageStorage(t, behind.root, 10*time.Minute)
+		h := fresh(harbortest.Latest)
+		args := gcDeleteArgs(behind.root, "--harbor-db", h.DSN, "--grace", "2h")
+		t.Log(expectRefusal(t, behind.root, 10, []string{"behind storage", "app@" + behind.image.Digest.String(), "restored backup"}, args...))
 	})
 	t.Run("Harbor 1.10 not read-only", func(t *testing.T) {
 		h := fresh(harbortest.Harbor110)

@@ -417,12 +417,15 @@ func TestBadInputPlansLocksAndConfig(t *testing.T) {
 		expectRefusal(t, b.root, 9, []string{keptConfig, "does not match"}, sweepArgs(f)...)
 	})
 	t.Run("expired plan", func(t *testing.T) {
-		f := writePlan("expired.json", func(p map[string]any) { p["created_at"] = time.Now().Add(-72 * time.Hour).UTC().Format(time.RFC3339) })
-		expectRefusal(t, b.root, 9, []string{f, "max-plan-age"}, sweepArgs(f)...)
+		expectRefusal(t, b.root, 9, []string{planFile, "max-plan-age"}, append(sweepArgs(planFile), "--max-plan-age", "1ns")...)
 	})
-	t.Run("plan from the future", func(t *testing.T) {
+	// The plan's header is sealed: a creation time edited into the future
+	// (or the past), like an edited Harbor flag, is refused as an edit.
+	t.Run("plan with an edited header", func(t *testing.T) {
 		f := writePlan("future.json", func(p map[string]any) { p["created_at"] = time.Now().Add(2 * time.Hour).UTC().Format(time.RFC3339) })
-		expectRefusal(t, b.root, 9, []string{f, "max-plan-age"}, sweepArgs(f)...)
+		expectRefusal(t, b.root, 9, []string{f, "edited"}, sweepArgs(f)...)
+		f = writePlan("harbor.json", func(p map[string]any) { p["options"].(map[string]any)["harbor"] = true })
+		expectRefusal(t, b.root, 9, []string{f, "edited"}, sweepArgs(f)...)
 	})
 	t.Run("not a plan", func(t *testing.T) {
 		f := filepath.Join(dir, "notes.txt")

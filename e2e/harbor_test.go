@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/harbordb"
 	"github.com/regsweep/regsweep/harbordb/harbortest"
 	"github.com/regsweep/regsweep/internal/testenv"
 )
@@ -162,6 +163,14 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 	dG := testenv.PushRandomImage(t, reg, "gone/x", base, r(1400))
 	h.PushImage("gone/x", describe(t, reg, "gone/x", dG, "v1"))
 	h.SoftDeleteProject(h.ProjectID("gone"))
+	// Another project's image; lib still has a project_blob row for its
+	// layer (stale: no artifact of lib uses it), which Harbor's GC prunes.
+	h.Project("team")
+	dTeam := testenv.PushRandomImage(t, reg, "team/img", r(1250))
+	imgTeam := describe(t, reg, "team/img", dTeam, "v1")
+	h.PushImage("team/img", imgTeam)
+	stale := imgTeam.Layers[0]
+	h.UploadBlob("lib", stale)
 	// A blob in storage Harbor never recorded.
 	orphan := testenv.UploadBlob(t, reg, "lib/app", r(700))
 	// A system artifact: a blob pushed straight under sys_harb0r, no blob row.
@@ -175,18 +184,24 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 	h.StuckDeleting(harbortest.Blob{Digest: digest.Digest(stuck), Size: 600, MediaType: harbortest.MediaTypeDockerLayer}, 5*time.Hour)
 	stuckGone := harbortest.FakeBlob("stuck and gone", 500, harbortest.MediaTypeDockerLayer)
 	h.StuckDeleting(stuckGone, 5*time.Hour)
-	// An artifact the database has and storage never got: broken.
+	// An artifact the database has and storage never got: broken. In a
+	// repository of its own: the mark keeps every layer link of a
+	// repository whose root is missing (a re-push may recover it).
 	ghost := harbortest.FakeImage("ghost", 1, "ghost")
-	h.PushImage("lib/app", ghost)
+	h.PushImage("lib/ghost", ghost)
 
 	// Everything is older than the window, then a push touches T2's layer.
 	ageStorage(t, s.b.fsRoot, 3*time.Hour)
 	h.Age(3 * time.Hour)
 	touched := imgT2.Layers[0].Digest
 	h.Touch(touched)
+	// Pushed by digest a moment ago and not tagged yet (CI tags after
+	// pushing): --delete-untagged leaves it to the window.
+	dY := testenv.PushRandomImage(t, reg, "lib/app", r(1180))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", dY))
 	h.SetQuotaUsed(h.ProjectID("lib"), 1) // drift Harbor's formula repairs
 
-	keptArtifacts := [][2]string{{"lib/app", dA}, {"lib/app", dSig}, {"lib/multi", idx}, {"lib/multi", c1}, {"lib/multi", c2}}
+	keptArtifacts := [][2]string{{"lib/app", dA}, {"lib/app", dSig}, {"lib/app", dY}, {"lib/multi", idx}, {"lib/multi", c1}, {"lib/multi", c2}, {"team/img", dTeam}}
 	keptBlobs := map[string]bool{sysBlob: true, stuck: true, string(touched): true}
 	for _, k := range keptArtifacts {
 		for _, d := range pull(t, reg, k[0], k[1]) {
@@ -282,6 +297,9 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		t.Errorf("the dry run changed storage")
 	}
 
+	// An earlier run was killed after it recorded its start.
+	killed := startKilledRun(t, h.DSN)
+
 	// The real run.
 	out, code = s.b.regsweep(t, append(args, "--delete")...)
 	if code != 0 {
@@ -339,6 +357,13 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 	if n := h.Count(`SELECT count(*) FROM artifact WHERE digest = $1`, dU); n != 0 {
 		t.Errorf("the untagged artifact is still in the database")
 	}
+	if n := h.Count(`SELECT count(*) FROM artifact WHERE digest = $1`, dY); n != 1 {
+		t.Errorf("the untagged artifact pushed within the window was deleted from the database")
+	}
+	if n := h.Count(`SELECT count(*) FROM project_blob pb JOIN blob b ON b.id = pb.blob_id WHERE pb.project_id = $1 AND b.digest = $2`,
+		h.ProjectID("lib"), stale.Digest.String()); n != 0 {
+		t.Errorf("lib's stale project_blob row for team's layer was not pruned")
+	}
 	if used, want := h.QuotaUsed(h.ProjectID("lib")), h.ComputedUsage(h.ProjectID("lib")); used != want {
 		t.Errorf("lib's quota is %d, its blobs sum to %d", used, want)
 	}
@@ -346,11 +371,14 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		t.Errorf("blob rows: %d before, %d after", rowsBefore, rows)
 	}
 	var extra string
-	status := h.Strings(`SELECT status FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION' AND vendor_id = -1`)
+	if got := h.Strings(`SELECT status FROM execution WHERE id = $1`, killed); len(got) != 1 || got[0] != "Error" {
+		t.Errorf("the killed run's execution: %v, want Error", got)
+	}
+	status := h.Strings(`SELECT status FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION' AND vendor_id = -1 AND id <> $1`, killed)
 	if len(status) != 1 || status[0] != "Success" {
 		t.Errorf("execution rows: %v, want one Success", status)
 	} else {
-		extra = h.Strings(`SELECT extra_attrs::text FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION'`)[0]
+		extra = h.Strings(`SELECT extra_attrs::text FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION' AND id <> $1`, killed)[0]
 		var attrs map[string]any
 		if err := json.Unmarshal([]byte(extra), &attrs); err != nil {
 			t.Fatalf("extra_attrs: %v", err)
@@ -363,12 +391,29 @@ func runHarborScenario(t *testing.T, v harbortest.Variant) {
 		if attrs["dry_run"] != false || attrs["delete_untagged"] != true {
 			t.Errorf("extra_attrs: %s", extra)
 		}
-		if f, _ := attrs["freed_space"].(float64); f <= 0 {
-			t.Errorf("freed_space = %v", attrs["freed_space"])
+		// Harbor's counts: every blob deleted from storage, with a row or
+		// not (the orphan), manifests apart; the bytes storage lost.
+		var freed int64
+		manifests := 0
+		for _, g := range garbage {
+			b, _ := before.Blobs.Get(digest.Digest(g))
+			freed += b.Size
+			for _, m := range []string{dT, dT2, dU, dG} {
+				if g == m {
+					manifests++
+				}
+			}
+		}
+		for k, want := range map[string]int64{"purged_manifests": int64(manifests), "purged_blobs": int64(len(garbage) - manifests), "freed_space": freed} {
+			if got, _ := attrs[k].(float64); int64(got) != want {
+				t.Errorf("extra_attrs[%s] = %v, want %d", k, attrs[k], want)
+			}
 		}
 	}
-	if n := h.Count(`SELECT count(*) FROM job_log`); n == 0 {
-		t.Errorf("no job log for Harbor's GC page")
+	// jobservice logs to files here (Harbor's default): Harbor would never
+	// read a job_log row.
+	if n := h.Count(`SELECT count(*) FROM job_log`); n != 0 {
+		t.Errorf("%d job_log rows written, though Harbor reads job logs from files", n)
 	}
 	for _, k := range s.cacheKeys(t) {
 		if strings.HasPrefix(k, "blobs::") || strings.HasPrefix(k, "repository::") {
@@ -456,4 +501,20 @@ func TestHarborMode1_10(t *testing.T) {
 	}
 	reg.Restart()
 	pull(t, reg, "lib/app", "v1")
+}
+
+// startKilledRun records a GC execution as a deleting run does when it
+// starts, and never finishes it: the run was killed.
+func startKilledRun(t *testing.T, dsn string) int64 {
+	t.Helper()
+	db, err := harbordb.Open(context.Background(), harbordb.Config{URL: dsn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	e, err := db.StartExecution(context.Background(), harbordb.ExecutionStart{Workers: 1, TimeWindow: 2 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.ID
 }

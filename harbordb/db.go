@@ -13,6 +13,21 @@ import (
 // ErrStandby is returned by Open when the database is a hot standby.
 var ErrStandby = errors.New("the database is a standby (pg_is_in_recovery() is true): point regsweep at the primary")
 
+// ErrSubscriber is returned by Snapshot when the database subscribes to
+// another's publication (logical replication): it may lag its publisher.
+var ErrSubscriber = errors.New("the database is a logical replica (pg_stat_subscription lists a subscription of it): point regsweep at the primary")
+
+// ErrTimeAhead is returned by Snapshot when a timestamp Harbor wrote lies
+// in the future: a harbor-core running east of UTC, or with a fast clock,
+// would make every window check wrong.
+var ErrTimeAhead = errors.New("a Harbor timestamp lies in the future")
+
+// isRefusal reports whether err is one of the refusals above (built here,
+// with no driver text to scrub).
+func isRefusal(err error) bool {
+	return errors.Is(err, ErrStandby) || errors.Is(err, ErrSubscriber) || errors.Is(err, ErrTimeAhead)
+}
+
 // ErrNotReadOnly is returned by ClaimBlobs on schemas without blob status
 // (Harbor 1.x, 2.0) while Harbor is not in read-only mode.
 var ErrNotReadOnly = errors.New("this Harbor schema has no blob status to guard deletions; set Harbor read-only (System Settings > Repository Read Only) or stop it before deleting")

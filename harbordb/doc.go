@@ -12,7 +12,10 @@
 // golang-migrate's schema_migrations table. Snapshot reads everything in one
 // REPEATABLE READ READ ONLY transaction, so a dry run cannot change a status,
 // a version or a row, and any failing query aborts the snapshot with an error
-// naming what the query was for.
+// naming what the query was for. Inside that transaction it checks the server
+// again (ErrStandby; ErrSubscriber for a logical replica) and refuses
+// timestamps Harbor wrote in the future (ErrTimeAhead: harbor-core not in
+// UTC). Artifacts reads the artifacts again the same way, after the walk.
 //
 // Liveness (Snapshot.Live) is the set of digests Harbor needs: every
 // artifact_blob.digest_blob of an artifact in a project that is not
@@ -54,7 +57,10 @@
 // moves none|delete|deletefailed -> delete -> deleting, each step a
 // compare-and-set on version; ReleaseFailed moves deleting -> deletefailed;
 // Finish deletes the rows of swept blobs and manifests and recomputes
-// quota_usage with Harbor's formula; RecoverStuck repairs blobs left in
+// quota_usage with Harbor's formula; PruneProjectBlobs drops project_blob
+// rows no artifact of their project uses, as Harbor's GC does first;
+// LinksInUse answers, just before links are deleted, whether Harbor needs
+// them now or a push touched their blobs; RecoverStuck repairs blobs left in
 // deleting by a killed run, which Harbor never does. Every status change bumps
 // version and update_time as Harbor's does, so a concurrent push (which
 // touches the row) makes the claim fail and the blob is kept.

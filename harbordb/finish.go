@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/opencontainers/go-digest"
@@ -254,4 +255,43 @@ FROM quota_usage WHERE reference = 'project' AND reference_id = $1`, fmt.Sprint(
 		}
 	}
 	return nil, fmt.Errorf("quota_usage of project %d changed %d times while being recomputed", projectID, quotaRetries)
+}
+
+// PruneProjectBlobs does what Harbor's GC does first in every project that
+// is not deleted (markOrSweepUntaggedBlobs): a project_blob row goes when
+// its blob is older than the window by update_time (creation_time on
+// Harbor 1.x) and no artifact of the project references the blob. Quotas
+// then stop counting what no artifact of the project uses. The quota of
+// each project that lost rows is recomputed in the same transaction.
+func (db *DB) PruneProjectBlobs(ctx context.Context, window time.Duration) (rows int64, projects []int64, err error) {
+	column := "b.update_time"
+	if !db.schema.HasBlobStatus() {
+		column = "b.creation_time"
+	}
+	err = db.inTx(ctx, "pruning project_blob rows no artifact of the project uses", func(tx pgx.Tx) error {
+		q, _ := tx.Query(ctx, `
+DELETE FROM project_blob pb USING blob b, project p
+WHERE pb.blob_id = b.id AND p.project_id = pb.project_id AND NOT p.deleted
+  AND `+olderThan(column, 1)+`
+  AND NOT EXISTS (SELECT 1 FROM artifact a JOIN artifact_blob ab ON a.digest = ab.digest_af
+                  WHERE a.project_id = pb.project_id AND ab.digest_blob = b.digest)
+RETURNING pb.project_id`, micros(window))
+		touched, err := pgx.CollectRows(q, pgx.RowTo[int64])
+		if err != nil {
+			return db.fail("pruning project_blob rows no artifact of the project uses", err)
+		}
+		rows = int64(len(touched))
+		slices.Sort(touched)
+		projects = slices.Compact(touched)
+		for _, p := range projects {
+			if _, err := recomputeQuota(ctx, tx, db.schema, p); err != nil {
+				return db.fail(fmt.Sprintf("recomputing the quota of project %d", p), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return rows, projects, nil
 }

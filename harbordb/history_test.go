@@ -21,6 +21,9 @@ func TestExecutionHistory(t *testing.T) {
 		t.Run(v.String(), func(t *testing.T) {
 			ctx := context.Background()
 			h, db := newHarbor(t, v)
+			// jobservice's DB logger is on: it has logged one of Harbor's
+			// jobs.
+			h.JobLog("aaaaaaaaaaaaaaaaaaaaaaaa", "a scan job's log")
 			deleteTag := false
 			e, err := db.StartExecution(ctx, harbordb.ExecutionStart{
 				DeleteUntagged: true, DeleteTag: &deleteTag, Workers: 4, TimeWindow: 2 * time.Hour,
@@ -134,5 +137,75 @@ func TestExecutionHarbor110(t *testing.T) {
 	_, db := newHarbor(t, harbortest.Harbor110)
 	if _, err := db.StartExecution(context.Background(), harbordb.ExecutionStart{}); !errors.Is(err, harbordb.ErrNoHistory) {
 		t.Fatalf("StartExecution on 1.10: %v, want ErrNoHistory", err)
+	}
+}
+
+// With jobservice's default loggers (stdout and files) Harbor never reads
+// job_log: the run writes no row there, however many regsweep wrote
+// before. Once Harbor's own jobs log to job_log, it does.
+func TestExecutionJobLogOnlyWithDBLogger(t *testing.T) {
+	ctx := context.Background()
+	h, db := newHarbor(t, harbortest.Latest)
+	run := func() *harbordb.Execution {
+		t.Helper()
+		e, err := db.StartExecution(ctx, harbordb.ExecutionStart{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Finish(ctx, harbordb.StatusSuccess, harbordb.ExecutionResult{}, "the log\n"); err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	for i := range 2 {
+		if e := run(); e.JobLog {
+			t.Errorf("run %d: JobLog set with no log of Harbor's own in job_log", i)
+		}
+	}
+	if n := h.Count(`SELECT count(*) FROM job_log`); n != 0 {
+		t.Fatalf("%d job_log rows written for Harbor's file logger", n)
+	}
+	h.JobLog("bbbbbbbbbbbbbbbbbbbbbbbb", "a replication job's log")
+	e := run()
+	if !e.JobLog || h.Count(`SELECT count(*) FROM job_log WHERE job_uuid = $1`, e.JobID) != 1 {
+		t.Errorf("with the DB logger on: JobLog %v, job_log rows for the run %d", e.JobLog, h.Count(`SELECT count(*) FROM job_log WHERE job_uuid = $1`, e.JobID))
+	}
+}
+
+// A run killed before it finished leaves its execution Running; the next
+// run (holding the storage lock) marks it Error, and leaves a run of
+// Harbor's own GC alone.
+func TestEndStaleExecutions(t *testing.T) {
+	ctx := context.Background()
+	h, db := newHarbor(t, harbortest.Latest)
+	killed, err := db.StartExecution(ctx, harbordb.ExecutionStart{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished, err := db.StartExecution(ctx, harbordb.ExecutionStart{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := finished.Finish(ctx, harbordb.StatusSuccess, harbordb.ExecutionResult{}, ""); err != nil {
+		t.Fatal(err)
+	}
+	harbors := h.RunningGC("cccccccccccccccccccccccc")
+
+	n, err := db.EndStaleExecutions(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("EndStaleExecutions = %d, %v; want the killed run", n, err)
+	}
+	status := func(id int64) string {
+		return h.Strings(`SELECT e.status || '/' || t.status || '/' || t.status_code || ' ' || e.status_message || ' ' || (e.end_time IS NOT NULL)
+		                  FROM execution e JOIN task t ON t.execution_id = e.id WHERE e.id = $1`, id)[0]
+	}
+	if got, want := status(killed.ID), "Error/Error/3 "+harbordb.StaleMessage+" true"; got != want {
+		t.Errorf("the killed run: %q, want %q", got, want)
+	}
+	if got := status(finished.ID); !strings.HasPrefix(got, "Success/Success/3") {
+		t.Errorf("the finished run: %q", got)
+	}
+	if got := status(harbors); !strings.HasPrefix(got, "Running/Running/2") {
+		t.Errorf("Harbor's own running GC: %q, want it left Running", got)
 	}
 }

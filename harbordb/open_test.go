@@ -178,5 +178,29 @@ func TestOpenOwnServers(t *testing.T) {
 		if !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", standby.port)) || strings.Contains(err.Error(), password) {
 			t.Errorf("error %q: want the standby's address and no password", err)
 		}
+
+		// A pool may reconnect elsewhere after Open (a host list, a proxy
+		// that fails over): the snapshot checks again on its own
+		// connection. Primary first, standby second; then the primary
+		// goes away.
+		multi := fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d,127.0.0.1:%d/registry?sslmode=disable", password, primary.port, standby.port)
+		db, err = harbordb.Open(ctx, harbordb.Config{URL: multi})
+		if err != nil {
+			t.Fatalf("Open with the primary first: %v", err)
+		}
+		defer db.Close()
+		primary.stop(t)
+		// The pool's connection to the primary is dead: the first tries
+		// may fail on it before the pool connects again.
+		var snapErr error
+		for range 3 {
+			if _, snapErr = db.Snapshot(ctx, time.Hour); snapErr == nil || errors.Is(snapErr, harbordb.ErrStandby) {
+				break
+			}
+			t.Logf("snapshot on the dead connection: %v", snapErr)
+		}
+		if !errors.Is(snapErr, harbordb.ErrStandby) {
+			t.Fatalf("Snapshot after the pool reconnected to the standby: %v, want ErrStandby", snapErr)
+		}
 	})
 }

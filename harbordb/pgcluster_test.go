@@ -124,6 +124,12 @@ func (c *pgCluster) start(t *testing.T) {
 	})
 }
 
+// stop stops the server at once.
+func (c *pgCluster) stop(t *testing.T) {
+	t.Helper()
+	c.run(t, "pg_ctl", "-D", c.dataDir, "-m", "immediate", "-w", "stop")
+}
+
 // startStandby makes a hot standby of c with pg_basebackup and starts it.
 func (c *pgCluster) startStandby(t *testing.T) *pgCluster {
 	t.Helper()

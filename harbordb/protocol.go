@@ -44,6 +44,11 @@ func olderThan(column string, n int) string {
 //
 // On schemas without blob status see the package comment: ClaimBlobs then
 // requires Harbor to be read-only (ErrNotReadOnly) and writes nothing.
+//
+// It claims in chunks, each committed: when a chunk fails (a timeout, a
+// failover), claimed still holds the rows the chunks before it claimed,
+// with the error. They are in deleting and the caller must release them
+// (ReleaseFailed), or Harbor refuses pushes of their digests.
 func (db *DB) ClaimBlobs(ctx context.Context, blobs []Blob, window time.Duration) (claimed, lost []Blob, err error) {
 	uniq := make([]Blob, 0, len(blobs))
 	seen := map[int64]bool{}
@@ -58,6 +63,7 @@ func (db *DB) ClaimBlobs(ctx context.Context, blobs []Blob, window time.Duration
 		uniq = append(uniq, b)
 	}
 	won := map[int64]Blob{}
+	done := 0 // rows of the chunks that answered
 	for start := 0; start < len(uniq); start += claimChunk {
 		chunk := uniq[start:min(start+claimChunk, len(uniq))]
 		var got map[int64]Blob
@@ -67,20 +73,21 @@ func (db *DB) ClaimBlobs(ctx context.Context, blobs []Blob, window time.Duration
 			got, err = db.checkChunkReadOnly(ctx, chunk, window)
 		}
 		if err != nil {
-			return nil, nil, err
+			break
 		}
 		for id, b := range got {
 			won[id] = b
 		}
+		done += len(chunk)
 	}
-	for _, b := range uniq {
+	for _, b := range uniq[:done] {
 		if c, ok := won[b.ID]; ok {
 			claimed = append(claimed, c)
 		} else {
 			lost = append(lost, b)
 		}
 	}
-	return claimed, lost, nil
+	return claimed, lost, err
 }
 
 // claimChunk does the two compare-and-set steps. They are separate

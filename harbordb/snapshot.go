@@ -3,9 +3,11 @@ package harbordb
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -109,7 +111,12 @@ func (q Quota) Drift() int64 { return q.Used - q.Computed }
 
 // Snapshot is a consistent view of what Harbor's GC reads.
 type Snapshot struct {
-	Now          time.Time // the database clock (UTC) at the snapshot
+	Now time.Time // the database clock (UTC) at the snapshot
+	// Taken is this host's clock just before the snapshot began. Storage
+	// mtimes are judged against it, not against the time of the walk: a
+	// link written after it may belong to an artifact the snapshot does not
+	// have yet.
+	Taken        time.Time
 	Schema       Schema
 	Projects     map[int64]Project
 	Repositories map[string]Repository // by full name
@@ -160,27 +167,14 @@ func Claimable(status string) bool {
 
 // Snapshot reads everything in one REPEATABLE READ READ ONLY transaction. The
 // window is recorded for Cutoff and Collectable; nothing is filtered by it.
+//
+// Inside that transaction, before anything is read, it checks again that the
+// server is the primary (a pool may have reconnected elsewhere since Open):
+// not in recovery (ErrStandby) and not a logical replica of another database
+// (ErrSubscriber). After reading the clock it refuses timestamps Harbor wrote
+// in the future (ErrTimeAhead).
 func (db *DB) Snapshot(ctx context.Context, window time.Duration) (*Snapshot, error) {
-	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, db.fail("snapshot: beginning a read-only transaction", err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
-
-	s := &Snapshot{
-		Schema:        db.schema,
-		Window:        window,
-		Projects:      map[int64]Project{},
-		Repositories:  map[string]Repository{},
-		Live:          map[digest.Digest]struct{}{},
-		ArtifactBlobs: map[digest.Digest][]digest.Digest{},
-		Blobs:         map[digest.Digest]Blob{},
-	}
-	steps := []struct {
-		purpose string
-		run     func(context.Context, pgx.Tx, *Snapshot) error
-	}{
-		{"reading the database clock", readNow},
+	return db.read(ctx, "snapshot", window, []readStep{
 		{"reading projects", readProjects},
 		{"reading repositories", readRepositories},
 		{"reading artifacts", readArtifacts},
@@ -190,13 +184,133 @@ func (db *DB) Snapshot(ctx context.Context, window time.Duration) (*Snapshot, er
 		{"reading blobs", readBlobs},
 		{"reading the artifact trash", readTrash},
 		{"reading quotas", readQuotas},
+	})
+}
+
+// Artifacts reads the artifacts again, with what liveness needs of them
+// (projects, artifact_blob, system artifacts), in a snapshot of their own:
+// gc reads them after the walk, so that an artifact pushed while the walk
+// ran is a root.
+func (db *DB) Artifacts(ctx context.Context, window time.Duration) (*Snapshot, error) {
+	return db.read(ctx, "reading the artifacts again", window, []readStep{
+		{"reading projects", readProjects},
+		{"reading artifacts", readArtifacts},
+		{"reading live digests (artifact_blob of artifacts in live projects)", readLive},
+		{"reading system artifacts", readSystemArtifacts},
+		{"reading the blobs of each artifact", readArtifactBlobs},
+	})
+}
+
+type readStep struct {
+	purpose string
+	run     func(context.Context, pgx.Tx, *Snapshot) error
+}
+
+// read runs steps in one REPEATABLE READ READ ONLY transaction, after the
+// checks every read of liveness needs.
+func (db *DB) read(ctx context.Context, what string, window time.Duration, steps []readStep) (*Snapshot, error) {
+	taken := time.Now()
+	tx, err := db.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, db.fail(what+": beginning a read-only transaction", err)
 	}
-	for _, st := range steps {
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // read-only
+
+	s := &Snapshot{
+		Schema:        db.schema,
+		Window:        window,
+		Taken:         taken,
+		Projects:      map[int64]Project{},
+		Repositories:  map[string]Repository{},
+		Live:          map[digest.Digest]struct{}{},
+		ArtifactBlobs: map[digest.Digest][]digest.Digest{},
+		Blobs:         map[digest.Digest]Blob{},
+	}
+	checks := []readStep{
+		{"checking that the database is the primary", checkPrimary},
+		{"reading the database clock", readNow},
+		{"checking Harbor's timestamps against the database clock", checkTimesAhead},
+	}
+	for _, st := range append(checks, steps...) {
 		if err := st.run(ctx, tx, s); err != nil {
-			return nil, db.fail("snapshot: "+st.purpose, err)
+			if isRefusal(err) {
+				return nil, fmt.Errorf("harbordb: %s: %s: %w", db.target, what, err)
+			}
+			return nil, db.fail(what+": "+st.purpose, err)
 		}
 	}
 	return s, nil
+}
+
+// checkPrimary refuses a standby and a logical replica, on the snapshot's
+// own connection.
+func checkPrimary(ctx context.Context, tx pgx.Tx, _ *Snapshot) error {
+	var inRecovery bool
+	if err := tx.QueryRow(ctx, `SELECT pg_is_in_recovery()`).Scan(&inRecovery); err != nil {
+		return err
+	}
+	if inRecovery {
+		return ErrStandby
+	}
+	// pg_stat_subscription lists the whole cluster's subscriptions; those
+	// of this database make it a subscriber.
+	rows, _ := tx.Query(ctx, `
+SELECT DISTINCT s.subname FROM pg_stat_subscription s JOIN pg_subscription p ON p.oid = s.subid
+WHERE p.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY 1`)
+	subs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	if len(subs) > 0 {
+		return fmt.Errorf("%w (subscription %s)", ErrSubscriber, strings.Join(subs, ", "))
+	}
+	return nil
+}
+
+// minTimeTolerance: Harbor's columns hold microseconds of another host's
+// clock; a few seconds of disagreement is measurement, not a time zone.
+const minTimeTolerance = 5 * time.Second
+
+// timeTolerance is how far ahead of the database clock a Harbor timestamp
+// may lie: a tenth of the window, and at least a few seconds (the storage
+// clock check tolerates as much).
+func timeTolerance(window time.Duration) time.Duration {
+	return max(minTimeTolerance, window/10)
+}
+
+// checkTimesAhead refuses a database whose window columns lie in the
+// future: harbor-core writes them from its own clock, in its own time zone,
+// without a zone, so a core running east of UTC (or fast) shifts them
+// forward. (West of UTC they shift back, which no check can tell from an
+// old row: harbor-core must run in UTC.)
+func checkTimesAhead(ctx context.Context, tx pgx.Tx, s *Snapshot) error {
+	tolerance := timeTolerance(s.Window)
+	type column struct{ table, what, sql string }
+	columns := []column{{"artifact", "push_time", `SELECT repository_name || '@' || digest, push_time FROM artifact WHERE push_time > LOCALTIMESTAMP + make_interval(secs => $1) ORDER BY push_time DESC LIMIT 1`}}
+	if s.Schema.Harbor1 {
+		columns[0].sql = `SELECT repo || '@' || digest, push_time FROM artifact WHERE push_time > LOCALTIMESTAMP + make_interval(secs => $1) ORDER BY push_time DESC LIMIT 1`
+	}
+	if s.Schema.HasBlobStatus() {
+		columns = append(columns, column{"blob", "update_time", `SELECT digest, update_time FROM blob WHERE update_time > LOCALTIMESTAMP + make_interval(secs => $1) ORDER BY update_time DESC LIMIT 1`})
+	}
+	for _, c := range columns {
+		var (
+			name string
+			at   time.Time
+		)
+		// LOCALTIMESTAMP is the transaction's start: Now.
+		err := tx.QueryRow(ctx, c.sql, tolerance.Seconds()).Scan(&name, &at)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s %s has %s %s, %s after the database clock (%s; tolerated: %s): harbor-core must run in UTC with a synchronised clock",
+			ErrTimeAhead, c.table, name, c.what, at.Format("2006-01-02 15:04:05"), at.Sub(s.Now).Round(time.Second),
+			s.Now.Format("2006-01-02 15:04:05 UTC"), tolerance)
+	}
+	return nil
 }
 
 func readNow(ctx context.Context, tx pgx.Tx, s *Snapshot) error {

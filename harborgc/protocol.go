@@ -22,12 +22,18 @@ import (
 //
 //  1. Prepare: blobs stuck in `deleting` are resolved, untagged artifacts
 //     (with --delete-untagged) go to Harbor's trash by Harbor's own delete
-//     path, so the database never names what storage is about to lose;
-//  2. Claim, just before the first blob is deleted: every planned blob
-//     with a row goes none/delete/deletefailed -> delete -> deleting by
-//     compare-and-set; a row that loses (a push touched it) leaves the
-//     plan, and so does a blob that gained a row since the snapshot;
-//  3. Finish, after the sweep: rows of deleted blobs, artifact_blob and
+//     path, so the database never names what storage is about to lose, and
+//     project_blob rows no artifact of their project uses are pruned, as
+//     Harbor's GC does;
+//  2. CheckBatch, just before each batch of links: a link whose artifact
+//     the database has now, or whose blob row a push touched, stays; so
+//     does a storage-only blob that gained a row;
+//  3. Claim, just before each batch of blobs is deleted: every blob of
+//     the batch with a row goes none/delete/deletefailed -> delete ->
+//     deleting by compare-and-set; a row that loses (a push touched it)
+//     leaves the batch (and its segments stay with it), and so does a
+//     blob that gained a row since the snapshot (CheckBatch);
+//  4. Finish, after the sweep: rows of deleted blobs, artifact_blob and
 //     trash rows of swept manifests go, quotas are recomputed, claimed
 //     blobs whose deletion failed become deletefailed.
 type Protocol struct {
@@ -39,10 +45,19 @@ type Protocol struct {
 
 	mu       sync.Mutex
 	claimed  map[digest.Digest]harbordb.Blob
-	outcomes map[digest.Digest]error // blob digest -> its deletion's result
+	outcomes map[digest.Digest]blobOutcome // blob digest -> its deletion
 	swept    []harbordb.ManifestRef
-	lines    []string
-	Stats    Stats
+	// manifests holds the digests that revision links in storage name and
+	// that have no blob row: a row-less blob deleted is counted as a
+	// manifest when one of them.
+	manifests map[digest.Digest]bool
+	lines     []string
+	Stats     Stats
+}
+
+type blobOutcome struct {
+	size int64
+	err  error
 }
 
 // Stats are what the protocol did in the database.
@@ -54,11 +69,20 @@ type Stats struct {
 	LostRace        int `json:"lost_race"`
 	NewRows         int `json:"gained_row"`
 	DeletedBlobRows int `json:"deleted_blob_rows"`
-	// FreedBytes is the size of blobs with rows this run removed from
-	// storage (storage-only blobs count in the sweep's result).
-	FreedBytes       int64 `json:"freed_bytes"`
-	PurgedManifests  int   `json:"purged_manifests"`
-	DeleteFailedRows int   `json:"deletefailed_rows"`
+	// PrunedProjectBlobs counts project_blob rows no artifact of their
+	// project used.
+	PrunedProjectBlobs int64 `json:"pruned_project_blobs"`
+	// KeptLinks counts links a check just before their batch kept.
+	KeptLinks int `json:"kept_links"`
+	// Harbor's GC history counts (saveGCRes): blobs deleted that are not
+	// manifests, manifest blobs deleted, and the bytes removed from
+	// storage, all of them with or without a row.
+	PurgedBlobs     int   `json:"purged_blobs"`
+	PurgedManifests int   `json:"purged_manifests"`
+	FreedBytes      int64 `json:"freed_bytes"`
+	// SweptRevisionLinks counts revision links deleted.
+	SweptRevisionLinks int `json:"swept_revision_links"`
+	DeleteFailedRows   int `json:"deletefailed_rows"`
 }
 
 // ErrArtifactChanged means an untagged artifact gained a tag or a parent
@@ -95,6 +119,35 @@ func (p *Protocol) Prepare(ctx context.Context, inv *walker.Inventory) error {
 	if reset+removed > 0 {
 		p.logf("recovered %d blob(s) stuck in deleting: %d reset to none (still in storage), %d removed (data gone)", reset+removed, reset, removed)
 	}
+	p.noteManifests(inv)
+	if err := p.trashUntagged(ctx); err != nil {
+		return err
+	}
+	n, projects, err := p.DB.PruneProjectBlobs(ctx, p.Window)
+	if err != nil {
+		return err
+	}
+	p.Stats.PrunedProjectBlobs = n
+	if n > 0 {
+		p.logf("removed %d project_blob row(s) no artifact of their project uses, in %d project(s)", n, len(projects))
+	}
+	return nil
+}
+
+// noteManifests remembers which row-less blobs revision links name.
+func (p *Protocol) noteManifests(inv *walker.Inventory) {
+	p.manifests = map[digest.Digest]bool{}
+	for _, r := range inv.Repositories {
+		for d := range r.Revisions.All() {
+			if _, row := p.Snap.Blobs[d]; !row {
+				p.manifests[d] = true
+			}
+		}
+	}
+}
+
+// trashUntagged moves --delete-untagged's artifacts to Harbor's trash.
+func (p *Protocol) trashUntagged(ctx context.Context) error {
 	untagged := p.Live.Untagged()
 	if len(untagged) == 0 {
 		return nil
@@ -125,56 +178,54 @@ func (p *Protocol) Prepare(ctx context.Context, inv *walker.Inventory) error {
 }
 
 // Claim is the plan hook run just before the first blob is deleted.
-func (p *Protocol) Claim(ctx context.Context, plan *sweep.Plan) error {
+func (p *Protocol) Claim(ctx context.Context, batch []sweep.Item) ([]sweep.Item, error) {
 	var rows []harbordb.Blob
-	var rowless []digest.Digest
-	for _, it := range plan.Items {
+	for _, it := range batch {
 		if it.Kind != sweep.KindBlob {
 			continue
 		}
 		if b, ok := p.Snap.Blobs[it.Digest]; ok {
 			rows = append(rows, b)
-		} else {
-			rowless = append(rowless, it.Digest)
 		}
 	}
-	drop := map[digest.Digest]bool{}
-	// A blob that had no row may have gained one: a push registered it.
-	if len(rowless) > 0 {
-		now, err := p.DB.BlobRows(ctx, rowless)
-		if err != nil {
-			return err
-		}
-		for _, b := range now {
-			drop[b.Digest] = true
-		}
-		p.Stats.NewRows = len(now)
+	if len(rows) == 0 {
+		return batch, nil
 	}
 	claimed, lost, err := p.DB.ClaimBlobs(ctx, rows, p.Window)
 	if err != nil {
-		// Whatever was claimed before the error must not stay deleting.
+		// Whatever was claimed before the error must not stay deleting:
+		// Harbor's push path refuses those digests.
 		if rerr := p.DB.ReleaseFailed(context.WithoutCancel(ctx), claimed); rerr != nil {
 			err = errors.Join(err, rerr)
 		}
-		return err
+		return nil, err
 	}
 	p.mu.Lock()
-	p.claimed = map[digest.Digest]harbordb.Blob{}
+	if p.claimed == nil {
+		p.claimed = map[digest.Digest]harbordb.Blob{}
+	}
 	for _, b := range claimed {
 		p.claimed[b.Digest] = b
 	}
+	p.Stats.Claimed += len(claimed)
+	p.Stats.LostRace += len(lost)
 	p.mu.Unlock()
+	drop := map[digest.Digest]bool{}
 	for _, b := range lost {
 		drop[b.Digest] = true
 	}
-	p.Stats.Claimed, p.Stats.LostRace = len(claimed), len(lost)
-	if n := plan.Drop(func(it sweep.Item) bool {
-		return (it.Kind == sweep.KindBlob || it.Kind == sweep.KindSegment) && it.Digest != "" && drop[it.Digest]
-	}); n > 0 {
-		p.logf("%d blob(s) left the plan: a push touched their rows during the run", len(drop))
+	keep := batch[:0:0]
+	for _, it := range batch {
+		if it.Kind == sweep.KindBlob && drop[it.Digest] {
+			continue
+		}
+		keep = append(keep, it)
 	}
-	p.logf("%d blob(s) marked deleting, %d storage-only blob(s) without a row", len(claimed), len(rowless)-p.Stats.NewRows)
-	return nil
+	if len(lost) > 0 {
+		p.logf("%d blob(s) left the plan: a push touched their rows during the run", len(lost))
+	}
+	p.logf("%d blob(s) marked deleting", len(claimed))
+	return keep, nil
 }
 
 // Record is sweep.ExecOptions.OnItem: it notes each deletion's result.
@@ -184,9 +235,9 @@ func (p *Protocol) Record(it sweep.Item, err error) {
 	switch it.Kind {
 	case sweep.KindBlob:
 		if p.outcomes == nil {
-			p.outcomes = map[digest.Digest]error{}
+			p.outcomes = map[digest.Digest]blobOutcome{}
 		}
-		p.outcomes[it.Digest] = err
+		p.outcomes[it.Digest] = blobOutcome{size: it.Size, err: err}
 	case sweep.KindRevisionLink:
 		if err == nil || storage.IsNotFound(err) {
 			p.swept = append(p.swept, harbordb.ManifestRef{Repo: it.Repo, Digest: it.Digest})
@@ -201,15 +252,31 @@ func (p *Protocol) Finish(ctx context.Context) error {
 	p.mu.Lock()
 	var deleted, freed, failed []harbordb.Blob
 	for d, b := range p.claimed {
-		err, tried := p.outcomes[d]
+		out, tried := p.outcomes[d]
 		switch {
-		case tried && err == nil:
+		case tried && out.err == nil:
 			deleted = append(deleted, b)
 			freed = append(freed, b)
-		case tried && storage.IsNotFound(err):
+		case tried && storage.IsNotFound(out.err):
 			deleted = append(deleted, b) // its data was already gone: it frees nothing
 		default:
 			failed = append(failed, b)
+		}
+	}
+	// Harbor's counts, row-less blobs included: a claimed blob counts once
+	// its row goes (as Harbor's does, even if its data was already gone),
+	// a row-less one once its data did; bytes count only what storage lost.
+	for _, b := range deleted {
+		p.count(b.IsManifest(), 0)
+	}
+	for _, b := range freed {
+		if !b.IsForeignLayer() {
+			p.Stats.FreedBytes += b.Size
+		}
+	}
+	for d, out := range p.outcomes {
+		if _, claimed := p.claimed[d]; !claimed && out.err == nil {
+			p.count(p.manifests[d], out.size)
 		}
 	}
 	swept := slices.Clone(p.swept)
@@ -235,10 +302,104 @@ func (p *Protocol) Finish(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	p.Stats.DeletedBlobRows = len(deleted)
-	for _, b := range freed {
-		p.Stats.FreedBytes += b.Size
-	}
-	p.Stats.PurgedManifests = len(swept)
-	p.logf("%d blob row(s) deleted, %d manifest(s) purged, quotas recomputed for %d project(s)", len(deleted), len(swept), len(projects))
+	p.Stats.SweptRevisionLinks = len(swept)
+	p.logf("%d blob row(s) deleted, %d revision link(s) swept, quotas recomputed for %d project(s)", len(deleted), len(swept), len(projects))
+	p.logf("%d blobs and %d manifests are actually deleted", p.Stats.PurgedBlobs, p.Stats.PurgedManifests)
+	p.logf("The GC job actual frees up %d bytes space.", p.Stats.FreedBytes)
 	return errors.Join(errs...)
+}
+
+// count adds one deleted blob to Harbor's counts.
+func (p *Protocol) count(manifest bool, freed int64) {
+	if manifest {
+		p.Stats.PurgedManifests++
+	} else {
+		p.Stats.PurgedBlobs++
+	}
+	p.Stats.FreedBytes += freed
+}
+
+// CheckBatch is sweep.ExecOptions.CheckBatch: it asks the database about
+// each batch just before it is deleted, and returns what may still go.
+// Links (tag, revision, signature and layer links) stay when their
+// repository has an artifact that is or references their digest, or when
+// the digest's blob row is not as the snapshot saw it: Harbor's push path
+// touches the row of every blob a client finds, before the registry
+// answers, so a re-push that found these links present is seen here.
+// Storage-only blobs stay when they gained a row.
+func (p *Protocol) CheckBatch(ctx context.Context, _ int, batch []sweep.Item) ([]sweep.Item, error) {
+	var links []harbordb.ManifestRef
+	var linkAt []int
+	var rowless []digest.Digest
+	for i, it := range batch {
+		switch d := linkTarget(it); {
+		case d != "":
+			links = append(links, harbordb.ManifestRef{Repo: it.Repo, Digest: d})
+			linkAt = append(linkAt, i)
+		case it.Kind == sweep.KindBlob:
+			if _, row := p.Snap.Blobs[it.Digest]; !row {
+				rowless = append(rowless, it.Digest)
+			}
+		}
+	}
+	drop := make([]bool, len(batch))
+	if len(links) > 0 {
+		inUse, err := p.DB.LinksInUse(ctx, links, p.Snap)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for j, used := range inUse {
+			if used {
+				drop[linkAt[j]] = true
+				n++
+			}
+		}
+		if n > 0 {
+			p.mu.Lock()
+			p.Stats.KeptLinks += n
+			p.mu.Unlock()
+			p.logf("%d link(s) kept just before deletion: Harbor has their artifact now, or a push touched their blob", n)
+		}
+	}
+	if len(rowless) > 0 {
+		now, err := p.DB.BlobRows(ctx, rowless)
+		if err != nil {
+			return nil, err
+		}
+		registered := map[digest.Digest]bool{}
+		for _, b := range now {
+			registered[b.Digest] = true
+		}
+		for i, it := range batch {
+			if it.Kind == sweep.KindBlob && registered[it.Digest] {
+				drop[i] = true
+			}
+		}
+		if len(now) > 0 {
+			p.mu.Lock()
+			p.Stats.NewRows += len(now)
+			p.mu.Unlock()
+			p.logf("%d storage-only blob(s) kept just before deletion: a push registered them", len(now))
+		}
+	}
+	keep := make([]sweep.Item, 0, len(batch))
+	for i, it := range batch {
+		if !drop[i] {
+			keep = append(keep, it)
+		}
+	}
+	return keep, nil
+}
+
+// linkTarget is the digest a link item names in its repository, "" for
+// what is not a link.
+func linkTarget(it sweep.Item) digest.Digest {
+	switch it.Kind {
+	case sweep.KindSignatureLink:
+		return it.Manifest
+	case sweep.KindRevisionLink, sweep.KindTagIndexLink, sweep.KindTagCurrentLink, sweep.KindLayerLink:
+		return it.Digest
+	}
+	return ""
 }

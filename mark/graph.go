@@ -9,9 +9,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/storage"
-	"github.com/regsweep/regsweep/walker"
 )
 
 // The graph holds every manifest of a run, parsed once, with digests
@@ -52,10 +52,10 @@ type graph struct {
 	// one: the inventory already holds every digest in storage, and a
 	// second table of them would double the mark's memory. Digests storage
 	// lacks (dangling links, missing references) get the ids after those.
-	blobs  *walker.DigestMap[walker.Blob]
+	blobs  *blobindex.Index
 	stored uint32 // ids 1..stored are blobs
-	shape  walker.Shape
-	extra  *walker.DigestMap[uint32]
+	shape  blobindex.Shape
+	extra  *blobindex.Map[uint32]
 	names  []digest.Digest // of ids above stored
 	// nodes holds the ids wanted as manifests, a tenth of the blobs: a
 	// slice by id would hold a pointer for every blob.
@@ -64,17 +64,25 @@ type graph struct {
 	nodes map[uint32]node
 	next  uint32 // the id intern gives next
 
-	inv     *walker.Inventory
 	pending []uint32 // wanted, not loaded yet
+	// readAll is set while a mark of a later walk loads (Extend): the
+	// index is an earlier walk's, so a digest it lacks may have been
+	// pushed since and is read, and one found missing before is read
+	// again (reread holds those already read again this time).
+	readAll bool
+	reread  map[uint32]bool
+	// subjects makes a manifest's subject one to load too
+	// (Options.FollowSubjects).
+	subjects bool
 }
 
-// newGraph compacts inv's blob map: its positions are ids from here on,
-// and nothing writes it during a mark.
-func newGraph(inv *walker.Inventory) *graph {
-	inv.Blobs.Compact()
-	stored := uint32(inv.Blobs.Positions())
-	return &graph{blobs: inv.Blobs, shape: inv.Blobs.Shape(), stored: stored, extra: walker.NewDigestMap[uint32](),
-		nodes: map[uint32]node{}, next: stored + 1, inv: inv}
+// newGraph compacts blobs: its IDs are ids from here on, and nothing
+// writes it while the graph is in use.
+func newGraph(blobs *blobindex.Index) *graph {
+	blobs.Compact()
+	stored := uint32(blobs.Indexed())
+	return &graph{blobs: blobs, shape: blobs.Shape(), stored: stored, extra: blobindex.NewMap[uint32](),
+		nodes: map[uint32]node{}, next: stored + 1}
 }
 
 func (g *graph) intern(d digest.Digest) uint32 {
@@ -91,61 +99,70 @@ func (g *graph) intern(d digest.Digest) uint32 {
 // find returns the id of an interned digest.
 func (g *graph) find(d digest.Digest) (uint32, bool) {
 	g.checkBlobs()
-	if pos, ok := g.blobs.Position(d); ok {
-		return uint32(pos) + 1, true
+	if id, ok := g.blobs.ID(d); ok {
+		return uint32(id) + 1, true
 	}
 	return g.extra.Get(d)
 }
 
 // checkBlobs: ids are positions only while the blob map keeps its shape.
-func (g *graph) checkBlobs() { g.blobs.KeepsPositions(g.shape) }
+func (g *graph) checkBlobs() { g.blobs.KeepsIDs(g.shape) }
 
 func (g *graph) digest(id uint32) digest.Digest {
 	g.checkBlobs()
 	if id > g.stored {
 		return g.names[id-g.stored-1]
 	}
-	return g.blobs.DigestAt(int(id - 1))
+	return g.blobs.Digest(blobindex.ID(id - 1))
 }
 
-// set returns the set of the digests with these ids, in the sorted form
-// (ids is reused).
-func (g *graph) set(ids []uint32) *walker.DigestSet {
+// set returns the set of the digests with these ids, in the sorted form.
+func (g *graph) set(ids []uint32) *blobindex.Set {
 	g.checkBlobs()
-	positions := ids[:0]
+	stored := make([]blobindex.ID, 0, len(ids))
 	var others []digest.Digest
 	for _, id := range ids {
 		if id > g.stored {
 			others = append(others, g.names[id-g.stored-1])
 		} else {
-			positions = append(positions, id-1)
+			stored = append(stored, blobindex.ID(id-1))
 		}
 	}
-	return g.inv.DigestSetOf(positions, others)
+	return blobindex.SetOf(g.blobs, stored, others)
 }
 
 // addTo puts the digest with this id in s.
-func (g *graph) addTo(s *walker.DigestSet, id uint32) {
+func (g *graph) addTo(s *blobindex.Set, id uint32) {
 	if id > g.stored {
 		s.Add(g.digest(id))
 	} else {
-		s.AddPosition(id - 1)
+		s.AddID(blobindex.ID(id - 1))
 	}
 }
 
-// want interns d as a manifest to load. A digest the inventory does not
-// list is missing without a read: the inventory is what the sweep acts on.
+// want interns d as a manifest to load. A digest the index does not list
+// is missing without a read: the walk is what the sweep acts on; but see
+// readAll.
 func (g *graph) want(d digest.Digest) uint32 {
 	id := g.intern(d)
-	if _, known := g.nodes[id]; !known {
-		if g.inv.Blobs.Has(d) {
-			g.nodes[id] = node{state: stateQueued}
-			g.pending = append(g.pending, id)
-		} else {
-			g.nodes[id] = node{state: stateMissing}
-		}
+	n, known := g.nodes[id]
+	switch {
+	case !known && (g.readAll || g.blobs.Has(d)):
+		g.queue(id)
+	case !known:
+		g.nodes[id] = node{state: stateMissing}
+	case n.state == stateMissing && g.readAll && !g.reread[id]:
+		// Missing at an earlier walk is no answer now: only what was read
+		// and parsed is kept.
+		g.reread[id] = true
+		g.queue(id)
 	}
 	return id
+}
+
+func (g *graph) queue(id uint32) {
+	g.nodes[id] = node{state: stateQueued}
+	g.pending = append(g.pending, id)
 }
 
 type loaded struct {
@@ -238,6 +255,9 @@ func (g *graph) store(r loaded) error {
 	switch r.state {
 	case stateMissing:
 		g.nodes[r.id] = node{state: stateMissing}
+		if g.readAll {
+			return nil // read because the walk could not say
+		}
 		// The walk listed this blob (or it would not have been read), yet
 		// storage says it is gone: storage changed after the walk, and no
 		// decision made from that walk can be trusted.
@@ -258,7 +278,11 @@ func (g *graph) store(r loaded) error {
 		n.ids = append(n.ids, g.intern(d))
 	}
 	if r.m.Subject != "" {
-		n.subject = g.intern(r.m.Subject)
+		if g.subjects {
+			n.subject = g.want(r.m.Subject)
+		} else {
+			n.subject = g.intern(r.m.Subject)
+		}
 	}
 	g.nodes[r.id] = n
 	return nil

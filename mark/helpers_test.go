@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
@@ -214,7 +215,7 @@ func (f *fixture) run(opts mark.Options) *mark.Result {
 	return res
 }
 
-func keys(m *walker.DigestSet) []string {
+func keys(m *blobindex.Set) []string {
 	var out []string
 	for d := range m.All() {
 		out = append(out, d.String())

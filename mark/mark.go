@@ -23,13 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
-	"github.com/regsweep/regsweep/manifest"
-	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -41,12 +39,21 @@ type Options struct {
 	DeleteUntagged bool
 	// Concurrency is the number of manifest reads in flight; 16 when <= 0.
 	Concurrency int
-	// Roots, when set, replaces storage tags and revisions as the roots of
-	// each repository: Harbor mode, where liveness is Harbor's database
-	// (and Harbor 2.15 writes no tags to storage). all makes every
-	// revision of the repository a root (Harbor's sys_harb0r). Index
-	// children, blobs and referrers are still followed from the manifests.
-	Roots func(repo string) (roots []digest.Digest, all bool)
+	// Roots, when set, says what is live in a repository instead of its
+	// storage tags and revisions (ok false leaves the repository to them):
+	// Harbor mode, where liveness is Harbor's database (and Harbor 2.15
+	// writes no tags to storage); a retention policy, for the tags it
+	// keeps; a recheck, for the links that stay. all makes every revision
+	// of the repository a root and keeps every layer link (Harbor's
+	// sys_harb0r). Index children, blobs and referrers are still followed
+	// from the manifests.
+	Roots func(repo string) (roots []digest.Digest, all, ok bool)
+	// Recheck says the roots are the links that stay after a plan (see
+	// sweep.Plan.Recheck): what they lead to is kept, including what a
+	// kept manifest is attached to (its subject), and one they name that
+	// storage lacks references nothing; it is a finding of the run's own
+	// mark, not a new one here.
+	Recheck bool
 }
 
 // Problem kinds.
@@ -112,13 +119,13 @@ func (p Problem) Blocking() bool {
 type RepoResult struct {
 	// KeptManifests are the repository's kept manifests, including kept
 	// ones whose blob is missing (their links are not unused).
-	KeptManifests *walker.DigestSet
+	KeptManifests *blobindex.Set
 	// KeptLayers: a _layers link is kept iff its digest is here. It holds
 	// every blob a kept manifest of this repository references, and the
 	// kept manifests themselves: distribution also resolves a manifest
 	// through _layers (registry 2.1.0 linked manifests there). In a broken
 	// repository it holds every layer link.
-	KeptLayers *walker.DigestSet
+	KeptLayers *blobindex.Set
 	// Broken is set when a tag, a revision link or a root names a manifest
 	// storage lacks. What that manifest needed is unknown, so every layer
 	// link of the repository stays (KeptLayers), and so do the links to
@@ -132,18 +139,23 @@ type Result struct {
 	// KeptBlobs is every blob needed by any repository: kept manifests,
 	// the blobs they reference, and the schema1 signatures of kept
 	// revisions.
-	KeptBlobs *walker.DigestSet
+	KeptBlobs *blobindex.Set
 	// Repos has an entry for every repository of the inventory.
 	Repos map[string]*RepoResult
 	// Problems, sorted by repository, kind, digest and key.
 	Problems []Problem
 
-	g *graph // every manifest the mark parsed, for References
+	g   *graph            // every manifest the mark parsed, for References and Extend
+	inv *walker.Inventory // the walk marked
 }
+
+// Blobs is the blob index of the walk marked: a walk of the repository
+// tree that shares it (walker.Options.Blobs) can extend this mark.
+func (r *Result) Blobs() *blobindex.Index { return r.inv.Blobs }
 
 // ReleaseReferences drops the mark's parse of every manifest, a tenth of
 // its memory: call it when no recheck is left, before reporting.
-// References then finds nothing.
+// References then finds nothing, and Extend refuses.
 func (r *Result) ReleaseReferences() { r.g = nil }
 
 // References returns what manifest d references (index children, config,
@@ -160,30 +172,6 @@ func (r *Result) References(d digest.Digest) (children, blobs []digest.Digest, s
 		return nil, nil, "", false, false
 	}
 	return children, blobs, subject, ok, found
-}
-
-// ReferencesAt is References for a reader of the inventory the mark ran
-// over, without a digest per blob: each blob d references is handed to
-// blob (when not nil) as its position in inv's blob map, or as pos -1 and
-// its digest when inv did not list it. A manifest that inv lists a link
-// to but not the blob of references nothing (ok and found). For another
-// inventory found is false: positions are only good in their own.
-func (r *Result) ReferencesAt(inv *walker.Inventory, d digest.Digest, blob func(pos int, d digest.Digest)) (children []digest.Digest, subject digest.Digest, ok, found bool) {
-	if r.g == nil || r.g.inv != inv {
-		return nil, "", false, false
-	}
-	var byID func(uint32)
-	if blob != nil {
-		byID = func(id uint32) {
-			if id > r.g.stored {
-				blob(-1, r.g.digest(id))
-			} else {
-				blob(int(id-1), "")
-			}
-		}
-	}
-	children, subject, ok, found, _ = r.refs(d, byID)
-	return children, subject, ok, found
 }
 
 // refs finds the mark's node for d and hands each blob it references to
@@ -236,10 +224,46 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 	if inv == nil || src == nil {
 		return nil, errors.New("mark: nil inventory or source")
 	}
+	return run(ctx, newGraph(inv.Blobs), inv, src, opts)
+}
+
+// Extend marks fresh, a walk made since r's, from the roots opts gives:
+// the recheck before deleting is this mark of the fresh walk and a set
+// difference, not a second reachability. When fresh shares r's blob index
+// (a walk of the repository tree with walker.Options.Blobs), every
+// manifest r parsed is taken from r, and only manifests linked since are
+// read; whether one exists is then decided by reading it, since the index
+// is the earlier walk's, and a manifest r found missing is read again. A
+// walk with its own blob listing is marked afresh.
+func (r *Result) Extend(ctx context.Context, fresh *walker.Inventory, src Source, opts Options) (*Result, error) {
+	if r.g == nil {
+		return nil, errors.New("mark: extending a mark whose references were released")
+	}
+	g := r.g
+	switch {
+	case fresh == r.inv:
+		// The same walk: its listing still decides what exists.
+		return run(ctx, g, fresh, src, opts)
+	case fresh.Blobs != g.blobs:
+		// Nothing to share. A walk that listed no blobs cannot say what
+		// exists either.
+		g = newGraph(fresh.Blobs)
+		if fresh.BlobsWalked {
+			return run(ctx, g, fresh, src, opts)
+		}
+	}
+	g.readAll, g.reread = true, map[uint32]bool{}
+	defer func() { g.readAll, g.reread = false, nil }()
+	return run(ctx, g, fresh, src, opts)
+}
+
+// run marks inv over g, loading what g lacks.
+func run(ctx context.Context, g *graph, inv *walker.Inventory, src Source, opts Options) (*Result, error) {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 16
 	}
-	g := newGraph(inv)
+	g.subjects = opts.Recheck
+	defer func() { g.subjects = false }()
 	names := inv.RepositoryNames()
 	for _, name := range names {
 		r := inv.Repositories[name]
@@ -247,16 +271,17 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 			g.want(d)
 		}
 		if opts.Roots != nil {
-			roots, all := opts.Roots(name)
-			for _, d := range roots {
-				g.want(d)
-			}
-			if all {
-				for d := range r.Layers.All() {
-					g.intern(d) // kept below: ids are fixed before marking
+			if roots, all, ok := opts.Roots(name); ok {
+				for _, d := range roots {
+					g.want(d)
 				}
+				if all {
+					for d := range r.Layers.All() {
+						g.intern(d) // kept below: ids are fixed before marking
+					}
+				}
+				continue
 			}
-			continue
 		}
 		for _, t := range r.Tags {
 			if t.Current != "" {
@@ -277,11 +302,11 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		keptManifest: make([]uint32, g.next),
 		keptLayer:    make([]uint32, g.next),
 		global:       make([]bool, g.next),
-		signatures:   walker.NewDigestMap[struct{}](),
+		signatures:   blobindex.NewMap[struct{}](),
 		problems:     map[problemKey]Problem{},
 	}
 	m.corruptLinks()
-	res := &Result{Repos: make(map[string]*RepoResult, len(names)), g: g}
+	res := &Result{Repos: make(map[string]*RepoResult, len(names)), g: g, inv: inv}
 	for i, name := range names {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -289,7 +314,7 @@ func Run(ctx context.Context, inv *walker.Inventory, src Source, opts Options) (
 		res.Repos[name] = m.repo(uint32(i+1), inv.Repositories[name])
 	}
 
-	res.KeptBlobs = inv.NewDigestSet(true)
+	res.KeptBlobs = blobindex.NewSet(g.blobs, true)
 	for id, kept := range m.global {
 		if kept {
 			g.addTo(res.KeptBlobs, uint32(id))
@@ -323,7 +348,7 @@ type marker struct {
 	// repositories.
 	keptManifest, keptLayer []uint32
 	global                  []bool
-	signatures              *walker.DigestMap[struct{}]
+	signatures              *blobindex.Map[struct{}]
 	problems                map[problemKey]Problem
 }
 
@@ -379,8 +404,12 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 
 	broken := false
 	keepAllRevisions := !m.opts.DeleteUntagged
+	var roots []digest.Digest
+	all, given := false, false
 	if m.opts.Roots != nil {
-		roots, all := m.opts.Roots(r.Name)
+		roots, all, given = m.opts.Roots(r.Name)
+	}
+	if given {
 		keepAllRevisions = all
 		if all {
 			// Everything linked stays: Harbor's system artifacts are blobs
@@ -392,10 +421,10 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		}
 		for _, d := range roots {
 			id, n := lookup(d)
-			if n.state == stateMissing {
+			if n.state == stateMissing && !m.opts.Recheck {
 				broken = true
 				m.report(Problem{Kind: KindMissingRootManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}),
-					Err: errors.New("the database names this manifest, but storage lacks its blob")})
+					Err: errors.New("a root of the repository (a database row, a link that stays) names this manifest, but storage lacks its blob")})
 			}
 			keep(id)
 		}
@@ -404,7 +433,7 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 	// Tags. A tag whose current target is unknown keeps everything it
 	// ever pointed to.
 	for _, name := range sortedKeys(r.Tags) {
-		if m.opts.Roots != nil {
+		if given {
 			break // tags in storage mean nothing when the roots are given
 		}
 		t := r.Tags[name]
@@ -496,6 +525,9 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		for _, ref := range referrers[id] {
 			keep(ref)
 		}
+		if m.opts.Recheck && n.state == stateOK && n.subject != noID {
+			keep(n.subject)
+		}
 	}
 	if broken {
 		// The links stay, and so their blobs (a sweep keeps what a link
@@ -503,6 +535,9 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		// refuses a mark that found nothing live counts manifests only.
 		var unnamed []digest.Digest // digests no manifest of the run names have no id
 		for d := range r.Layers.All() {
+			if !m.inv.Blobs.Has(d) {
+				continue // a link to a blob storage lacks keeps nothing
+			}
 			id, ok := g.find(d)
 			switch {
 			case !ok:
@@ -528,66 +563,4 @@ func sortedKeys[K cmp.Ordered, V any](m map[K]V) []K {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// References says what manifest d references directly (index children
-// and blobs) and what it is attached to (subject). ok is false when d
-// cannot be read or parsed; a manifest storage lacks references nothing
-// (ok true, nothing returned). The plan's rechecks ask it.
-type References func(d digest.Digest) (children, blobs []digest.Digest, subject digest.Digest, ok bool)
-
-// SourceReferences reads what a manifest references from src, for the
-// plan's rechecks where no mark ran (sweep --plan) or for a manifest linked
-// since it. Each manifest read and parsed is remembered (a recheck asks for
-// the same one in every repository that links it); a miss or a failure is
-// not: a manifest missing at one recheck may be pushed before the next,
-// and an answer remembered from the first would leave its blobs
-// unprotected.
-func SourceReferences(ctx context.Context, src Source) References {
-	type entry struct {
-		children, blobs []digest.Digest
-		subject         digest.Digest
-		ok              bool
-	}
-	var mu sync.Mutex
-	memo := map[digest.Digest]entry{}
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		mu.Lock()
-		e, hit := memo[d]
-		mu.Unlock()
-		if hit {
-			return e.children, e.blobs, e.subject, e.ok
-		}
-		body, err := src.Manifest(ctx, d)
-		if storage.IsNotFound(err) {
-			return nil, nil, "", true
-		}
-		if err != nil {
-			return nil, nil, "", false
-		}
-		// The source verified body against d: what it references is fixed.
-		m, err := manifest.Parse(body)
-		if err != nil {
-			e.ok = false
-		} else {
-			e = entry{children: m.Children, blobs: m.Blobs, subject: m.Subject, ok: true}
-		}
-		mu.Lock()
-		memo[d] = e
-		mu.Unlock()
-		return e.children, e.blobs, e.subject, e.ok
-	}
-}
-
-// Manifests answers what a manifest references from the mark's own parse
-// where it has one, and reads any other through src (SourceReferences):
-// gc's rechecks, which must not take "missing" from the mark's walk.
-func (r *Result) Manifests(ctx context.Context, src Source) References {
-	read := SourceReferences(ctx, src)
-	return func(d digest.Digest) ([]digest.Digest, []digest.Digest, digest.Digest, bool) {
-		if children, blobs, subject, ok, found := r.References(d); found {
-			return children, blobs, subject, ok
-		}
-		return read(d)
-	}
 }

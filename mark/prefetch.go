@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/walker"
 )
@@ -24,15 +25,24 @@ type Prefetch struct {
 	mu       sync.Mutex
 	idle     sync.Cond // signalled when the queue is empty and no read is in flight
 	inflight int
-	queue    []digest.Digest
-	queued   *walker.DigestSet // each manifest is queued once
+	queue    []queuedManifest
+	queued   *blobindex.Set // each manifest is queued once
+	read     *blobindex.Set // what the prefetch read into the cache (a bit per blob)
 	closed   bool
 	wake     chan struct{}
 	done     sync.WaitGroup
 }
 
+// queuedManifest is a manifest to read and its ID in the inventory's
+// blobs.
+type queuedManifest struct {
+	d  digest.Digest
+	id blobindex.ID
+}
+
 // Prefetch starts workers reading into the cache; Close stops them. Without
-// a cache directory it returns nil, on which Add and Close do nothing.
+// a cache directory it returns nil, on which Add and Close do nothing. The
+// source's counts tell what it read from what earlier runs cached.
 func (s *BlobSource) Prefetch(ctx context.Context, workers int) *Prefetch {
 	if s.cached() == nil {
 		return nil
@@ -40,6 +50,7 @@ func (s *BlobSource) Prefetch(ctx context.Context, workers int) *Prefetch {
 	ctx, stop := context.WithCancel(ctx)
 	p := &Prefetch{src: s, ctx: ctx, stop: stop, wake: make(chan struct{}, 1)}
 	p.idle.L = &p.mu
+	s.prefetch.Store(p)
 	for range max(workers, 1) {
 		p.done.Add(1)
 		go p.work()
@@ -56,7 +67,7 @@ func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
 	if p == nil {
 		return
 	}
-	pos, ok := inv.Blobs.Position(d)
+	id, ok := inv.Blobs.ID(d)
 	if !ok {
 		return
 	}
@@ -66,12 +77,13 @@ func (p *Prefetch) Add(inv *walker.Inventory, d digest.Digest) {
 		return
 	}
 	if p.queued == nil {
-		p.queued = inv.NewDigestSet(true) // a bit per blob
+		p.queued = inv.NewBlobSet(true) // a bit per blob
+		p.read = inv.NewBlobSet(true)
 	}
-	if !p.queued.AddPosition(uint32(pos)) {
+	if !p.queued.AddID(id) {
 		return
 	}
-	p.queue = append(p.queue, d)
+	p.queue = append(p.queue, queuedManifest{d, id})
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -126,7 +138,7 @@ func (p *Prefetch) work() {
 			}
 			continue
 		}
-		d := p.queue[len(p.queue)-1]
+		q := p.queue[len(p.queue)-1]
 		p.queue = p.queue[:len(p.queue)-1]
 		if len(p.queue) == 0 {
 			p.queue = nil // let a drained queue's array go
@@ -140,8 +152,11 @@ func (p *Prefetch) work() {
 		}
 		p.inflight++
 		p.mu.Unlock()
-		p.fetch(d)
+		ok := p.fetch(q.d)
 		p.mu.Lock()
+		if ok {
+			p.read.AddID(q.id)
+		}
 		p.inflight--
 		if p.inflight == 0 && len(p.queue) == 0 {
 			p.idle.Broadcast()
@@ -150,16 +165,27 @@ func (p *Prefetch) work() {
 	}
 }
 
-// fetch reads d into the cache unless it is there. Errors are dropped:
-// Manifest meets them again.
-func (p *Prefetch) fetch(d digest.Digest) {
+// fetch reads d into the cache unless it is there, and reports whether it
+// read it. Errors are dropped: Manifest meets them again.
+func (p *Prefetch) fetch(d digest.Digest) bool {
 	if p.ctx.Err() != nil {
-		return
+		return false
 	}
 	if p.src.cached().Has(d) {
-		return
+		return false
 	}
-	if key, err := layout.Path(layout.BlobData{Digest: d}); err == nil {
-		p.src.read(p.ctx, d, key)
+	key, err := layout.Path(layout.BlobData{Digest: d})
+	if err != nil {
+		return false
 	}
+	p.src.prefetched.Add(1)
+	_, err = p.src.read(p.ctx, d, key)
+	return err == nil
+}
+
+// fetched reports whether this prefetch read d into the cache.
+func (p *Prefetch) fetched(d digest.Digest) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.read != nil && p.read.Has(d)
 }

@@ -69,6 +69,26 @@ func TestPrefetchFillsTheCacheAndReadsEachManifestOnce(t *testing.T) {
 	if src.Reads() != int64(len(manifests)) || src.CacheHits() != int64(len(manifests)) || reqs.Snapshot()["get"]-before != gets {
 		t.Fatalf("mark after prefetch: %d reads, %d cache hits, %d GETs", src.Reads(), src.CacheHits(), reqs.Snapshot()["get"]-before)
 	}
+	// The counts say the cache hits were this run's prefetch, not an
+	// earlier run's cache.
+	n := int64(len(manifests))
+	if c := src.Counts(); c != (mark.SourceCounts{Prefetched: n, PrefetchHits: n}) {
+		t.Errorf("counts after a first run: %+v, want %d prefetched and served from the cache, nothing else", c, n)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A second run finds them in the cache an earlier run filled, and its
+	// prefetch reads nothing.
+	src2 := mark.StorageSource(mem, cache, 0)
+	defer src2.Close()
+	inv2 := collectPrefetching(t, mem, src2.Prefetch(ctx, 4))
+	if _, err := mark.Run(ctx, inv2, src2, mark.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if c := src2.Counts(); c != (mark.SourceCounts{Cached: n}) {
+		t.Errorf("counts after a second run: %+v, want %d from the cache of earlier runs", c, n)
+	}
 }
 
 // A manifest blob whose content is not its digest is not cached by the

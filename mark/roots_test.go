@@ -1,7 +1,6 @@
 package mark_test
 
 import (
-	"slices"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -32,8 +31,8 @@ func TestRootsReplaceTagsAndRevisions(t *testing.T) {
 	absent := f.absentBlob()
 
 	roots := map[string][]digest.Digest{"lib/app": {live, list, absent}}
-	res := f.run(mark.Options{Roots: func(repo string) ([]digest.Digest, bool) {
-		return roots[repo], repo == "sys_harb0r/sys"
+	res := f.run(mark.Options{Roots: func(repo string) ([]digest.Digest, bool, bool) {
+		return roots[repo], repo == "sys_harb0r/sys", true
 	}})
 	manifestKept(t, res, "lib/app", live, list, amd, arm, sig)
 	manifestNotKept(t, res, "lib/app", trashed)
@@ -57,7 +56,7 @@ func TestRootsAllKeepsLayerLinks(t *testing.T) {
 	f := newFixture(t)
 	b := f.blob()
 	f.inv.Add(walker.Entry{Kind: walker.KindLayerLink, Key: mustKey(t, layout.LayerLink{Repo: "sys_harb0r/v/r", Digest: b}), Repo: "sys_harb0r/v/r", Digest: b, ModTime: t0})
-	res := f.run(mark.Options{Roots: func(repo string) ([]digest.Digest, bool) { return nil, true }})
+	res := f.run(mark.Options{Roots: func(repo string) ([]digest.Digest, bool, bool) { return nil, true, true }})
 	layersKept(t, res, "sys_harb0r/v/r", b)
 	if !res.KeptBlobs.Has(b) {
 		t.Errorf("the system artifact's blob is not kept")
@@ -95,47 +94,7 @@ func TestReferencesFromTheMark(t *testing.T) {
 	if _, blobs, _, ok, found = res.References(gone); found {
 		t.Errorf("missing manifest answered from the old walk: ok %v found %v blobs %v", ok, found, blobs)
 	}
-	if _, _, ok, found = res.ReferencesAt(f.inv, gone, func(int, digest.Digest) { t.Error("a missing manifest references a blob") }); !ok || !found {
-		t.Errorf("missing manifest in the mark's own walk: ok %v found %v", ok, found)
-	}
 	if _, _, _, _, found = res.References(f.absentBlob()); found {
 		t.Errorf("a digest the mark never read is found")
-	}
-}
-
-// ReferencesAt answers as References does, with listed blobs as their
-// positions in the inventory the mark ran over, and only for that one.
-func TestReferencesAtGivesPositionsInTheMarkedInventory(t *testing.T) {
-	f := newFixture(t)
-	l1, l2 := f.blob(), f.blob()
-	img := f.image(l1, l2)
-	sig := f.referrer(img)
-	list := f.index(img)
-	f.push("r", "v1", list)
-	f.push("r", "", sig)
-	unlisted := f.absentBlob() // a layer the walk did not list
-	broken := f.image(unlisted)
-	f.push("r", "v2", broken)
-	res := f.run(mark.Options{})
-
-	for _, d := range []digest.Digest{list, img, sig, broken} {
-		wantChildren, wantBlobs, wantSubject, wantOK, _ := res.References(d)
-		var gotBlobs []digest.Digest
-		children, subject, ok, found := res.ReferencesAt(f.inv, d, func(pos int, b digest.Digest) {
-			if pos >= 0 {
-				if b != "" {
-					t.Errorf("%s: a blob at position %d also came with its digest %s", d, pos, b)
-				}
-				b = f.inv.Blobs.DigestAt(pos)
-			}
-			gotBlobs = append(gotBlobs, b)
-		})
-		if !found || ok != wantOK || subject != wantSubject || !slices.Equal(children, wantChildren) || !slices.Equal(gotBlobs, wantBlobs) {
-			t.Errorf("%s: ReferencesAt %v %v %q %v %v, References %v %v %q %v",
-				d, children, gotBlobs, subject, ok, found, wantChildren, wantBlobs, wantSubject, wantOK)
-		}
-	}
-	if _, _, _, found := res.ReferencesAt(walker.NewInventory(), img, nil); found {
-		t.Errorf("positions answered for an inventory the mark did not run over")
 	}
 }

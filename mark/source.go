@@ -51,7 +51,38 @@ type BlobSource struct {
 	openCache sync.Once
 	cache     *manifestcache.Cache // nil without a cache, or if it would not open
 
-	reads, hits, cacheErrors atomic.Int64
+	prefetch atomic.Pointer[Prefetch] // the prefetch filling the cache in this run, if any
+
+	// reads and prefetched are reads from storage, by Manifest and by the
+	// prefetch; hits and prefetchHits are Manifest's cache hits on what
+	// earlier runs and this run's prefetch put there.
+	reads, prefetched, hits, prefetchHits, cacheErrors atomic.Int64
+}
+
+// Origin says where Manifest found a manifest.
+type Origin int
+
+const (
+	// FromStorage: read from storage when asked.
+	FromStorage Origin = iota
+	// FromCache: from the local cache, kept there by an earlier run.
+	FromCache
+	// FromPrefetch: from the local cache, read into it by this run's
+	// prefetch during the walk.
+	FromPrefetch
+)
+
+// SourceCounts say where the manifests of a run came from, so that a
+// summary can tell a first run's prefetch from an earlier run's cache.
+type SourceCounts struct {
+	// Read is manifests read from storage when the mark (or a recheck)
+	// asked for them: cache misses.
+	Read int64
+	// Prefetched is manifests the prefetch read from storage during the
+	// walk; PrefetchHits of them were then served from the cache.
+	Prefetched, PrefetchHits int64
+	// Cached is manifests served from the cache that earlier runs filled.
+	Cached int64
 }
 
 var _ Source = (*BlobSource)(nil)
@@ -68,11 +99,18 @@ func StorageSource(d storage.Driver, cacheDir string, maxSize int64) *BlobSource
 	return &BlobSource{d: d, cacheDir: cacheDir, maxSize: maxSize}
 }
 
-// Reads is the number of manifests read from storage.
-func (s *BlobSource) Reads() int64 { return s.reads.Load() }
+// Reads is the number of manifests read from storage, by Manifest and by
+// the prefetch.
+func (s *BlobSource) Reads() int64 { return s.reads.Load() + s.prefetched.Load() }
 
-// CacheHits is the number of manifests served from the local cache.
-func (s *BlobSource) CacheHits() int64 { return s.hits.Load() }
+// CacheHits is the number of manifests Manifest served from the local
+// cache, whoever put them there.
+func (s *BlobSource) CacheHits() int64 { return s.hits.Load() + s.prefetchHits.Load() }
+
+// Counts splits Reads and CacheHits by who read the manifest and when.
+func (s *BlobSource) Counts() SourceCounts {
+	return SourceCounts{Read: s.reads.Load(), Prefetched: s.prefetched.Load(), PrefetchHits: s.prefetchHits.Load(), Cached: s.hits.Load()}
+}
 
 // CacheErrors is the number of manifests that could not be written to the
 // cache (they were still returned).
@@ -123,23 +161,35 @@ func (s *BlobSource) opened() *manifestcache.Cache {
 
 // Manifest implements Source.
 func (s *BlobSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, error) {
+	b, _, err := s.ManifestFrom(ctx, d)
+	return b, err
+}
+
+// ManifestFrom is Manifest, and says where the manifest came from.
+func (s *BlobSource) ManifestFrom(ctx context.Context, d digest.Digest) ([]byte, Origin, error) {
 	key, err := layout.Path(layout.BlobData{Digest: d})
 	if err != nil {
-		return nil, fmt.Errorf("manifest %q: %w", d, err)
+		return nil, FromStorage, fmt.Errorf("manifest %q: %w", d, err)
 	}
 	if cache := s.cached(); cache != nil {
 		if b, ok := cache.Get(d, s.maxSize); ok {
+			if p := s.prefetch.Load(); p != nil && p.fetched(d) {
+				s.prefetchHits.Add(1)
+				return b, FromPrefetch, nil
+			}
 			s.hits.Add(1)
-			return b, nil
+			return b, FromCache, nil
 		}
 	}
-	return s.read(ctx, d, key)
+	s.reads.Add(1)
+	b, err := s.read(ctx, d, key)
+	return b, FromStorage, err
 }
 
 // read reads manifest d from storage at key, verifies it and adds it to
-// the cache: the mark's reads and the prefetch's alike.
+// the cache: the mark's reads and the prefetch's alike (each counts its
+// own).
 func (s *BlobSource) read(ctx context.Context, d digest.Digest, key string) ([]byte, error) {
-	s.reads.Add(1)
 	b, err := s.d.Get(ctx, key, s.maxSize)
 	if err != nil {
 		return nil, err

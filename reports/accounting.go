@@ -6,6 +6,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/walker"
@@ -90,36 +91,37 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 		}
 	}
 
-	// needs calls fn for every distinct stored blob repository name needs,
-	// with its position in inv.Blobs, or -1 and its digest when it has none
+	// needs calls fn for every distinct stored blob repository name needs:
+	// by its ID in inv.Blobs (indexed), or by its digest when it has none
 	// (a stored blob that is not sha256).
-	needs := func(name string, fn func(pos int, d digest.Digest, b walker.Blob)) {
+	needs := func(name string, fn func(id blobindex.ID, indexed bool, d digest.Digest, b blobindex.Blob)) {
 		rr := res.Repos[name]
 		if rr == nil {
 			return
 		}
-		seen := inv.NewDigestSet(false)
-		visit := func(pos int, d digest.Digest) {
-			if pos < 0 {
-				if p, ok := inv.Blobs.Position(d); ok {
-					pos = p
-				}
+		seen := inv.NewBlobSet(false)
+		byID := func(id blobindex.ID) {
+			if seen.AddID(id) {
+				fn(id, true, "", inv.Blobs.Value(id))
 			}
-			if pos >= 0 {
-				if seen.AddPosition(uint32(pos)) {
-					fn(pos, "", inv.Blobs.ValueAt(pos))
-				}
+		}
+		byDigest := func(d digest.Digest) {
+			if id, ok := inv.Blobs.ID(d); ok {
+				byID(id)
 				return
 			}
 			if !seen.Add(d) {
 				return
 			}
 			if b, ok := inv.Blobs.Get(d); ok {
-				fn(-1, d, b)
+				fn(0, false, d, b)
 			}
 		}
-		for pos, d := range rr.KeptLayers.Each() {
-			visit(pos, d)
+		for id := range rr.KeptLayers.IDs() {
+			byID(id)
+		}
+		for d := range rr.KeptLayers.Unindexed() {
+			byDigest(d)
 		}
 		// Schema1 signatures of kept revisions are needed too (mark keeps
 		// them globally, not per repository).
@@ -127,41 +129,39 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 		if len(repo.Signatures) > 0 {
 			for d := range rr.KeptManifests.All() {
 				for _, s := range repo.Signatures[d] {
-					visit(-1, s)
+					byDigest(s)
 				}
 			}
 		}
 	}
 
 	// Per blob: how many repositories need it, and from which projects.
-	owners := make([]blobOwners, inv.Blobs.Positions())
-	otherOwners := walker.NewDigestMap[blobOwners]()
-	ownersOf := func(pos int, d digest.Digest) blobOwners {
-		if pos >= 0 {
-			return owners[pos]
-		}
-		o, _ := otherOwners.Get(d)
-		return o
-	}
+	owners := make([]blobOwners, inv.Blobs.Indexed())
+	otherOwners := blobindex.NewMap[blobOwners]()
 	for _, n := range names {
 		p := projectIndex[ProjectOf(n)]
-		needs(n, func(pos int, d digest.Digest, _ walker.Blob) {
-			o := ownersOf(pos, d)
+		needs(n, func(id blobindex.ID, indexed bool, d digest.Digest, _ blobindex.Blob) {
+			var o blobOwners
+			if indexed {
+				o = owners[id]
+			} else {
+				o, _ = otherOwners.Get(d)
+			}
 			if o.repos == 0 {
 				o.project = p
 			} else if o.project != p {
 				o.project = manyProjects
 			}
 			o.repos++
-			if pos >= 0 {
-				owners[pos] = o
+			if indexed {
+				owners[id] = o
 			} else {
 				otherOwners.Set(d, o)
 			}
 		})
 	}
 
-	planned := walker.NewDigestMap[int64]()
+	planned := blobindex.NewMap[int64]()
 	uploadBytes := map[string]int64{}
 	uploads := map[string]map[string]bool{}
 	for _, it := range plan.Items {
@@ -180,7 +180,7 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 	// links.
 	reclaimable := func(name string, fn func(digest.Digest, int64)) {
 		r := inv.Repositories[name]
-		seen := inv.NewDigestSet(false)
+		seen := inv.NewBlobSet(false)
 		visit := func(d digest.Digest) {
 			// Few blobs are planned: ask that first, the set only for them.
 			if size, ok := planned.Get(d); ok && seen.Add(d) {
@@ -202,12 +202,12 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 
 	acc := Accounting{Repositories: make([]RepositorySpace, 0, len(names)), Projects: make([]ProjectSpace, 0, len(projectNames))}
 	projects := make([]ProjectSpace, len(projectNames))
-	projectBlobs := make([]*walker.DigestSet, len(projectNames))
-	projectPlanned := make([]*walker.DigestSet, len(projectNames))
+	projectBlobs := make([]*blobindex.Set, len(projectNames))
+	projectPlanned := make([]*blobindex.Set, len(projectNames))
 	for i, p := range projectNames {
 		projects[i].Name = p
-		projectBlobs[i] = inv.NewDigestSet(false)
-		projectPlanned[i] = inv.NewDigestSet(false)
+		projectBlobs[i] = inv.NewBlobSet(false)
+		projectPlanned[i] = inv.NewBlobSet(false)
 	}
 	for _, n := range names {
 		pi := projectIndex[ProjectOf(n)]
@@ -220,16 +220,21 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 			}
 		}
 		row.Manifests = r.Revisions.Len()
-		needs(n, func(pos int, d digest.Digest, b walker.Blob) {
-			o := ownersOf(pos, d)
+		needs(n, func(id blobindex.ID, indexed bool, d digest.Digest, b blobindex.Blob) {
+			var o blobOwners
+			if indexed {
+				o = owners[id]
+			} else {
+				o, _ = otherOwners.Get(d)
+			}
 			row.Blobs++
 			row.TotalBytes += b.Size
 			if o.repos == 1 {
 				row.UniqueBytes += b.Size
 			}
 			var first bool
-			if pos >= 0 {
-				first = projectBlobs[pi].AddPosition(uint32(pos))
+			if indexed {
+				first = projectBlobs[pi].AddID(id)
 			} else {
 				first = projectBlobs[pi].Add(d)
 			}

@@ -1,9 +1,11 @@
 package reports
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -240,12 +242,10 @@ func findingsOf(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) []Fin
 	return out
 }
 
-// Add records a finding (with its kind's severity). Findings stay
-// ordered broken first, then by kind and key.
-func (a *Audit) Add(f Finding) {
-	a.add(f)
-	a.tally()
-}
+// Add records a finding (with its kind's severity). Findings are
+// ordered broken first, then by kind and key, and counted per repository
+// and project, when the report is written.
+func (a *Audit) Add(f Finding) { a.add(f) }
 
 func (a *Audit) add(f Finding) {
 	f.Severity = severity[f.Kind]
@@ -256,22 +256,27 @@ func (a *Audit) add(f Finding) {
 	a.FindingsByKind[f.Kind]++
 }
 
-// tally sorts the findings and recounts them per repository and project.
+// tally sorts the findings, unless they are (a million of them take
+// seconds), and recounts them per repository and project.
 func (a *Audit) tally() {
-	sort.SliceStable(a.Findings, func(i, j int) bool {
-		x, y := a.Findings[i], a.Findings[j]
-		if x.Severity != y.Severity {
-			return x.Severity == SeverityBroken
-		}
-		if x.Kind != y.Kind {
-			return x.Kind < y.Kind
-		}
-		if x.Key != y.Key {
-			return x.Key < y.Key
-		}
-		return x.Digest < y.Digest
-	})
+	if !slices.IsSortedFunc(a.Findings, compareFindings) {
+		slices.SortStableFunc(a.Findings, compareFindings)
+	}
 	a.Accounting.countFindings(a.Findings)
+}
+
+// compareFindings orders findings broken first, then by kind, key and
+// digest.
+func compareFindings(x, y Finding) int {
+	if x.Severity != y.Severity {
+		if x.Severity == SeverityBroken {
+			return -1
+		}
+		if y.Severity == SeverityBroken {
+			return 1
+		}
+	}
+	return cmp.Or(strings.Compare(x.Kind, y.Kind), strings.Compare(x.Key, y.Key), strings.Compare(string(x.Digest), string(y.Digest)))
 }
 
 // Count returns how many findings have the severity.

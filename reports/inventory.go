@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -97,7 +98,7 @@ func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[str
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
 		c := counts[name]
-		seen := walker.NewDigestMap[struct{}]()
+		seen := blobindex.NewMap[struct{}]()
 		count := func(d digest.Digest) {
 			if seen.Has(d) {
 				return

@@ -54,8 +54,8 @@ func (s *Summary) SetDuration(phase string, seconds float64) {
 // NameAffectedTags names, in each broken finding about a manifest's
 // references (missing blobs and children, unparseable or missing
 // manifests), the tags of its repository whose pull it breaks: those whose
-// manifest tree reaches the finding's digest.
-func (a *Audit) NameAffectedTags(inv *walker.Inventory, manifests sweep.Manifests) {
+// manifest tree reaches the finding's digest, as the mark parsed them.
+func (a *Audit) NameAffectedTags(inv *walker.Inventory, res *mark.Result) {
 	reach := map[string]map[digest.Digest]bool{} // "repo\x00tag" -> reached digests
 	reached := func(repo, tag string, root digest.Digest) map[digest.Digest]bool {
 		k := repo + "\x00" + tag
@@ -71,7 +71,7 @@ func (a *Audit) NameAffectedTags(inv *walker.Inventory, manifests sweep.Manifest
 				continue
 			}
 			m[d] = true
-			children, blobs, _, _ := manifests(d)
+			children, blobs, _, _, _ := res.References(d)
 			for _, b := range blobs {
 				m[b] = true
 			}

@@ -18,8 +18,12 @@ import (
 type Memory struct {
 	mu      sync.Mutex
 	objects map[string]memObject
-	now     func() time.Time
-	reqs    *Requests
+	// sorted holds the keys in order while no write has changed them
+	// (nil then): a listing takes its range by binary search, so that a
+	// walk split into many listings does not scan every key each time.
+	sorted []string
+	now    func() time.Time
+	reqs   *Requests
 }
 
 type memObject struct {
@@ -56,14 +60,24 @@ var _ AfterWalker = (*Memory)(nil)
 func (m *Memory) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
 	m.reqs.Add(OpList)
 	m.mu.Lock()
+	if m.sorted == nil {
+		m.sorted = make([]string, 0, len(m.objects))
+		for k := range m.objects {
+			m.sorted = append(m.sorted, k)
+		}
+		sort.Strings(m.sorted)
+	}
+	from := sort.SearchStrings(m.sorted, max(prefix, startAfter))
 	var infos []ObjectInfo
-	for k, o := range m.objects {
-		if strings.HasPrefix(k, prefix) && k > startAfter {
-			infos = append(infos, m.info(k, o))
+	for _, k := range m.sorted[from:] {
+		if !strings.HasPrefix(k, prefix) {
+			break
+		}
+		if k > startAfter {
+			infos = append(infos, m.info(k, m.objects[k]))
 		}
 	}
 	m.mu.Unlock()
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
 	for _, oi := range infos {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -105,6 +119,7 @@ func (m *Memory) Put(ctx context.Context, key string, data []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.objects[key] = memObject{data: append([]byte(nil), data...), modTime: m.now()}
+	m.sorted = nil
 	return nil
 }
 
@@ -117,6 +132,7 @@ func (m *Memory) Create(ctx context.Context, key string, data []byte) error {
 		return &PathError{Op: "create", Driver: "memory", Key: key, Err: ErrExists}
 	}
 	m.objects[key] = memObject{data: append([]byte(nil), data...), modTime: m.now()}
+	m.sorted = nil
 	return nil
 }
 
@@ -125,6 +141,7 @@ func (m *Memory) PutAt(key string, data []byte, modTime time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.objects[key] = memObject{data: append([]byte(nil), data...), modTime: modTime}
+	m.sorted = nil
 }
 
 func (m *Memory) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
@@ -141,6 +158,7 @@ func (m *Memory) Delete(ctx context.Context, keys []string) ([]DeleteResult, err
 			continue
 		}
 		delete(m.objects, k)
+		m.sorted = nil
 	}
 	return res, nil
 }

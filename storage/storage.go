@@ -93,8 +93,9 @@ func (e *PathError) Unwrap() error { return e.Err }
 // IsNotFound reports whether err means the object does not exist.
 func IsNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
 
-// Optional capabilities, found by type assertion on the innermost driver
-// (see As).
+// Optional capabilities: what a store can do besides Driver. Which ones a
+// driver offers is CapabilitiesOf(d) (capabilities.go); every wrapper
+// passes each one on through what it does to a call.
 
 // MultipartUpload is an incomplete S3 multipart upload.
 type MultipartUpload struct {
@@ -126,26 +127,31 @@ type LargeObjects interface {
 // DirRemover is implemented by stores with real directories, which stay
 // behind when the last key under them is deleted (filesystem).
 type DirRemover interface {
-	// RemoveEmptyDirs removes every empty directory under prefix, deepest
-	// first, and prefix itself if it ends empty.
-	RemoveEmptyDirs(ctx context.Context, prefix string) error
+	// RemoveEmptyDirs removes the directories that deleting keys left
+	// empty: each key's directory (a key ending in "/" is a directory,
+	// whose empty subdirectories go too, and so does a key's directory
+	// when it holds only empty ones) and then its parents while they are
+	// empty, bottom up. A directory is removed only if it is empty at
+	// that instant, so one a writer has just filled stays; a symlink is
+	// neither removed nor followed; the walk up from a key stops at the
+	// first directory keep reports (a key ending in "/"), and never
+	// reaches the root. It returns how many directories it removed.
+	RemoveEmptyDirs(ctx context.Context, keys []string, keep func(dir string) bool) (removed int, err error)
+}
+
+// Volumer is implemented by stores whose Location (a path) does not say
+// which storage it is: a filesystem root names a mount point, and another
+// volume can be mounted there.
+type Volumer interface {
+	// Volume identifies the storage behind Location (device and inode of
+	// a filesystem root).
+	Volume() (string, error)
 }
 
 // Streamer is implemented by stores that can stream an object of any size
 // (audit --verify hashes whole blobs).
 type Streamer interface {
 	Open(ctx context.Context, key string) (io.ReadCloser, error)
-}
-
-// StreamerOf finds the capability, with the chain's retry policy and pace
-// for each Open (the stream that follows is read as it comes); it only
-// reads.
-func StreamerOf(d Driver) (Streamer, bool) {
-	c, _, ok := find[Streamer](d)
-	if g, guarded := guardOf(d); ok && guarded {
-		c = guardedStreamer{c, g}
-	}
-	return c, ok
 }
 
 // DirLister is implemented by stores that can list one level below a
@@ -158,66 +164,14 @@ type DirLister interface {
 	ListDir(ctx context.Context, prefix string, fn func(child ObjectInfo, dir bool) error) error
 }
 
-// DirListerOf finds the capability, with the chain's retry policy and
-// rate limit; it only reads, so no read-only wrapper needs to guard it.
-func DirListerOf(d Driver) (DirLister, bool) {
-	c, _, ok := find[DirLister](d)
-	if g, guarded := guardOf(d); ok && guarded {
-		c = guardedDirLister{c, g}
-	}
-	return c, ok
-}
-
 // AfterWalker is implemented by stores that can start a listing after a
 // given key (S3's start-after): the walker uses it to split a listing that
-// turns out large into parallel ones without listing a key twice. A
-// wrapper that embeds a driver and changes its Walk must change WalkAfter
-// as well (every wrapper here does), or the split listings bypass it.
+// turns out large into parallel ones without listing a key twice.
 type AfterWalker interface {
 	// WalkAfter is Walk over the keys under prefix that sort after
 	// startAfter (all of them when it is empty), in byte order as Walk: a
 	// listing split at a key relies on both.
 	WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error
-}
-
-// AfterWalkerOf returns d as an AfterWalker when the store below its
-// wrappers is one. Unlike the other capabilities, it is not found below
-// the wrappers: every wrapper passes WalkAfter on as it does Walk (a retry,
-// a rate limit, an injected fault), for it lists as much as Walk.
-func AfterWalkerOf(d Driver) (AfterWalker, bool) {
-	aw, ok := d.(AfterWalker)
-	if !ok {
-		return nil, false
-	}
-	inner := d
-	for {
-		u, isWrapper := inner.(Unwrapper)
-		if !isWrapper {
-			break
-		}
-		inner = u.Unwrap()
-	}
-	if _, ok := inner.(AfterWalker); !ok {
-		return nil, false
-	}
-	return aw, true
-}
-
-// WalkAfter is d's WalkAfter, or its Walk without the keys up to
-// startAfter when it has none: wrappers pass WalkAfter on with it.
-func WalkAfter(ctx context.Context, d Driver, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	if aw, ok := d.(AfterWalker); ok {
-		return aw.WalkAfter(ctx, prefix, startAfter, fn)
-	}
-	if startAfter == "" {
-		return d.Walk(ctx, prefix, fn)
-	}
-	return d.Walk(ctx, prefix, func(oi ObjectInfo) error {
-		if oi.Key <= startAfter {
-			return nil
-		}
-		return fn(oi)
-	})
 }
 
 // Creator is implemented by stores that can write a key only if it is
@@ -231,76 +185,9 @@ type Creator interface {
 	Create(ctx context.Context, key string, data []byte) error
 }
 
-// CreatorOf: see MultipartOf. A retried Create whose first attempt
-// landed fails with ErrExists: callers read the key to tell.
-func CreatorOf(d Driver) (Creator, bool) {
-	c, ro, ok := find[Creator](d)
-	if g, guarded := guardOf(d); ok && guarded {
-		c = guardedCreator{c, g}
-	}
-	if ok && ro {
-		c = readOnlyCreator{}
-	}
-	return c, ok
-}
-
 // Unwrapper is implemented by wrappers.
 type Unwrapper interface {
 	Unwrap() Driver
-}
-
-// MultipartOf, LargeObjectsOf and DirRemoverOf find a capability on the
-// innermost driver. Capabilities bypass the wrappers, so they are given
-// the chain's retry policy, rate limit and slots (guardOf), and a read-only
-// wrapper anywhere in the chain makes the capability's writes refuse too:
-// a dry run can never abort an upload or delete a segment.
-func MultipartOf(d Driver) (MultipartUploads, bool) {
-	c, ro, ok := find[MultipartUploads](d)
-	if g, guarded := guardOf(d); ok && guarded {
-		c = guardedMultipart{c, g}
-	}
-	if ok && ro {
-		c = readOnlyMultipart{c}
-	}
-	return c, ok
-}
-
-// LargeObjectsOf: see MultipartOf.
-func LargeObjectsOf(d Driver) (LargeObjects, bool) {
-	c, ro, ok := find[LargeObjects](d)
-	if g, guarded := guardOf(d); ok && guarded {
-		c = guardedLargeObjects{c, g}
-	}
-	if ok && ro {
-		c = readOnlyLargeObjects{c}
-	}
-	return c, ok
-}
-
-// DirRemoverOf: see MultipartOf.
-func DirRemoverOf(d Driver) (DirRemover, bool) {
-	c, ro, ok := find[DirRemover](d)
-	if ok && ro {
-		c = readOnlyDirRemover{}
-	}
-	return c, ok
-}
-
-func find[T any](d Driver) (found T, readOnly bool, ok bool) {
-	for d != nil {
-		if _, isRO := d.(*readOnlyDriver); isRO {
-			readOnly = true
-		}
-		if t, isT := d.(T); isT {
-			return t, readOnly, true
-		}
-		u, isWrapper := d.(Unwrapper)
-		if !isWrapper {
-			break
-		}
-		d = u.Unwrap()
-	}
-	return found, readOnly, false
 }
 
 // ReadAtMost reads r to its end if it holds at most limit bytes, and fails

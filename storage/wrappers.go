@@ -5,56 +5,245 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-
-	"golang.org/x/time/rate"
 	"net"
 	"syscall"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// ReadOnly returns a driver whose Put and Delete refuse with ErrReadOnly.
-// Audit and every dry run open storage through it.
-func ReadOnly(d Driver) Driver { return &readOnlyDriver{d} }
+// A wrapper is a driver whose every call, plain or through a capability,
+// goes through one behaviour: ReadOnly refuses writes, Limit holds a slot,
+// RateLimit waits for a token, Retry retries. The calls are described by
+// what they do, so one adapter per capability serves every behaviour.
 
-type readOnlyDriver struct{ Driver }
-
-func (r *readOnlyDriver) Unwrap() Driver { return r.Driver }
-
-func (r *readOnlyDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	return WalkAfter(ctx, r.Driver, prefix, startAfter, fn)
+// call says what a request does, for the behaviour and its errors.
+type call struct {
+	op    string // as errors name it: "get", "put", "abort-multipart", ...
+	key   string
+	write bool // it changes storage
 }
 
-func (r *readOnlyDriver) Put(_ context.Context, key string, _ []byte) error {
-	return &PathError{Op: "put", Driver: r.Name(), Key: key, Err: ErrReadOnly}
+// listFunc runs a listing, handing each entry to visit with its sort key
+// and the function that delivers it to the caller.
+type listFunc func(visit func(key string, deliver func() error) error) error
+
+// behaviour is what a wrapper does to the calls it passes on.
+type behaviour interface {
+	// do runs one request.
+	do(ctx context.Context, c call, op func() error) error
+	// list runs one listing.
+	list(ctx context.Context, list listFunc) error
+	// deleteKeys runs a batched delete through del.
+	deleteKeys(ctx context.Context, c call, keys []string, del func(context.Context, []string) ([]DeleteResult, error)) ([]DeleteResult, error)
 }
 
-func (r *readOnlyDriver) Delete(_ context.Context, keys []string) ([]DeleteResult, error) {
-	return nil, &PathError{Op: "delete", Driver: r.Name(), Err: ErrReadOnly}
+// wrapper is a Driver with a behaviour.
+type wrapper struct {
+	Driver
+	b behaviour
 }
 
-type readOnlyMultipart struct{ MultipartUploads }
+var (
+	_ Capable     = (*wrapper)(nil)
+	_ AfterWalker = (*wrapper)(nil)
+)
 
-func (readOnlyMultipart) AbortMultipartUpload(_ context.Context, key, _ string) error {
-	return &PathError{Op: "abort-multipart", Key: key, Err: ErrReadOnly}
+func wrap(d Driver, b behaviour) Driver { return &wrapper{Driver: d, b: b} }
+
+func (w *wrapper) Unwrap() Driver { return w.Driver }
+
+func (w *wrapper) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
+	return w.WalkAfter(ctx, prefix, "", fn)
 }
 
-type readOnlyLargeObjects struct{ LargeObjects }
-
-func (readOnlyLargeObjects) DeleteSegments(context.Context, []string) ([]DeleteResult, error) {
-	return nil, &PathError{Op: "delete-segments", Err: ErrReadOnly}
+// WalkAfter lists as Walk does; it is the AfterWalker the wrapper offers
+// when the wrapped driver has one.
+func (w *wrapper) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	return w.b.list(ctx, func(visit func(string, func() error) error) error {
+		return WalkAfter(ctx, w.Driver, prefix, startAfter, func(oi ObjectInfo) error {
+			return visit(oi.Key, func() error { return fn(oi) })
+		})
+	})
 }
 
-type readOnlyCreator struct{}
-
-func (readOnlyCreator) Create(_ context.Context, key string, _ []byte) error {
-	return &PathError{Op: "create", Key: key, Err: ErrReadOnly}
+func (w *wrapper) Stat(ctx context.Context, key string) (oi ObjectInfo, err error) {
+	err = w.b.do(ctx, call{op: "stat", key: key}, func() error {
+		oi, err = w.Driver.Stat(ctx, key)
+		return err
+	})
+	return oi, err
 }
 
-type readOnlyDirRemover struct{}
-
-func (readOnlyDirRemover) RemoveEmptyDirs(_ context.Context, prefix string) error {
-	return &PathError{Op: "rmdir", Key: prefix, Err: ErrReadOnly}
+func (w *wrapper) Get(ctx context.Context, key string, max int64) (b []byte, err error) {
+	err = w.b.do(ctx, call{op: "get", key: key}, func() error {
+		b, err = w.Driver.Get(ctx, key, max)
+		return err
+	})
+	return b, err
 }
+
+func (w *wrapper) Put(ctx context.Context, key string, data []byte) error {
+	return w.b.do(ctx, call{op: "put", key: key, write: true}, func() error { return w.Driver.Put(ctx, key, data) })
+}
+
+func (w *wrapper) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
+	return w.b.deleteKeys(ctx, call{op: "delete", write: true}, keys, w.Driver.Delete)
+}
+
+// Capabilities passes on each capability of the wrapped driver through
+// the behaviour. A Volume names the storage and makes no request.
+func (w *wrapper) Capabilities() Capabilities {
+	in := CapabilitiesOf(w.Driver)
+	out := Capabilities{Volumer: in.Volumer}
+	if in.AfterWalker != nil {
+		out.AfterWalker = w
+	}
+	if in.DirLister != nil {
+		out.DirLister = dirLister{in.DirLister, w.b}
+	}
+	if in.MultipartUploads != nil {
+		out.MultipartUploads = multipart{in.MultipartUploads, w.b}
+	}
+	if in.LargeObjects != nil {
+		out.LargeObjects = largeObjects{in.LargeObjects, w.b}
+	}
+	if in.DirRemover != nil {
+		out.DirRemover = dirRemover{in.DirRemover, w.b}
+	}
+	if in.Creator != nil {
+		out.Creator = creator{in.Creator, w.b}
+	}
+	if in.Streamer != nil {
+		out.Streamer = streamer{in.Streamer, w.b}
+	}
+	return out
+}
+
+type dirLister struct {
+	c DirLister
+	b behaviour
+}
+
+func (x dirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
+	return x.b.list(ctx, func(visit func(string, func() error) error) error {
+		return x.c.ListDir(ctx, prefix, func(oi ObjectInfo, dir bool) error {
+			return visit(oi.Key, func() error { return fn(oi, dir) })
+		})
+	})
+}
+
+type multipart struct {
+	c MultipartUploads
+	b behaviour
+}
+
+func (x multipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
+	return x.b.list(ctx, func(visit func(string, func() error) error) error {
+		return x.c.WalkMultipartUploads(ctx, prefix, func(u MultipartUpload) error {
+			return visit(u.Key+"\x00"+u.UploadID, func() error { return fn(u) })
+		})
+	})
+}
+
+func (x multipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
+	return x.b.do(ctx, call{op: "abort-multipart", key: key, write: true}, func() error { return x.c.AbortMultipartUpload(ctx, key, uploadID) })
+}
+
+type largeObjects struct {
+	c LargeObjects
+	b behaviour
+}
+
+func (x largeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
+	err = x.b.do(ctx, call{op: "head", key: key}, func() error {
+		oi, prefix, err = x.c.LargeObject(ctx, key)
+		return err
+	})
+	return oi, prefix, err
+}
+
+func (x largeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
+	return x.b.list(ctx, func(visit func(string, func() error) error) error {
+		return x.c.WalkSegments(ctx, func(oi ObjectInfo) error {
+			return visit(oi.Key, func() error { return fn(oi) })
+		})
+	})
+}
+
+func (x largeObjects) DeleteSegments(ctx context.Context, names []string) ([]DeleteResult, error) {
+	return x.b.deleteKeys(ctx, call{op: "delete-segments", write: true}, names, x.c.DeleteSegments)
+}
+
+type dirRemover struct {
+	c DirRemover
+	b behaviour
+}
+
+func (x dirRemover) RemoveEmptyDirs(ctx context.Context, keys []string, keep func(string) bool) (removed int, err error) {
+	err = x.b.do(ctx, call{op: "rmdir", write: true}, func() error {
+		n, err := x.c.RemoveEmptyDirs(ctx, keys, keep)
+		removed += n // a retry removes what the failed attempt left
+		return err
+	})
+	return removed, err
+}
+
+type creator struct {
+	c Creator
+	b behaviour
+}
+
+func (x creator) Create(ctx context.Context, key string, data []byte) error {
+	return x.b.do(ctx, call{op: "create", key: key, write: true}, func() error { return x.c.Create(ctx, key, data) })
+}
+
+type streamer struct {
+	c Streamer
+	b behaviour
+}
+
+func (x streamer) Open(ctx context.Context, key string) (rc io.ReadCloser, err error) {
+	err = x.b.do(ctx, call{op: "get", key: key}, func() error {
+		rc, err = x.c.Open(ctx, key)
+		return err
+	})
+	return rc, err
+}
+
+// passBehaviour does nothing to a listing; behaviours embed it, or call
+// it, for what they leave alone.
+type passBehaviour struct{}
+
+func (passBehaviour) list(_ context.Context, list listFunc) error {
+	return list(func(_ string, deliver func() error) error { return deliver() })
+}
+
+// ---------------------------------------------------------------- read-only
+
+// ReadOnly returns a driver whose writes refuse with ErrReadOnly, its
+// capabilities' too (aborting an upload, deleting segments, creating a
+// key, removing a directory). Audit and every dry run open storage
+// through it.
+func ReadOnly(d Driver) Driver { return wrap(d, readOnly{name: d.Name()}) }
+
+type readOnly struct {
+	passBehaviour
+	name string
+}
+
+func (r readOnly) do(ctx context.Context, c call, op func() error) error {
+	if c.write {
+		return &PathError{Op: c.op, Driver: r.name, Key: c.key, Err: ErrReadOnly}
+	}
+	return op()
+}
+
+func (r readOnly) deleteKeys(_ context.Context, c call, _ []string, _ func(context.Context, []string) ([]DeleteResult, error)) ([]DeleteResult, error) {
+	return nil, &PathError{Op: c.op, Driver: r.name, Err: ErrReadOnly}
+}
+
+// -------------------------------------------------------------------- slots
 
 // Limit returns a driver that runs at most n reads, writes and deletes at
 // once. Listings are not counted: a Walk lasts as long as its consumer, and
@@ -62,66 +251,69 @@ func (readOnlyDirRemover) RemoveEmptyDirs(_ context.Context, prefix string) erro
 // otherwise wait for its own listing's slot. The walker bounds its
 // listings itself.
 func Limit(d Driver, n int) Driver {
-	if n < 1 {
-		n = 1
-	}
-	return &limitDriver{Driver: d, slots: make(chan struct{}, n)}
+	return wrap(d, slots(make(chan struct{}, max(n, 1))))
 }
 
-type limitDriver struct {
-	Driver
-	slots chan struct{}
-}
+type slots chan struct{}
 
-func (l *limitDriver) Unwrap() Driver { return l.Driver }
-
-// WalkAfter passes on (a Walk takes no slot either).
-func (l *limitDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	return WalkAfter(ctx, l.Driver, prefix, startAfter, fn)
-}
-
-func (l *limitDriver) acquire(ctx context.Context) error {
+func (s slots) do(ctx context.Context, _ call, op func() error) error {
 	select {
-	case l.slots <- struct{}{}:
-		return nil
+	case s <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	defer func() { <-s }()
+	return op()
 }
 
-func (l *limitDriver) release() { <-l.slots }
-
-func (l *limitDriver) Stat(ctx context.Context, key string) (ObjectInfo, error) {
-	if err := l.acquire(ctx); err != nil {
-		return ObjectInfo{}, err
-	}
-	defer l.release()
-	return l.Driver.Stat(ctx, key)
+func (slots) list(ctx context.Context, list listFunc) error {
+	return passBehaviour{}.list(ctx, list)
 }
 
-func (l *limitDriver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
-	if err := l.acquire(ctx); err != nil {
-		return nil, err
-	}
-	defer l.release()
-	return l.Driver.Get(ctx, key, max)
+func (s slots) deleteKeys(ctx context.Context, c call, keys []string, del func(context.Context, []string) ([]DeleteResult, error)) (res []DeleteResult, err error) {
+	err = s.do(ctx, c, func() error {
+		res, err = del(ctx, keys)
+		return err
+	})
+	return res, err
 }
 
-func (l *limitDriver) Put(ctx context.Context, key string, data []byte) error {
-	if err := l.acquire(ctx); err != nil {
+// ---------------------------------------------------------------- rate limit
+
+// RateLimit returns a driver that starts at most perSecond calls a second
+// (a listing counts once per call, its pages are the driver's own), for
+// stores that throttle (S3 answers SlowDown past a few thousand requests a
+// second per prefix).
+func RateLimit(d Driver, perSecond float64) Driver {
+	return wrap(d, paced(rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond))).Wait))
+}
+
+// paced waits for its turn before each call.
+type paced func(ctx context.Context) error
+
+func (p paced) do(ctx context.Context, _ call, op func() error) error {
+	if err := p(ctx); err != nil {
 		return err
 	}
-	defer l.release()
-	return l.Driver.Put(ctx, key, data)
+	return op()
 }
 
-func (l *limitDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
-	if err := l.acquire(ctx); err != nil {
-		return nil, err
+func (p paced) list(ctx context.Context, list listFunc) error {
+	if err := p(ctx); err != nil {
+		return err
 	}
-	defer l.release()
-	return l.Driver.Delete(ctx, keys)
+	return passBehaviour{}.list(ctx, list)
 }
+
+func (p paced) deleteKeys(ctx context.Context, c call, keys []string, del func(context.Context, []string) ([]DeleteResult, error)) (res []DeleteResult, err error) {
+	err = p.do(ctx, c, func() error {
+		res, err = del(ctx, keys)
+		return err
+	})
+	return res, err
+}
+
+// --------------------------------------------------------------------- retry
 
 // RetryPolicy says how often and how long to retry transient failures.
 type RetryPolicy struct {
@@ -160,7 +352,7 @@ func IsTransient(err error) bool {
 }
 
 // Retry returns a driver that retries transient failures with exponential
-// backoff and full jitter. A retried Walk never hands fn a key twice.
+// backoff and full jitter. A retried listing never hands fn a key twice.
 func Retry(d Driver, p RetryPolicy) Driver {
 	if p.Attempts < 1 {
 		p.Attempts = 1
@@ -177,15 +369,10 @@ func Retry(d Driver, p RetryPolicy) Driver {
 	if p.Sleep == nil {
 		p.Sleep = sleepCtx
 	}
-	return &retryDriver{Driver: d, p: p}
+	return wrap(d, retry{p})
 }
 
-type retryDriver struct {
-	Driver
-	p RetryPolicy
-}
-
-func (r *retryDriver) Unwrap() Driver { return r.Driver }
+type retry struct{ p RetryPolicy }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -198,7 +385,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (r *retryDriver) do(ctx context.Context, op func() error) error {
+func (r retry) do(ctx context.Context, _ call, op func() error) error {
 	var err error
 	for attempt := 0; attempt < r.p.Attempts; attempt++ {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -234,26 +421,12 @@ type unresumable struct{ err error }
 func (u unresumable) Error() string { return u.err.Error() }
 func (u unresumable) Unwrap() error { return u.err }
 
-// Walk retries a failed listing and resumes after the last key it handed
-// out, so fn never sees a key twice. Object stores list in key order; a
+// list retries a failed listing and resumes after the last entry it handed
+// out, so fn never sees an entry twice. Object stores list in key order; a
 // listing that was not in order (a parallel filesystem walk) is not
-// retried once it has handed out keys. Remembering order costs one key,
+// retried once it has handed out entries. Remembering order costs one key,
 // where remembering every key would cost the whole listing.
-func (r *retryDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	return r.WalkAfter(ctx, prefix, "", fn)
-}
-
-func (r *retryDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	return r.listing(ctx, func(visit func(string, func() error) error) error {
-		return WalkAfter(ctx, r.Driver, prefix, startAfter, func(oi ObjectInfo) error {
-			return visit(oi.Key, func() error { return fn(oi) })
-		})
-	})
-}
-
-// listing retries list as Walk does: list calls visit once per entry,
-// with the entry's sort key and the call that hands it out.
-func (r *retryDriver) listing(ctx context.Context, list func(visit func(key string, deliver func() error) error) error) error {
+func (r retry) list(ctx context.Context, list listFunc) error {
 	var last string
 	delivered, inOrder := false, true
 	p := r.p
@@ -262,7 +435,7 @@ func (r *retryDriver) listing(ctx context.Context, list func(visit func(key stri
 		var u unresumable
 		return !errors.As(err, &u) && transient(err)
 	}
-	err := (&retryDriver{Driver: r.Driver, p: p}).do(ctx, func() error {
+	err := retry{p}.do(ctx, call{}, func() error {
 		resumeAfter, resuming := last, delivered
 		err := list(func(key string, deliver func() error) error {
 			if resuming && key <= resumeAfter {
@@ -293,35 +466,15 @@ func (r *retryDriver) listing(ctx context.Context, list func(visit func(key stri
 	return err
 }
 
-func (r *retryDriver) Stat(ctx context.Context, key string) (oi ObjectInfo, err error) {
-	err = r.do(ctx, func() error {
-		oi, err = r.Driver.Stat(ctx, key)
-		return err
-	})
-	return oi, err
-}
-
-func (r *retryDriver) Get(ctx context.Context, key string, max int64) (b []byte, err error) {
-	err = r.do(ctx, func() error {
-		b, err = r.Driver.Get(ctx, key, max)
-		return err
-	})
-	return b, err
-}
-
-func (r *retryDriver) Put(ctx context.Context, key string, data []byte) error {
-	return r.do(ctx, func() error { return r.Driver.Put(ctx, key, data) })
-}
-
-// Delete retries the call on a transient call error, then re-sends only
-// the keys that failed transiently: deletes are idempotent.
-func (r *retryDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
+// deleteKeys retries the call on a transient call error, then re-sends
+// only the keys that failed transiently: deletes are idempotent.
+func (r retry) deleteKeys(ctx context.Context, c call, keys []string, del func(context.Context, []string) ([]DeleteResult, error)) ([]DeleteResult, error) {
 	var out []DeleteResult
 	pending := keys
 	for attempt := 0; ; attempt++ {
 		var res []DeleteResult
-		err := r.do(ctx, func() (err error) {
-			res, err = r.Driver.Delete(ctx, pending)
+		err := r.do(ctx, c, func() (err error) {
+			res, err = del(ctx, pending)
 			return err
 		})
 		if err != nil {
@@ -343,224 +496,4 @@ func (r *retryDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult
 			return out, err
 		}
 	}
-}
-
-// RateLimit returns a driver that starts at most perSecond calls a second
-// (a Walk counts once per call, its pages are the driver's own), for stores
-// that throttle (S3 answers SlowDown past a few thousand requests a second
-// per prefix).
-func RateLimit(d Driver, perSecond float64) Driver {
-	return &rateDriver{Driver: d, lim: rate.NewLimiter(rate.Limit(perSecond), max(1, int(perSecond)))}
-}
-
-type rateDriver struct {
-	Driver
-	lim *rate.Limiter
-}
-
-func (r *rateDriver) Unwrap() Driver { return r.Driver }
-
-func (r *rateDriver) Walk(ctx context.Context, prefix string, fn func(ObjectInfo) error) error {
-	return r.WalkAfter(ctx, prefix, "", fn)
-}
-
-func (r *rateDriver) WalkAfter(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
-	if err := r.lim.Wait(ctx); err != nil {
-		return err
-	}
-	return WalkAfter(ctx, r.Driver, prefix, startAfter, fn)
-}
-
-func (r *rateDriver) Stat(ctx context.Context, key string) (ObjectInfo, error) {
-	if err := r.lim.Wait(ctx); err != nil {
-		return ObjectInfo{}, err
-	}
-	return r.Driver.Stat(ctx, key)
-}
-
-func (r *rateDriver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
-	if err := r.lim.Wait(ctx); err != nil {
-		return nil, err
-	}
-	return r.Driver.Get(ctx, key, max)
-}
-
-func (r *rateDriver) Put(ctx context.Context, key string, data []byte) error {
-	if err := r.lim.Wait(ctx); err != nil {
-		return err
-	}
-	return r.Driver.Put(ctx, key, data)
-}
-
-func (r *rateDriver) Delete(ctx context.Context, keys []string) ([]DeleteResult, error) {
-	if err := r.lim.Wait(ctx); err != nil {
-		return nil, err
-	}
-	return r.Driver.Delete(ctx, keys)
-}
-
-// pace is what the chain's rate-limit and slot-limit wrappers do to a
-// call. Capabilities are found below those wrappers, so without it
-// --rate-limit would not bound them: on Swift, one HEAD per blob
-// (LargeObject) is most of a walk's requests.
-type pace struct {
-	lim   *rate.Limiter // nil: no rate limit
-	limit *limitDriver  // nil: no slot limit
-}
-
-func (p pace) none() bool { return p.lim == nil && p.limit == nil }
-
-// call runs op after a rate token, as rateDriver does, and, unless op is a
-// listing (Limit does not count those), within a slot.
-func (p pace) call(ctx context.Context, listing bool, op func() error) error {
-	if p.lim != nil {
-		if err := p.lim.Wait(ctx); err != nil {
-			return err
-		}
-	}
-	if p.limit != nil && !listing {
-		if err := p.limit.acquire(ctx); err != nil {
-			return err
-		}
-		defer p.limit.release()
-	}
-	return op()
-}
-
-// guard is what the chain's wrappers do to a call, for the capabilities,
-// which are found below them: the retry policy (r, nil for none) and the
-// pace.
-type guard struct {
-	r *retryDriver
-	p pace
-}
-
-// guardOf finds the first retry, rate limit and slot limit in d's chain;
-// ok is false when there is none.
-func guardOf(d Driver) (g guard, ok bool) {
-	for d != nil {
-		switch w := d.(type) {
-		case *retryDriver:
-			if g.r == nil {
-				g.r = w
-			}
-		case *rateDriver:
-			if g.p.lim == nil {
-				g.p.lim = w.lim
-			}
-		case *limitDriver:
-			if g.p.limit == nil {
-				g.p.limit = w
-			}
-		}
-		u, isWrapper := d.(Unwrapper)
-		if !isWrapper {
-			break
-		}
-		d = u.Unwrap()
-	}
-	return g, g.r != nil || !g.p.none()
-}
-
-// do runs one request: paced once, retried within, as the wrappers are
-// stacked (the rate limit outside the retry).
-func (g guard) do(ctx context.Context, op func() error) error {
-	return g.p.call(ctx, false, func() error {
-		if g.r == nil {
-			return op()
-		}
-		return g.r.do(ctx, op)
-	})
-}
-
-// listing runs a listing: one token and no slot, retried by resuming
-// after the last entry handed out (retryDriver.listing).
-func (g guard) listing(ctx context.Context, list func(visit func(key string, deliver func() error) error) error) error {
-	return g.p.call(ctx, true, func() error {
-		if g.r == nil {
-			return list(func(_ string, deliver func() error) error { return deliver() })
-		}
-		return g.r.listing(ctx, list)
-	})
-}
-
-type guardedDirLister struct {
-	DirLister
-	g guard
-}
-
-func (x guardedDirLister) ListDir(ctx context.Context, prefix string, fn func(ObjectInfo, bool) error) error {
-	return x.g.listing(ctx, func(visit func(string, func() error) error) error {
-		return x.DirLister.ListDir(ctx, prefix, func(oi ObjectInfo, dir bool) error {
-			return visit(oi.Key, func() error { return fn(oi, dir) })
-		})
-	})
-}
-
-type guardedMultipart struct {
-	MultipartUploads
-	g guard
-}
-
-func (x guardedMultipart) WalkMultipartUploads(ctx context.Context, prefix string, fn func(MultipartUpload) error) error {
-	return x.g.listing(ctx, func(visit func(string, func() error) error) error {
-		return x.MultipartUploads.WalkMultipartUploads(ctx, prefix, func(u MultipartUpload) error {
-			return visit(u.Key+"\x00"+u.UploadID, func() error { return fn(u) })
-		})
-	})
-}
-
-func (x guardedMultipart) AbortMultipartUpload(ctx context.Context, key, uploadID string) error {
-	return x.g.do(ctx, func() error { return x.MultipartUploads.AbortMultipartUpload(ctx, key, uploadID) })
-}
-
-type guardedCreator struct {
-	Creator
-	g guard
-}
-
-func (x guardedCreator) Create(ctx context.Context, key string, data []byte) error {
-	return x.g.do(ctx, func() error { return x.Creator.Create(ctx, key, data) })
-}
-
-type guardedLargeObjects struct {
-	LargeObjects
-	g guard
-}
-
-func (x guardedLargeObjects) LargeObject(ctx context.Context, key string) (oi ObjectInfo, prefix string, err error) {
-	err = x.g.do(ctx, func() error {
-		oi, prefix, err = x.LargeObjects.LargeObject(ctx, key)
-		return err
-	})
-	return oi, prefix, err
-}
-
-func (x guardedLargeObjects) WalkSegments(ctx context.Context, fn func(ObjectInfo) error) error {
-	return x.g.listing(ctx, func(visit func(string, func() error) error) error {
-		return x.LargeObjects.WalkSegments(ctx, func(oi ObjectInfo) error {
-			return visit(oi.Key, func() error { return fn(oi) })
-		})
-	})
-}
-
-func (x guardedLargeObjects) DeleteSegments(ctx context.Context, names []string) (res []DeleteResult, err error) {
-	err = x.g.do(ctx, func() error {
-		res, err = x.LargeObjects.DeleteSegments(ctx, names)
-		return err
-	})
-	return res, err
-}
-
-type guardedStreamer struct {
-	Streamer
-	g guard
-}
-
-func (x guardedStreamer) Open(ctx context.Context, key string) (rc io.ReadCloser, err error) {
-	err = x.g.do(ctx, func() error {
-		rc, err = x.Streamer.Open(ctx, key)
-		return err
-	})
-	return rc, err
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
@@ -25,6 +26,10 @@ const PlanVersion = 1
 // Item kinds, in the order the executor deletes them (references before
 // what they point to).
 const (
+	// KindTag is a whole tag a retention policy deletes: its current link
+	// (Key) and its index, as the registry's own untag does. Tags go
+	// first, before anything they point to.
+	KindTag             = "tag"
 	KindTagIndexLink    = "tag_index_link"
 	KindTagCurrentLink  = "tag_current_link"
 	KindRevisionLink    = "revision_link"
@@ -40,6 +45,7 @@ const (
 // phase orders the kinds: a run killed between phases leaves no link to a
 // missing blob.
 var phase = map[string]int{
+	KindTag:          0,
 	KindTagIndexLink: 1, KindTagCurrentLink: 1, KindRevisionLink: 1, KindSignatureLink: 1,
 	KindLayerLink: 2,
 	KindBlob:      3, KindSegment: 4,
@@ -61,7 +67,10 @@ type Item struct {
 	Segments string `json:"segments,omitempty"`
 	// Manifest is the revision a schema1 signature link belongs to.
 	Manifest digest.Digest `json:"manifest,omitempty"`
-	Reason   string        `json:"reason"`
+	// Tag is the tag of a KindTag item (Digest is what its current link
+	// held, ModTime its mtime: the tag's time).
+	Tag    string `json:"tag,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // Options decide what is garbage.
@@ -73,8 +82,6 @@ type Options struct {
 	// MaxDeleteFraction trips a guard when more than this share of blobs
 	// would go.
 	MaxDeleteFraction float64
-	// DatabaseInUse is set when GitLab's lockfiles/database-in-use exists.
-	DatabaseInUse bool
 	// WalkStarted is when the walk began: a key written after it (less a
 	// slack for the store's clock) may be missing from the walk because it
 	// is new, not because the listing came back short.
@@ -103,10 +110,12 @@ type Stats struct {
 	Blobs int `json:"blobs"`
 	// Bytes is everything a sweep frees: blobs, orphan segments, upload
 	// files. BlobBytes is the blobs' share.
-	Bytes            int64 `json:"bytes"`
-	BlobBytes        int64 `json:"blob_bytes"`
-	Manifests        int   `json:"manifests"`
-	TagIndexLinks    int   `json:"tag_index_links"`
+	Bytes         int64 `json:"bytes"`
+	BlobBytes     int64 `json:"blob_bytes"`
+	Manifests     int   `json:"manifests"`
+	TagIndexLinks int   `json:"tag_index_links"`
+	// Tags counts whole tags a retention policy deletes.
+	Tags             int   `json:"tags"`
 	LayerLinks       int   `json:"layer_links"`
 	Uploads          int   `json:"uploads"`
 	MultipartUploads int   `json:"multipart_uploads"`
@@ -121,6 +130,9 @@ type Stats struct {
 type StorageRef struct {
 	Driver   string `json:"driver"`
 	Location string `json:"location"`
+	// Volume identifies a filesystem's volume (device and inode of its
+	// root, storage.Volumer): a path alone can name another volume later.
+	Volume string `json:"volume,omitempty"`
 }
 
 // Plan is what a sweep would delete. It is data: print it, save it,
@@ -138,7 +150,15 @@ type Plan struct {
 		// Harbor marks a plan made in Harbor mode: only gc, with the
 		// database taking part, may execute it.
 		Harbor bool `json:"harbor,omitempty"`
+		// MaxDeleteFraction is gc's --max-delete-fraction, for the record:
+		// sweep --plan judges the fraction with its own flag.
+		MaxDeleteFraction float64 `json:"max_delete_fraction"`
 	} `json:"options"`
+	// Seal is a digest of what binds the plan (version, times, storage,
+	// options): a plan whose header was edited, its Harbor flag above all,
+	// is refused. Items may be removed by a reviewer; every one left is
+	// checked against its key (checkItem) and against a fresh walk.
+	Seal   string  `json:"seal"`
 	Stats  Stats   `json:"stats"`
 	Guards []Guard `json:"guards"`
 	// Changing names the repositories the registry changed under the walk,
@@ -158,13 +178,12 @@ type Problem struct {
 	Blocking bool          `json:"blocking"`
 }
 
-// Build computes the plan. It never reads storage: everything comes from
-// the walk and the mark.
-//
-// Links that stay (young ones too) keep what they need: Build ends with a
-// Recheck against the walk itself, which reads manifests through
-// manifests (the mark just read them; a cache serves them).
-func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options, manifests Manifests) *Plan {
+// Build computes the candidates of a plan and their stats. It never reads
+// storage: everything comes from the walk and the mark. What links that
+// stay (young ones too) need is taken out by a Recheck against the walk
+// itself, and the guards are judged by Judge after it: the gc package
+// runs the three in turn (Build, Recheck, Judge).
+func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options) *Plan {
 	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), WalkStartedAt: o.WalkStarted.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
 	for _, mp := range res.Problems {
 		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
@@ -174,6 +193,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 		p.Problems = append(p.Problems, pr)
 	}
 	p.Options.DeleteUntagged, p.Options.Grace, p.Options.UploadGrace = o.DeleteUntagged, o.Grace.String(), o.UploadGrace.String()
+	p.Options.MaxDeleteFraction = o.MaxDeleteFraction
 	if len(inv.Changing) > 0 {
 		p.Changing = inv.Changing
 	}
@@ -183,7 +203,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	blobExists := inv.Blobs.Has
 	// Every link that stays must keep pointing at an existing blob, whatever
 	// the mark said (a young link of a push in progress is not marked).
-	linked := inv.NewDigestSet(true)
+	linked := inv.NewBlobSet(true)
 
 	for _, name := range inv.RepositoryNames() {
 		r := inv.Repositories[name]
@@ -277,7 +297,7 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	keptSegments := map[string]bool{}
 	deletedSegments := map[string]digest.Digest{}
-	consider := func(d digest.Digest, b walker.Blob, kept bool) {
+	consider := func(d digest.Digest, b blobindex.Blob, kept bool) {
 		if kept {
 			if seg := inv.SegmentsOf(d); seg != "" {
 				keptSegments[seg] = true
@@ -293,14 +313,14 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	// By position, the digest only for blobs that need it: turning 100k
 	// positions into digests costs more than the rest of the loop.
 	segmented := inv.BlobSegments.Len() > 0
-	for pos := range inv.Blobs.Positions() {
-		b := inv.Blobs.ValueAt(pos)
-		kept := res.KeptBlobs.HasPosition(pos) || linked.HasPosition(pos) || !old(b.ModTime)
+	for id := range inv.Blobs.IDs() {
+		b := inv.Blobs.Value(id)
+		kept := res.KeptBlobs.HasID(id) || linked.HasID(id) || !old(b.ModTime)
 		if !kept || segmented {
-			consider(inv.Blobs.DigestAt(pos), b, kept)
+			consider(inv.Blobs.Digest(id), b, kept)
 		}
 	}
-	for d, b := range inv.Blobs.Unpositioned() {
+	for d, b := range inv.Blobs.Unindexed() {
 		consider(d, b, res.KeptBlobs.Has(d) || linked.Has(d) || !old(b.ModTime))
 	}
 	for prefix, segs := range inv.Segments {
@@ -334,9 +354,27 @@ func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Option
 	}
 	p.sortItems()
 	p.Stats = p.computeStats(inv, res)
-	p.recheck(inv, true, manifests, res, nil)
-	p.Guards = guards(inv, res, p.Stats, o)
 	return p
+}
+
+// PhaseOf is the phase items of kind are deleted in (-1 for no kind).
+func PhaseOf(kind string) int {
+	if ph, ok := phase[kind]; ok {
+		return ph
+	}
+	return -1
+}
+
+// HasOrphanSegments says whether the plan deletes a segment set no blob
+// points at: a blob written since the walk could point at it, so the
+// recheck before the blobs lists the blobs too.
+func (p *Plan) HasOrphanSegments() bool {
+	for _, it := range p.Items {
+		if it.Kind == KindSegment && it.Reason == reasonOrphanSegment {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Plan) sortItems() {
@@ -369,6 +407,8 @@ func (p *Plan) itemStats(base Stats) Stats {
 			s.Manifests++
 		case KindTagIndexLink:
 			s.TagIndexLinks++
+		case KindTag:
+			s.Tags++
 		case KindLayerLink:
 			s.LayerLinks++
 		case KindUploadFile:
@@ -383,6 +423,16 @@ func (p *Plan) itemStats(base Stats) Stats {
 	}
 	s.Uploads = len(uploads)
 	return s
+}
+
+// Judge judges the plan's safety guards on a walk and its mark: the
+// plan's own walk, or a fresh one, as a sweep of a reviewed plan must (the
+// guards written in a plan file are not trusted: they may have been edited
+// out, and storage may have changed since). o gives MaxDeleteFraction as
+// it is now.
+func (p *Plan) Judge(inv *walker.Inventory, res *mark.Result, o Options) []Guard {
+	st := p.itemStats(Stats{TotalBlobs: inv.Blobs.Len(), TotalBlobBytes: inv.BlobBytes, KeptBlobs: res.KeptBlobs.Len()})
+	return guards(inv, res, st, o)
 }
 
 // WalkGuards are the guards a walk alone can trip; the walk just before
@@ -411,6 +461,9 @@ func WalkGuards(inv *walker.Inventory) []Guard {
 	return g
 }
 
+// FreesBytes says whether deleting it frees its size.
+func FreesBytes(it Item) bool { return freesBytes(it) }
+
 // freesBytes says whether deleting it frees its size. A DLO blob's size is
 // its segments' total, so its segments are not counted again.
 func freesBytes(it Item) bool {
@@ -428,9 +481,12 @@ const reasonOrphanSegment = "segment of no blob"
 // anyStored says whether some kept digest is a stored blob. Digests kept
 // but missing from storage (a dangling link, a row without a blob) do not
 // count: they prove nothing about the blobs that are there.
-func anyStored(kept *walker.DigestSet, stored *walker.DigestMap[walker.Blob]) bool {
-	for pos, d := range kept.Each() {
-		if pos >= 0 || stored.Has(d) { // a position is a stored blob's
+func anyStored(kept *blobindex.Set, stored *blobindex.Index) bool {
+	for range kept.IDs() {
+		return true // an ID is a stored blob's
+	}
+	for d := range kept.Unindexed() {
+		if stored.Has(d) {
 			return true
 		}
 	}
@@ -453,14 +509,28 @@ func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard
 		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d problem(s) make liveness unprovable (first: %s %s): %v", len(b), b[0].Kind, b[0].Key, b[0].Err)})
 	}
 	g = append(g, WalkGuards(inv)...)
-	if o.DatabaseInUse {
-		g = append(g, Guard{GuardDatabaseInUse, "docker/registry/lockfiles/database-in-use exists: this registry is managed by GitLab's metadata database, offline garbage collection would corrupt it"})
-	}
 	return g
 }
 
-// WriteJSON writes the plan.
+// seal is the digest Seal holds.
+func (p *Plan) seal() string {
+	header := struct {
+		Version       int        `json:"version"`
+		CreatedAt     time.Time  `json:"created_at"`
+		WalkStartedAt time.Time  `json:"walk_started_at"`
+		Storage       StorageRef `json:"storage"`
+		Options       any        `json:"options"`
+	}{p.Version, p.CreatedAt.UTC(), p.WalkStartedAt.UTC(), p.Storage, p.Options}
+	b, err := json.Marshal(header)
+	if err != nil {
+		panic(err) // plain values always encode
+	}
+	return digest.FromBytes(b).String()
+}
+
+// WriteJSON writes the plan, sealed.
 func (p *Plan) WriteJSON(w io.Writer) error {
+	p.Seal = p.seal()
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
@@ -476,6 +546,9 @@ func ReadPlan(r io.Reader) (*Plan, error) {
 	}
 	if p.Version != PlanVersion {
 		return nil, fmt.Errorf("plan version %d is not %d", p.Version, PlanVersion)
+	}
+	if p.Seal != p.seal() {
+		return nil, errors.New("plan header (storage, options, times) was edited since gc wrote it, or the plan was written by an older regsweep: make a new plan")
 	}
 	for _, it := range p.Items {
 		if err := checkItem(it); err != nil {
@@ -504,6 +577,8 @@ func checkItem(it Item) error {
 		want = layout.LayerLink{Repo: it.Repo, Digest: it.Digest}
 	case KindSignatureLink:
 		want = layout.SignatureLink{Repo: it.Repo, Digest: it.Manifest, Signature: it.Digest}
+	case KindTag:
+		want = layout.TagCurrentLink{Repo: it.Repo, Tag: it.Tag}
 	case KindRepository:
 		if !layout.ValidRepo(it.Repo) || it.Key != layout.RepoPrefix(it.Repo) {
 			return errors.New("key is not the repository's directory")
@@ -545,6 +620,14 @@ func checkItem(it Item) error {
 		return errors.New("key does not match the item's kind, repository and digest")
 	}
 	return nil
+}
+
+// Add puts items in the plan, in the order the executor deletes them, and
+// recomputes the stats: a participant's items (a policy's tags).
+func (p *Plan) Add(items ...Item) {
+	p.Items = append(p.Items, items...)
+	p.sortItems()
+	p.Stats = p.itemStats(p.Stats)
 }
 
 // Drop removes the items drop selects and recomputes the stats; it returns

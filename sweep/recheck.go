@@ -1,17 +1,16 @@
 package sweep
 
 import (
+	"context"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
 )
-
-// Manifests says what manifest d references (mark.References).
-type Manifests = mark.References
 
 // RecheckStats says what a recheck took out of the plan.
 type RecheckStats struct {
@@ -21,153 +20,68 @@ type RecheckStats struct {
 	Protected    int  `json:"protected"`
 	BlobsChecked bool `json:"blobs_checked"`
 	// Healed counts links this run deleted and wrote again because a push
-	// since the plan needs them (ExecuteChecked).
+	// since the plan needs them.
 	Healed int `json:"healed"`
 	// Walks counts the listings the rechecks made.
 	Walks int `json:"walks"`
 }
 
-// protection is what the links that stay need, per repository and
-// overall.
-type protection struct {
-	fresh     *walker.Inventory
-	manifests Manifests
-	marked    *mark.Result // nil, or the mark of fresh itself
-	perRepo   map[string]*walker.DigestSet
-	global    *walker.DigestSet
-	// referrers[repo][subject] are the revisions attached to subject.
-	referrers  map[string]map[digest.Digest][]digest.Digest
-	unreadable map[string]bool
-	// walked holds, per repository, the manifests already followed. It is
-	// not the protected set: a digest first protected as a blob (a layer
-	// link to a manifest, as registry 2.1 wrote) must still be followed
-	// when a link names it as a manifest.
-	walked map[string]*walker.DigestSet
+// Add sums o into s.
+func (s *RecheckStats) Add(o RecheckStats) {
+	s.Dropped += o.Dropped
+	s.Gone += o.Gone
+	s.Changed += o.Changed
+	s.Protected += o.Protected
+	s.Healed += o.Healed
+	s.Walks += o.Walks
+	s.BlobsChecked = s.BlobsChecked || o.BlobsChecked
 }
 
-// set returns sets[repo], creating it.
-func (p *protection) set(sets map[string]*walker.DigestSet, repo string) *walker.DigestSet {
-	s := sets[repo]
-	if s == nil {
-		s = p.fresh.NewDigestSet(false)
-		sets[repo] = s
-	}
-	return s
-}
-
-func (p *protection) mark(repo string, d digest.Digest) bool {
-	if !p.set(p.perRepo, repo).Add(d) {
-		return false
-	}
-	p.global.Add(d)
-	return true
-}
-
-// protected reports whether repo's links that stay need d.
-func (p *protection) protected(repo string, d digest.Digest) bool {
-	set := p.perRepo[repo]
-	return set != nil && set.Has(d)
-}
-
-// blobAt protects the listed blob at pos, as blob does its digest.
-func (p *protection) blobAt(repo string, pos uint32) {
-	if p.set(p.perRepo, repo).AddPosition(pos) {
-		p.global.AddPosition(pos)
-	}
-}
-
-// blob protects a digest that is only a blob (a layer or config).
-func (p *protection) blob(repo string, d digest.Digest) {
-	if d != "" {
-		p.mark(repo, d)
-	}
-}
-
-// manifest protects a manifest and, transitively, what it references,
-// what it is attached to and what is attached to it.
-func (p *protection) manifest(repo string, d digest.Digest) {
-	work := []digest.Digest{d}
-	for len(work) > 0 {
-		d := work[len(work)-1]
-		work = work[:len(work)-1]
-		if d == "" || !p.set(p.walked, repo).Add(d) {
-			continue
-		}
-		p.mark(repo, d)
-		children, subject, ok := p.references(repo, d)
-		if !ok {
-			p.unreadable[repo] = true
-			continue
-		}
-		work = append(work, children...)
-		work = append(work, subject)
-		work = append(work, p.referrers[repo][d]...)
-	}
-}
-
-// references protects the blobs manifest d references in repo and returns
-// the rest of what it references.
-func (p *protection) references(repo string, d digest.Digest) (children []digest.Digest, subject digest.Digest, ok bool) {
-	if p.marked != nil {
-		children, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, func(pos int, b digest.Digest) {
-			if pos >= 0 {
-				p.blobAt(repo, uint32(pos))
-			} else {
-				p.blob(repo, b)
-			}
-		})
-		if found {
-			return children, subject, ok
-		}
-	}
-	children, blobs, subject, ok := p.manifests(d)
-	if ok {
-		for _, b := range blobs {
-			p.blob(repo, b)
-		}
-	}
-	return children, subject, ok
-}
-
-// subject is the manifest d is attached to, if any.
-func (p *protection) subject(d digest.Digest) digest.Digest {
-	if p.marked != nil {
-		if _, subject, ok, found := p.marked.ReferencesAt(p.fresh, d, nil); found {
-			if ok {
-				return subject
-			}
-			return ""
-		}
-	}
-	if _, _, subject, ok := p.manifests(d); ok {
-		return subject
-	}
-	return ""
-}
-
-// Recheck compares the plan with a fresh walk taken just before deleting
-// and drops every item that is no longer garbage: keys already gone, keys
-// rewritten since (another mtime: they count as links that stay), and
-// whatever a link that stays needs — the manifest it names, everything that
-// manifest references, its subject and its referrers, transitively. fresh
-// may hold only the repository tree (blobsListed false): blob items are
-// then judged by the links alone. Stats are recomputed.
-func (p *Plan) Recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests) RecheckStats {
-	st, _ := p.recheck(fresh, blobsListed, manifests, nil, nil)
-	return st
-}
-
-// recheck is Recheck; marked, when not nil, is the mark of fresh itself.
+// Recheck compares the plan with a fresh walk and drops every item that is
+// no longer garbage: keys already gone, keys rewritten since (another
+// mtime: they count as links that stay), and whatever a link that stays
+// needs. What that is, is one mark (mark.Result.Extend of base, whose
+// blob index fresh shares when it lists the repository tree only) from the
+// links that stay (mark.Options.Recheck); the recheck is that mark and a
+// set difference. fresh may hold only the repository tree
+// (blobsListed false): blob items are then judged by the links alone.
 // deleted are links this run deleted (no longer items of p): heal returns
-// those that fresh lacks and that a link that stays needs.
-func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Manifests, marked *mark.Result, deleted []Item) (st RecheckStats, heal []Item) {
-	st = RecheckStats{BlobsChecked: blobsListed}
-	planned := make(map[string]Item, len(p.Items))
-	for _, it := range p.Items {
-		planned[it.Key] = it
+// those that fresh lacks and that a link that stays needs. Stats are
+// recomputed.
+func (p *Plan) Recheck(ctx context.Context, fresh *walker.Inventory, blobsListed bool, base *mark.Result, src mark.Source, concurrency int, deleted []Item) (RecheckStats, []Item, error) {
+	stay := p.staying(fresh)
+	kept, err := base.Extend(ctx, fresh, src, mark.Options{Roots: stay.rootsOf, Recheck: true, Concurrency: concurrency})
+	if err != nil {
+		return RecheckStats{}, nil, err
 	}
-	staying := func(key string, mtime int64) bool {
-		it, ok := planned[key]
+	st, heal := p.drop(fresh, blobsListed, kept, stay, deleted)
+	return st, heal, nil
+}
+
+// stay is what of a fresh walk stays, by repository: the roots of the
+// recheck's mark, and the layer links that keep their blob.
+type stay struct {
+	roots     map[string][]digest.Digest
+	layers    map[string]*blobindex.Set
+	anyLayers *blobindex.Set  // every repository's layers
+	staying   map[string]bool // the repository has a key that stays
+	planned   map[string]Item
+}
+
+func (s *stay) rootsOf(repo string) ([]digest.Digest, bool, bool) {
+	return s.roots[repo], false, true
+}
+
+// staying finds what of fresh stays: every link the plan does not delete,
+// or that was written again since (another mtime).
+func (p *Plan) staying(fresh *walker.Inventory) *stay {
+	s := &stay{roots: map[string][]digest.Digest{}, layers: map[string]*blobindex.Set{}, anyLayers: fresh.NewBlobSet(true),
+		staying: map[string]bool{}, planned: make(map[string]Item, len(p.Items))}
+	for _, it := range p.Items {
+		s.planned[it.Key] = it
+	}
+	keyStays := func(key string, mtime int64) bool {
+		it, ok := s.planned[key]
 		return !ok || it.ModTime.Unix() != mtime
 	}
 	// A link whose digest no planned link of its repository names stays,
@@ -184,88 +98,117 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			linkDigests[it.Repo][it.Digest] = true
 		}
 	}
-	prot := &protection{fresh: fresh, manifests: manifests, marked: marked, perRepo: map[string]*walker.DigestSet{}, global: fresh.NewDigestSet(true),
-		referrers: map[string]map[digest.Digest][]digest.Digest{}, unreadable: map[string]bool{}, walked: map[string]*walker.DigestSet{}}
-
-	repoHasStaying := map[string]bool{}
-	for name, r := range fresh.Repositories {
-		refs := map[digest.Digest][]digest.Digest{}
-		for d := range r.Revisions.All() {
-			if subject := prot.subject(d); subject != "" {
-				refs[subject] = append(refs[subject], d)
-			}
-		}
-		prot.referrers[name] = refs
-	}
 	for name, r := range fresh.Repositories {
 		var roots []digest.Digest
-		note := func(key string, mtime int64) bool {
-			if staying(key, mtime) {
-				repoHasStaying[name] = true
-				return true
-			}
-			return false
-		}
+		layers := fresh.NewBlobSet(false)
 		mayBePlanned := linkDigests[name]
 		// A repository the registry changed under this walk keeps all its
 		// links: what it holds now is not what was walked.
 		_, changing := fresh.Changing[name]
-		noteLink := func(d digest.Digest, key func() string, mtime int64) bool {
-			if changing || !mayBePlanned[d] && !mayBePlanned[""] {
-				repoHasStaying[name] = true
+		stays := func(key string, mtime int64) bool {
+			if keyStays(key, mtime) {
+				s.staying[name] = true
 				return true
 			}
-			return note(key(), mtime)
+			return false
+		}
+		linkStays := func(d digest.Digest, key func() string, mtime int64) bool {
+			if changing || !mayBePlanned[d] && !mayBePlanned[""] {
+				s.staying[name] = true
+				return true
+			}
+			return stays(key(), mtime)
 		}
 		for d, l := range r.Revisions.All() {
-			if noteLink(d, func() string { return keyOf(revisionSpec(name, d)) }, l.ModTime) {
+			if linkStays(d, func() string { return keyOf(revisionSpec(name, d)) }, l.ModTime) {
 				roots = append(roots, d)
 			}
 		}
-		for pos, d := range r.Layers.Each() {
-			if pos >= 0 && len(mayBePlanned) == 0 && !changing {
-				// Nothing of this repository is planned: the link stays,
-				// and its blob is protected by position.
-				repoHasStaying[name] = true
-				prot.blobAt(name, uint32(pos))
-				continue
-			}
-			if pos >= 0 {
-				d = fresh.Blobs.DigestAt(pos)
-			}
+		layer := func(d digest.Digest) {
 			l, _ := r.Layers.Get(d)
-			if noteLink(d, func() string { return keyOf(layerSpec(name, d)) }, l.ModTime) {
-				prot.blob(name, d)
+			if linkStays(d, func() string { return keyOf(layerSpec(name, d)) }, l.ModTime) {
+				layers.Add(d)
+				s.anyLayers.Add(d)
 			}
 		}
+		for id := range r.Layers.IDs() {
+			if len(mayBePlanned) == 0 && !changing {
+				// Nothing of this repository is planned: the link stays,
+				// and its blob is kept by ID.
+				s.staying[name] = true
+				layers.AddID(id)
+				s.anyLayers.AddID(id)
+				continue
+			}
+			layer(fresh.Blobs.Digest(id))
+		}
+		for d := range r.Layers.Unindexed() {
+			layer(d)
+		}
 		for tag, t := range r.Tags {
+			if it, ok := s.planned[keyOf(tagCurrentSpec(name, tag))]; ok && it.Kind == KindTag && !changing &&
+				t.HasCurrent && t.CurrentModTime == it.ModTime.Unix() && t.Current == it.Digest {
+				continue // the whole tag goes: none of its links is a root
+			}
 			for d, l := range t.Index.All() {
-				if noteLink(d, func() string { return keyOf(tagIndexSpec(name, tag, d)) }, l.ModTime) {
+				if linkStays(d, func() string { return keyOf(tagIndexSpec(name, tag, d)) }, l.ModTime) {
 					roots = append(roots, d)
 				}
 			}
-			if t.HasCurrent && (changing || note(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime)) && t.Current != "" {
+			if t.HasCurrent && (changing || stays(keyOf(tagCurrentSpec(name, tag)), t.CurrentModTime)) && t.Current != "" {
 				roots = append(roots, t.Current)
 			}
 		}
 		for _, u := range r.Uploads {
 			for _, f := range u.Files {
-				if staying(f.Key, f.ModTime.Unix()) {
-					repoHasStaying[name] = true
+				if keyStays(f.Key, f.ModTime.Unix()) {
+					s.staying[name] = true
 				}
 			}
 		}
-		for _, d := range roots {
-			prot.manifest(name, d)
+		s.roots[name], s.layers[name] = roots, layers
+	}
+	return s
+}
+
+// drop takes out of the plan what kept (the mark from the links that stay)
+// and the layer links that stay need, and returns what to heal.
+func (p *Plan) drop(fresh *walker.Inventory, blobsListed bool, kept *mark.Result, s *stay, deleted []Item) (st RecheckStats, heal []Item) {
+	st = RecheckStats{BlobsChecked: blobsListed}
+	// protected says whether repo's links that stay need d.
+	protected := func(repo string, d digest.Digest) bool {
+		if rr := kept.Repos[repo]; rr != nil && (rr.KeptLayers.Has(d) || rr.KeptManifests.Has(d)) {
+			return true
+		}
+		l := s.layers[repo]
+		return l != nil && l.Has(d)
+	}
+	// A manifest that could not be read or parsed where a link that stays
+	// leads could need anything: its repository keeps every link, and no
+	// blob goes.
+	unreadable := map[string]bool{}
+	for _, pr := range kept.Problems {
+		if pr.Kind == mark.KindUnparseableManifest {
+			unreadable[pr.Repo] = true
 		}
 	}
+	global := func(d digest.Digest) bool { return kept.KeptBlobs.Has(d) || s.anyLayers.Has(d) }
 
 	dropped := map[string]bool{} // keys of dropped items
 	droppedRepo := map[string]bool{}
+	// A link that stays keeps its blob, whatever the mark says of it (a
+	// broken repository keeps its layer links without marking them live).
+	stayingLinks := map[digest.Digest]bool{}
 	count := func(it Item, why string) {
 		dropped[it.Key] = true
 		if it.Repo != "" {
 			droppedRepo[it.Repo] = true
+		}
+		switch it.Kind {
+		case KindRevisionLink, KindLayerLink, KindTagIndexLink:
+			if why != "gone" {
+				stayingLinks[it.Digest] = true
+			}
 		}
 		st.Dropped++
 		switch why {
@@ -279,12 +222,26 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 	}
 	// Links first: later passes depend on which of them stay.
 	changedUploads := map[string]bool{}
+	keptSignatures := map[digest.Digest]bool{}
 	for _, it := range p.Items {
 		if _, changing := fresh.Changing[it.Repo]; changing && it.Repo != "" && it.Kind != KindBlob && it.Kind != KindSegment {
 			count(it, "changed")
 			continue
 		}
 		switch it.Kind {
+		case KindTag:
+			// A tag moved or pushed again since the plan stays.
+			r := fresh.Repositories[it.Repo]
+			var t *walker.Tag
+			if r != nil {
+				t = r.Tags[it.Tag]
+			}
+			switch {
+			case t == nil || !t.HasCurrent:
+				count(it, "gone")
+			case t.CurrentModTime != it.ModTime.Unix() || t.Current != it.Digest:
+				count(it, "changed")
+			}
 		case KindRevisionLink, KindLayerLink, KindTagIndexLink, KindTagCurrentLink:
 			mtime, exists := freshLinkMTime(fresh, it.Key)
 			switch {
@@ -292,13 +249,13 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 				count(it, "gone")
 			case mtime != it.ModTime.Unix():
 				count(it, "changed")
-			case it.Kind != KindTagCurrentLink && (prot.protected(it.Repo, it.Digest) || prot.unreadable[it.Repo]):
+			case it.Kind != KindTagCurrentLink && (protected(it.Repo, it.Digest) || unreadable[it.Repo]):
 				count(it, "protected")
 			}
 		case KindUploadFile:
 			if u := fresh.Repositories[it.Repo]; u != nil && u.Uploads[it.UploadID] != nil {
 				for _, f := range u.Uploads[it.UploadID].Files {
-					if staying(f.Key, f.ModTime.Unix()) {
+					if o, ok := s.planned[f.Key]; !ok || o.ModTime.Unix() != f.ModTime.Unix() {
 						changedUploads[it.Repo+"/"+it.UploadID] = true
 					}
 				}
@@ -314,9 +271,9 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		case KindSignatureLink:
 			// A signature goes only with its revision.
 			revKey := keyOf(revisionSpec(it.Repo, it.Manifest))
-			if dropped[revKey] || prot.protected(it.Repo, it.Manifest) || prot.unreadable[it.Repo] {
+			if dropped[revKey] || protected(it.Repo, it.Manifest) || unreadable[it.Repo] {
 				count(it, "protected")
-				prot.global.Add(it.Digest)
+				keptSignatures[it.Digest] = true
 			}
 		}
 	}
@@ -326,7 +283,7 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			continue
 		}
 		switch {
-		case prot.global.Has(it.Digest) || len(prot.unreadable) > 0:
+		case global(it.Digest) || keptSignatures[it.Digest] || stayingLinks[it.Digest] || len(unreadable) > 0:
 			count(it, "protected")
 		case blobsListed:
 			b, exists := fresh.Blobs.Get(it.Digest)
@@ -361,17 +318,17 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 		}
 	}
 	for _, it := range p.Items {
-		if it.Kind == KindRepository && (droppedRepo[it.Repo] || repoHasStaying[it.Repo]) {
+		if it.Kind == KindRepository && (droppedRepo[it.Repo] || s.staying[it.Repo]) {
 			count(it, "changed")
 		}
 	}
-	kept := p.Items[:0]
+	kept2 := p.Items[:0]
 	for _, it := range p.Items {
 		if !dropped[it.Key] {
-			kept = append(kept, it)
+			kept2 = append(kept2, it)
 		}
 	}
-	p.Items = kept
+	p.Items = kept2
 	p.Stats = p.itemStats(p.Stats)
 	for _, it := range deleted {
 		switch it.Kind {
@@ -379,7 +336,7 @@ func (p *Plan) recheck(fresh *walker.Inventory, blobsListed bool, manifests Mani
 			if _, exists := freshLinkMTime(fresh, it.Key); exists || strings.HasPrefix(it.Reason, "dangling") {
 				continue
 			}
-			if prot.protected(it.Repo, it.Digest) {
+			if protected(it.Repo, it.Digest) {
 				heal = append(heal, it)
 			}
 		}

@@ -15,9 +15,9 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/internal/regtree"
+	"github.com/regsweep/regsweep/internal/storecheck"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
-	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
@@ -43,8 +43,8 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()},
-		sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}, manifests(ctx, src))
+	o := sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}
+	plan := build(t, inv, res, src, o)
 	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -54,68 +54,19 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 	return gcRun{plan, result, err}
 }
 
-func manifests(ctx context.Context, src mark.Source) sweep.Manifests {
-	return mark.SourceReferences(ctx, src)
-}
-
-// checkIntact asserts that every tag resolves to a manifest whose whole
-// tree is in storage and linked in its repository, and that no link points
-// at a missing blob.
-func checkIntact(t *testing.T, d storage.Driver) *walker.Inventory {
+// build makes a plan as the gc package does: candidates, a recheck
+// against the walk itself, guards.
+func build(t *testing.T, inv *walker.Inventory, res *mark.Result, src mark.Source, o sweep.Options) *sweep.Plan {
 	t.Helper()
-	ctx := context.Background()
-	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
-	if err != nil {
+	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: "memory", Location: "memory://"}, o)
+	if _, _, err := plan.Recheck(context.Background(), inv, true, res, src, 4, nil); err != nil {
 		t.Fatal(err)
 	}
-	for name, r := range inv.Repositories {
-		for d := range r.Revisions.All() {
-			if !inv.Blobs.Has(d) {
-				t.Errorf("%s: dangling revision link %s", name, d)
-			}
-		}
-		for d := range r.Layers.All() {
-			if !inv.Blobs.Has(d) {
-				t.Errorf("%s: dangling layer link %s", name, d)
-			}
-		}
-		for tag, tg := range r.Tags {
-			if !tg.HasCurrent {
-				continue
-			}
-			pullable(t, ctx, d, inv, name, tag, tg.Current)
-		}
-	}
-	return inv
+	plan.Guards = plan.Judge(inv, res, o)
+	return plan
 }
 
-func pullable(t *testing.T, ctx context.Context, d storage.Driver, inv *walker.Inventory, repo, tag string, m digest.Digest) {
-	t.Helper()
-	r := inv.Repositories[repo]
-	if !r.Revisions.Has(m) || !inv.Blobs.Has(m) {
-		t.Errorf("%s:%s: manifest %s is gone", repo, tag, m)
-		return
-	}
-	key, _ := layout.Path(layout.BlobData{Digest: m})
-	body, err := d.Get(ctx, key, 4<<20)
-	if err != nil {
-		t.Errorf("%s:%s: %v", repo, tag, err)
-		return
-	}
-	man, err := manifest.Parse(body)
-	if err != nil {
-		t.Errorf("%s:%s: %v", repo, tag, err)
-		return
-	}
-	for _, b := range man.Blobs {
-		if !inv.Blobs.Has(b) || !r.Layers.Has(b) {
-			t.Errorf("%s:%s: blob %s of %s is gone or unlinked", repo, tag, b, m)
-		}
-	}
-	for _, c := range man.Children {
-		pullable(t, ctx, d, inv, repo, tag+"@child", c)
-	}
-}
+func checkIntact(t *testing.T, d storage.Driver) *walker.Inventory { return storecheck.Intact(t, d) }
 
 var spec = regtree.Spec{Seed: 3, Repositories: 15, ImagesPerRepo: 5, TagsPerRepo: 2, LayersPerImg: 3,
 	SharedLayers: 4, OrphanBlobs: 10, MultiArch: true, Uploads: 3}
@@ -326,7 +277,7 @@ func TestReadPlanRefusesKeysThatNameSomethingElse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: "memory"}, sweep.Options{Now: time.Now(), DeleteUntagged: true, MaxDeleteFraction: 1}, manifests(ctx, src))
+	plan := build(t, inv, res, src, sweep.Options{Now: time.Now(), DeleteUntagged: true, MaxDeleteFraction: 1})
 	var buf bytes.Buffer
 	if err := plan.WriteJSON(&buf); err != nil {
 		t.Fatal(err)

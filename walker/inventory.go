@@ -9,21 +9,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/storage"
 )
-
-// Blob is a blob's data object as storage holds it. Kept small: there are
-// millions of blobs.
-type Blob struct {
-	Size    int64
-	ModTime int64 // unix seconds
-}
-
-// Link is a link file. Corrupt ones are also in Inventory.Corrupt, with
-// the reason.
-type Link struct {
-	ModTime int64
-}
 
 // Tag is a tag's current link and its index.
 type Tag struct {
@@ -31,7 +19,7 @@ type Tag struct {
 	CurrentModTime int64
 	CurrentCorrupt string
 	HasCurrent     bool
-	Index          *LinkMap
+	Index          *blobindex.Links
 }
 
 // Upload is one _uploads/<id> directory.
@@ -44,20 +32,20 @@ type Upload struct {
 // Repository is everything stored under one repository name.
 type Repository struct {
 	Name       string
-	Revisions  *LinkMap
+	Revisions  *blobindex.Links
 	Signatures map[digest.Digest][]digest.Digest // revision -> schema1 signature links
 	Tags       map[string]*Tag
-	Layers     *LinkMap
+	Layers     *blobindex.Links
 	Uploads    map[string]*Upload
 }
 
 // Inventory is a whole walk, aggregated.
 type Inventory struct {
-	Blobs     *DigestMap[Blob]
+	Blobs     *blobindex.Index
 	BlobBytes int64
 	// BlobSegments maps a Swift DLO blob to its segment prefix (empty
 	// elsewhere).
-	BlobSegments *DigestMap[string]
+	BlobSegments *blobindex.Map[string]
 	Repositories map[string]*Repository
 	// Corrupt holds links whose content is not the digest they should hold.
 	Corrupt []Entry
@@ -69,27 +57,34 @@ type Inventory struct {
 	Segments map[string][]storage.ObjectInfo
 	// Keys counts every key listed, for request-count comparisons.
 	Keys int64
+	// BlobsWalked says the walk listed the blobs: Blobs is what storage
+	// held then. A walk of the repository tree only has none, or an
+	// earlier walk's (Options.Blobs).
+	BlobsWalked bool
 	// Changing names the repositories the registry changed under the walk
 	// (a link listed, then gone when read), with the first such key: gc
 	// plans nothing in them this run.
 	Changing map[string]string
 
-	links *linkIndex // the blob map as the repositories' link maps use it
+	links *blobindex.LinkIndex // the blob index as the repositories' link maps use it
 }
 
 // NewInventory returns an empty inventory.
 func NewInventory() *Inventory {
-	inv := &Inventory{Blobs: NewDigestMap[Blob](), BlobSegments: NewDigestMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo), Changing: map[string]string{}}
-	inv.links = &linkIndex{blobs: inv.Blobs}
+	inv := &Inventory{Blobs: blobindex.NewIndex(), BlobSegments: blobindex.NewMap[string](), Repositories: make(map[string]*Repository), Segments: make(map[string][]storage.ObjectInfo), Changing: map[string]string{}}
+	inv.links = blobindex.NewLinkIndex(inv.Blobs)
 	return inv
 }
 
-// BlobsListed says every blob is in: the blob map is compacted, and links
-// added from now on to a listed blob are kept as its position (LinkMap).
-// No blob may be added after it.
-func (inv *Inventory) BlobsListed() {
-	inv.Blobs.Compact()
-	inv.links.frozen = true
+// BlobsListed says every blob is in: the blob index is compacted, and
+// links added from now on to a listed blob are kept as its ID
+// (blobindex.Links). No blob may be added after it.
+func (inv *Inventory) BlobsListed() { inv.links.Freeze() }
+
+// NewBlobSet returns an empty set over the inventory's blobs (see
+// blobindex.NewSet).
+func (inv *Inventory) NewBlobSet(dense bool) *blobindex.Set {
+	return blobindex.NewSet(inv.Blobs, dense)
 }
 
 // Collect walks d and aggregates the result.
@@ -103,9 +98,17 @@ func Collect(ctx context.Context, d storage.Driver, opts Options) (*Inventory, e
 // goes on. observe must not block for long; the listings wait for it.
 func CollectObserving(ctx context.Context, d storage.Driver, opts Options, observe func(*Inventory, Entry)) (*Inventory, error) {
 	inv := NewInventory()
+	switch {
+	case !opts.RepositoriesOnly:
+		inv.BlobsWalked = true
+	case opts.Blobs != nil:
+		inv.Blobs = opts.Blobs
+		inv.links = blobindex.NewLinkIndex(inv.Blobs)
+		inv.links.Freeze()
+	}
 	opts.OnBlobsListed = inv.BlobsListed
 	err := Walk(ctx, d, opts, func(e Entry) error {
-		if e.Kind == KindBlob && inv.links.frozen {
+		if e.Kind == KindBlob && inv.links.Frozen() {
 			return fmt.Errorf("%w: blob %s reported after the blob listing ended", ErrWalk, e.Key)
 		}
 		inv.Add(e)
@@ -141,8 +144,8 @@ func (inv *Inventory) Repo(name string) *Repository {
 		// Names from a listing are slices of a whole key: a copy keeps
 		// the key from staying in memory with them.
 		name = strings.Clone(name)
-		r = &Repository{Name: name, Revisions: newLinkMap(inv.links), Signatures: map[digest.Digest][]digest.Digest{},
-			Tags: map[string]*Tag{}, Layers: newLinkMap(inv.links), Uploads: map[string]*Upload{}}
+		r = &Repository{Name: name, Revisions: blobindex.NewLinks(inv.links), Signatures: map[digest.Digest][]digest.Digest{},
+			Tags: map[string]*Tag{}, Layers: blobindex.NewLinks(inv.links), Uploads: map[string]*Upload{}}
 		inv.Repositories[name] = r
 	}
 	return r
@@ -151,7 +154,7 @@ func (inv *Inventory) Repo(name string) *Repository {
 func (inv *Inventory) tag(r *Repository, name string) *Tag {
 	t := r.Tags[name]
 	if t == nil {
-		t = &Tag{Index: newLinkMap(inv.links)}
+		t = &Tag{Index: blobindex.NewLinks(inv.links)}
 		r.Tags[strings.Clone(name)] = t // see Repo
 	}
 	return t
@@ -169,17 +172,17 @@ func (inv *Inventory) Add(e Entry) {
 		inv.Repo(e.Repo)
 		return
 	}
-	link := Link{ModTime: e.ModTime.Unix()}
+	link := blobindex.Link{ModTime: e.ModTime.Unix()}
 	if e.Corrupt {
 		inv.Corrupt = append(inv.Corrupt, e)
 	}
 	switch e.Kind {
 	case KindBlob:
-		if inv.links.frozen {
-			// Positions are in use as ids: a blob now would shift them.
+		if inv.links.Frozen() {
+			// IDs are in use: a blob now would shift them.
 			panic("walker: a blob was added after BlobsListed")
 		}
-		inv.Blobs.Set(e.Digest, Blob{Size: e.Size, ModTime: e.ModTime.Unix()})
+		inv.Blobs.Set(e.Digest, blobindex.Blob{Size: e.Size, ModTime: e.ModTime.Unix()})
 		if e.SegmentPrefix != "" {
 			inv.BlobSegments.Set(e.Digest, e.SegmentPrefix)
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/regsweep/regsweep/blobindex"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/storage"
 )
@@ -104,6 +105,11 @@ type Options struct {
 	// RepositoriesOnly lists just the repository tree (links, tags and
 	// uploads): the re-list before deleting.
 	RepositoriesOnly bool
+	// Blobs, with RepositoriesOnly, is the blob index of an earlier walk
+	// of the same storage: Collect keeps links by its IDs, and a mark of
+	// this walk can extend that walk's mark (mark.Result.Extend). It is
+	// not a listing of the blobs now.
+	Blobs *blobindex.Index
 	// Parallel lists in parallel shards: blobs/sha256/ by the first hex
 	// digit (digests are uniform; on a store that can start a listing
 	// after a key, a shard larger than a page splits by the directories
@@ -221,6 +227,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 		if lctx.Err() == nil { // a failed blob listing has ended the walk
 			for _, shard := range repoShards {
 				listings.Go(func() error { return w.list(lctx, shard) })
+			}
+			if !opts.RepositoriesOnly {
+				listings.Go(func() error { return w.outsideLayout(lctx) })
 			}
 		}
 		err = listings.Wait()
@@ -482,6 +491,47 @@ func (w *walk) sha256Children(ctx context.Context) ([]storage.ObjectInfo, error)
 		})
 	})
 	return w.children, w.childrenErr
+}
+
+// outsideLayout lists everything under the registry root but blobs/ and
+// repositories/: distribution writes nothing else there, so every key
+// found is reported (KindUnknown), never skipped. On a store that lists
+// one level in a request, only the other top-level names are listed; a
+// store that cannot lists the whole root and passes over the two trees
+// listed already.
+func (w *walk) outsideLayout(ctx context.Context) error {
+	listed := func(key string) bool {
+		return strings.HasPrefix(key, layout.BlobsPrefix) || strings.HasPrefix(key, layout.RepositoriesPrefix)
+	}
+	dl, ok := storage.DirListerOf(w.d)
+	if !ok {
+		return w.d.Walk(ctx, layout.Root, func(oi storage.ObjectInfo) error {
+			if listed(oi.Key) {
+				return nil
+			}
+			return w.classify(ctx, oi)
+		})
+	}
+	var dirs []string
+	err := dl.ListDir(ctx, layout.Root, func(oi storage.ObjectInfo, dir bool) error {
+		switch {
+		case listed(oi.Key):
+		case dir:
+			dirs = append(dirs, oi.Key)
+		default:
+			return w.classify(ctx, oi)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		if err := w.list(ctx, dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *walk) list(ctx context.Context, prefix string) error {

@@ -380,9 +380,10 @@ func TestBlobShardsSplitWhenLarge(t *testing.T) {
 		}
 		return blobs, reqs.Snapshot()["list"] - before
 	}
-	// 18 shards (16 sha256 ones, sha384, sha512) and one delimiter listing
-	// of the repository tree.
-	const unsplit = 18 + 1
+	// 18 shards (16 sha256 ones, sha384, sha512), one delimiter listing of
+	// the repository tree and one of the registry root (for keys outside
+	// the layout).
+	const unsplit = 18 + 1 + 1
 	if _, lists := count(300, 4); lists != unsplit {
 		t.Fatalf("a store of 300 blobs took %d listings, want %d (no split)", lists, unsplit)
 	}
@@ -444,3 +445,43 @@ func TestBlobShardSplitMissesNothing(t *testing.T) {
 		t.Errorf("sharded walk found %d keys, one pass %d", len(sharded), len(one))
 	}
 }
+
+// Every key under the registry root that is not in blobs/ or
+// repositories/ is reported as unknown: distribution writes nothing else
+// there (issue 15). A walk of the repository tree only does not look.
+func TestKeysOutsideTheLayoutAreReported(t *testing.T) {
+	ctx := context.Background()
+	strays := []string{layout.Root + "stray/x.txt", layout.Root + "notes", layout.Root + "blobsX/y", layout.Root + "old/deep/er/key"}
+	for _, mem := range []storage.Driver{storage.NewMemory(nil, nil), hidingCapabilities{storage.NewMemory(nil, nil)}} {
+		for _, k := range append([]string{layout.BlobsPrefix + "sha256/ab/ab" + strings.Repeat("0", 62) + "/data"}, strays...) {
+			if err := mem.Put(ctx, k, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, parallel := range []bool{false, true} {
+			opts := walker.DefaultOptions()
+			opts.Parallel = parallel
+			inv, err := walker.Collect(ctx, mem, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range inv.Unknown {
+				got = append(got, e.Key)
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(strays))
+			if !slices.Equal(got, want) || inv.Blobs.Len() != 1 {
+				t.Errorf("%T parallel %v: unknown %v, want %v; %d blobs", mem, parallel, got, want, inv.Blobs.Len())
+			}
+			opts.RepositoriesOnly = true
+			if inv, err := walker.Collect(ctx, mem, opts); err != nil || len(inv.Unknown) != 0 {
+				t.Errorf("a walk of the repository tree reported %v (%v)", inv.Unknown, err)
+			}
+		}
+	}
+}
+
+// hidingCapabilities is a store that offers no capability: the walk lists
+// the whole root for keys outside the layout.
+type hidingCapabilities struct{ storage.Driver }

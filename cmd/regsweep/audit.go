@@ -9,13 +9,12 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
-	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/verify"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type auditOptions struct {
@@ -91,56 +90,27 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		}
 		err = errors.Join(err, emitMetrics(ctx, ro, run))
 	}()
+	meter, log := g.startProgress()
+	defer meter.Close()
 	d, _, err := g.openStorage(ctx, cmd.Flags(), true, reqs)
 	if err != nil {
 		return err
 	}
-	log := g.logger()
 	// Harbor's database is read in one read-only snapshot.
-	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
+	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, false, log)
 	if err != nil {
 		return err
 	}
 	defer hb.Close()
-	prog := newProgress(g)
-	defer prog.Stop()
-	opts := walker.DefaultOptions()
-	opts.Concurrency = g.concurrency
-	opts.Parallel = true
-	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
-	log.Info("walking storage", "location", d.Location())
-	walkStarted := time.Now()
-	prog.Phase("listing", "keys", 0, false)
-	inv, err := walker.Collect(ctx, countingDriver{d, prog}, opts)
-	if err != nil {
-		return err
-	}
-	walked := time.Now()
-	prog.Pause()
-	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
-	prog.Phase("marking", "manifests", manifestRoots(inv), false)
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
-	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
-	if hb != nil {
-		if hb.snap.Schema.Harbor1 {
-			hb.live.AddStorageTags(inv)
-		}
-		markOpts.Roots = hb.live.Roots
-	}
-	res, err := mark.Run(ctx, inv, countingSource{src, prog}, markOpts)
+	a, err := gc.Analyze(ctx, d, src, gc.Options{DeleteUntagged: o.deleteUntagged, Grace: o.grace, UploadGrace: o.uploadGrace,
+		Concurrency: g.concurrency, Log: log, Progress: meter}, participants(hb)...)
 	if err != nil {
 		return err
 	}
-	if hb != nil {
-		hb.live.Protect(res)
-	}
-	manifests := res.Manifests(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), WalkStarted: walkStarted, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-	}, manifests)
-	marked := time.Now()
-	prog.Pause()
+	inv, res, plan := a.Inventory, a.Mark, a.Plan
+	walked, marked := a.Walked, a.Marked
 	var mismatches []verify.Result
 	if o.verify {
 		var digests []digest.Digest
@@ -148,9 +118,9 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 			digests = append(digests, dg)
 		}
 		log.Info("verifying blobs", "blobs", len(digests), "bytes", inv.BlobBytes)
-		prog.Phase("verifying", "", inv.BlobBytes, true)
+		stage := meter.Start("verify", "bytes", inv.BlobBytes)
 		err := verify.Blobs(ctx, d, digests, verify.Options{Concurrency: g.concurrency, BytesPerSecond: o.verifyRate}, func(r verify.Result) error {
-			prog.Add(r.Bytes)
+			stage.Add(r.Bytes)
 			if r.Actual != r.Digest {
 				mismatches = append(mismatches, r)
 			}
@@ -159,7 +129,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		if err != nil {
 			return err
 		}
-		prog.Pause()
+		stage.Done()
 	}
 	verified := time.Now()
 	rep = reports.BuildAudit(inv, res, plan, storageInfo(d), reqs.Snapshot(), started, time.Now())
@@ -168,18 +138,18 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
 	}
 	if hb != nil {
-		for _, f := range harborgc.Findings(hb.snap, inv, o.grace) {
+		for _, f := range harborgc.Findings(hb.Snapshot(), inv, o.grace) {
 			rep.Add(reports.Finding{Kind: f.Kind, Project: f.Project, Repo: f.Repo, Digest: f.Digest, Key: f.Key, Size: f.Size, Explanation: f.Message})
 		}
 	}
-	rep.NameAffectedTags(inv, manifests)
+	rep.NameAffectedTags(inv, res)
 	rep.SetDuration("walk", walked.Sub(started).Seconds())
 	rep.SetDuration("mark", marked.Sub(walked).Seconds())
 	if o.verify {
 		rep.SetDuration("verify", verified.Sub(marked).Seconds())
 	}
 	rep.SetDuration("total", rep.FinishedAt.Sub(rep.StartedAt).Seconds())
-	prog.Stop()
+	meter.Close() // the line is gone before the report is written
 	err = writeOutput(g.stdout, ro.output, func(w io.Writer) error {
 		switch o.format {
 		case "json":
@@ -187,7 +157,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		case "csv":
 			return rep.WriteCSV(w)
 		case "html":
-			return rep.WriteHTML(w)
+			return rep.WriteHTMLOpts(w, reports.HTMLOptions{FindingsPerKind: ro.top})
 		}
 		width := 0
 		if ro.output == "" {
@@ -206,21 +176,4 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 		return findingsError{fmt.Sprintf("%d reclaimable finding(s)", reclaimable)}
 	}
 	return nil
-}
-
-// manifestRoots is how many distinct manifests the mark starts from (its
-// progress total; index children and referrers can add a few).
-func manifestRoots(inv *walker.Inventory) int64 {
-	seen := walker.NewDigestMap[struct{}]()
-	for _, r := range inv.Repositories {
-		for d := range r.Revisions.All() {
-			seen.Set(d, struct{}{})
-		}
-		for _, t := range r.Tags {
-			if t.Current != "" {
-				seen.Set(t.Current, struct{}{})
-			}
-		}
-	}
-	return int64(seen.Len())
 }

@@ -224,22 +224,6 @@ func TestFailedAuditKeepsLastSuccess(t *testing.T) {
 	}
 }
 
-func TestProgressLine(t *testing.T) {
-	p := &progress{phase: "verifying", bytes: true, total: 400 << 20, started: time.Unix(100, 0)}
-	p.done.Store(100 << 20)
-	line := p.line(time.Unix(110, 0)) // 10 MiB/s, 300 MiB to go
-	for _, want := range []string{"verifying: 100.0 MiB", "(10.0 MiB/s)", "25% of 400.0 MiB", "ETA 30s"} {
-		if !strings.Contains(line, want) {
-			t.Errorf("%q lacks %q", line, want)
-		}
-	}
-	p = &progress{phase: "listing", unit: "keys", started: time.Unix(100, 0)}
-	p.done.Store(500)
-	if line := p.line(time.Unix(102, 0)); line != "listing: 500 keys (250 keys/s)" {
-		t.Errorf("unknown total: %q", line)
-	}
-}
-
 func parseMetrics(t *testing.T, path string) map[string]*dto.MetricFamily {
 	t.Helper()
 	f, err := os.Open(path)

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
@@ -53,7 +54,7 @@ func exitCode(err error) int {
 		unsupported *backend.UnsupportedDriverError
 		guard       *sweep.GuardError
 		badPlan     planError
-		harbor      harborError
+		harbor      harborgc.Error
 		storagePath *storage.PathError
 	)
 	switch {

@@ -3,19 +3,18 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/regsweep/regsweep/harbordb"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
+	"github.com/regsweep/regsweep/retention"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type gcOptions struct {
@@ -32,6 +31,8 @@ type gcOptions struct {
 	lockTimeout       time.Duration
 	batchSize         int
 	requireReadonly   bool
+	policy            string
+	explain           bool
 	harbor            harborOptions
 }
 
@@ -66,6 +67,8 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.BoolVar(&o.list, "list", false, "list every planned deletion")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 30*time.Minute, "a lock not refreshed for this long is stale")
 	f.IntVar(&o.batchSize, "delete-batch-size", 1000, "keys per delete request (S3 allows at most 1000)")
+	f.StringVar(&o.policy, "policy", "", "a retention policy file (docs/retention.md): delete the tags it does not keep, and what they free, in the same plan")
+	f.BoolVar(&o.explain, "explain", false, "with --policy, show the decision on every tag of every repository and the clause that made it")
 	f.BoolVar(&o.requireReadonly, "require-readonly", false, "with --delete, refuse (exit 6) unless the registry's config.yml (--registry-config) has storage.maintenance.readonly.enabled: true")
 	o.harbor.addFlags(f, true)
 	return cmd
@@ -81,26 +84,28 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if err := checkRequireReadonly(o.requireReadonly, o.delete, g.registryConfig, os.Environ(), g.logger()); err != nil {
 		return err
 	}
+	policy, err := readPolicy(o.policy, o.explain)
+	if err != nil {
+		return err
+	}
 	ctx := cmd.Context()
-	log := g.logger()
+	meter, log := g.startProgress()
+	defer meter.Close()
 	reqs := &storage.Requests{}
 	// A dry run opens the storage read-only: it cannot write or delete.
 	d, _, err := g.openStorage(ctx, cmd.Flags(), !o.delete, reqs)
 	if err != nil {
 		return err
 	}
-	started := time.Now()
 	// Harbor's database first: if it cannot be read, nothing is walked,
 	// let alone deleted.
-	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, log)
+	hb, err := openHarbor(ctx, &o.harbor, o.grace, o.deleteUntagged, o.delete, log)
 	if err != nil {
 		return err
 	}
 	defer hb.Close()
-	if hb != nil && o.delete && o.harbor.redis != "" {
-		if err := harbordb.PingRegistryCache(ctx, o.harbor.redis); err != nil {
-			return harborError{err}
-		}
+	if hb != nil && policy != nil {
+		return usageError{errors.New("--policy is for a plain registry: in Harbor mode, Harbor's database decides what is live; use Harbor's own tag retention rules (Project > Policy > Tag Retention), then run gc")}
 	}
 	var held *lock.Held
 	if o.delete {
@@ -114,84 +119,53 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 			return err
 		}
 	}
-
-	opts := walker.DefaultOptions()
-	opts.Concurrency = g.concurrency
-	opts.ProbeUploadsBefore = time.Now().Add(-o.uploadGrace)
-	opts.Parallel = true
-	log.Info("walking storage", "location", d.Location())
-	walked := time.Now()
 	src := mark.StorageSource(d, o.cacheDir, 0)
 	defer closeManifestSource(src, log)
-	// Manifests are read into the cache as their revision links are
-	// listed: a first run's reads overlap the listing.
-	prefetch := src.Prefetch(ctx, g.concurrency/2)
-	inv, err := walker.CollectObserving(ctx, d, opts, func(inv *walker.Inventory, e walker.Entry) {
-		if e.Kind == walker.KindRevisionLink && !e.Corrupt {
-			prefetch.Add(inv, e.Digest)
-		}
-	})
-	prefetch.Close()
+	parts := participants(hb)
+	if policy != nil {
+		parts = append(parts, policy)
+	}
+	a, err := gc.Analyze(ctx, d, src, gc.Options{DeleteUntagged: o.deleteUntagged, Grace: o.grace, UploadGrace: o.uploadGrace,
+		MaxDeleteFraction: o.maxDeleteFraction, Concurrency: g.concurrency, Log: log, Progress: meter}, parts...)
 	if err != nil {
 		return err
-	}
-	log.Info("marking", "repositories", len(inv.Repositories), "blobs", inv.Blobs.Len())
-	markOpts := mark.Options{DeleteUntagged: o.deleteUntagged, Concurrency: g.concurrency}
-	if hb != nil {
-		if hb.snap.Schema.Harbor1 {
-			hb.live.AddStorageTags(inv)
-		}
-		markOpts.Roots = hb.live.Roots
-	}
-	res, err := mark.Run(ctx, inv, src, markOpts)
-	if err != nil {
-		return err
-	}
-	saveManifestCache(src, log)
-	if hb != nil {
-		hb.live.Protect(res)
 	}
 	g.writeHeapProfile()
-	_, dbErr := d.Stat(ctx, "docker/registry/lockfiles/database-in-use")
-	if dbErr != nil && !storage.IsNotFound(dbErr) {
-		return fmt.Errorf("checking GitLab's database-in-use lockfile: %w", dbErr)
-	}
-	manifests := res.Manifests(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), WalkStarted: walked, Grace: o.grace, UploadGrace: o.uploadGrace, DeleteUntagged: o.deleteUntagged,
-		MaxDeleteFraction: o.maxDeleteFraction, DatabaseInUse: dbErr == nil,
-	}, manifests)
-
-	plan.Options.Harbor = hb != nil
-	if hb != nil {
-		if g := hb.live.Guard(inv); g != nil {
-			plan.Guards = append(plan.Guards, *g)
-		}
-	}
-	var result *sweep.Result
-	var recheck *sweep.RecheckStats
 	var execErr error
-	if len(plan.Guards) > 0 && !o.force {
+	switch {
+	case len(a.Plan.Guards) > 0 && !o.force:
 		// A dry run says so too: the real run would refuse.
-		execErr = &sweep.GuardError{Guards: plan.Guards}
-	} else if o.delete && hb == nil {
-		result, recheck, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests, StatLinks: statLinks(d),
-			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, BatchSize: o.batchSize, Log: log}})
-	} else if o.delete {
-		result, recheck, execErr = executeHarbor(ctx, d, held, plan, inv, hb, o, opts, manifests, g.concurrency, log)
+		execErr = &sweep.GuardError{Guards: a.Plan.Guards}
+	case o.delete:
+		_, execErr = gc.Execute(ctx, a, held, gc.ExecOptions{Force: o.force, BatchSize: o.batchSize})
 	}
-	res.ReleaseReferences() // the plan is built and run; reports need no manifest
+	a.Mark.ReleaseReferences() // the plan is built and run; reports need no manifest
 	if o.planOut != "" {
-		if err := writePlan(o.planOut, plan); err != nil {
+		if err := writePlan(o.planOut, a.Plan); err != nil {
 			return err
 		}
 	}
-	rep := reports.BuildGC(plan, result, recheck, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
-	err = emitGC(cmd, g, o.format, o.list, rep, inv, res, plan, execErr) // summary, --output, metrics (metrics.go)
-	if err != nil {
+	meter.Close() // the live line is gone before the report is written
+	rep := gcReport(a, !o.delete, d, reqs, src)
+	if o.explain {
+		rep.Retention = policy.Decisions
+	}
+	if err := emitGC(cmd, g, o.format, o.list, rep, a.Inventory, a.Mark, a.Plan, execErr); err != nil { // summary, --output, metrics (metrics.go)
 		return err
 	}
 	return execErr
+}
+
+// gcReport is the report of a gc or sweep run.
+func gcReport(a *gc.Analysis, dryRun bool, d storage.Driver, reqs *storage.Requests, src *mark.BlobSource) *reports.GC {
+	var result *sweep.Result
+	var recheck *sweep.RecheckStats
+	if a.Result != nil {
+		result, recheck = a.Result.Sweep, &a.Result.Recheck
+	}
+	rep := reports.BuildGC(a.Plan, result, recheck, dryRun, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), a.Started, time.Now())
+	rep.SetManifestSources(src.Counts())
+	return rep
 }
 
 func writePlan(path string, plan *sweep.Plan) error {
@@ -228,6 +202,17 @@ func acquireLock(ctx context.Context, d storage.Driver, timeout time.Duration, c
 	return held, lctx, func() { held.Release(context.WithoutCancel(ctx)) }, nil
 }
 
-// statLinks says whether a link is stat'ed just before it is deleted: on a
-// filesystem a stat is cheap, and Swift's listings may lag its writes.
-func statLinks(d storage.Driver) bool { return d.Name() == "filesystem" || d.Name() == "swift" }
+// readPolicy reads --policy into its participant (nil without one).
+func readPolicy(file string, explain bool) (*retention.Participant, error) {
+	if file == "" {
+		if explain {
+			return nil, usageError{errors.New("--explain explains a retention policy: give --policy FILE")}
+		}
+		return nil, nil
+	}
+	p, err := loadPolicy(file)
+	if err != nil {
+		return nil, err
+	}
+	return retention.NewParticipant(p), nil
+}

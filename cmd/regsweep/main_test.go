@@ -229,7 +229,11 @@ func TestPlanOutThenSweep(t *testing.T) {
 	if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--max-plan-age", "1ns"); code != exitPlan {
 		t.Errorf("expired plan: exit %d, %s", code, stderr)
 	}
-	stdout, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", cache, "--format", "json")
+	// The fraction is judged by sweep's own flag (default 0.5), not the plan's.
+	if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", cache); code != exitGuard || !strings.Contains(stderr, "delete_fraction") {
+		t.Errorf("sweep without --max-delete-fraction: exit %d, %s", code, stderr)
+	}
+	stdout, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", cache, "--format", "json", "--max-delete-fraction", "0.9")
 	if code != 0 {
 		t.Fatalf("sweep: exit %d: %s", code, stderr)
 	}
@@ -245,5 +249,167 @@ func TestPlanOutThenSweep(t *testing.T) {
 	os.WriteFile(planFile, []byte(`{"version":1,"items":[{"kind":"everything","key":"/"}]}`), 0o600)
 	if _, _, code := run(t, "sweep", "--plan", planFile, "--fs-root", root); code != exitPlan {
 		t.Errorf("tampered plan: exit %d", code)
+	}
+}
+
+// planFor makes a plan of root with gc --plan-out and returns it decoded
+// as a JSON object, to edit.
+func planFor(t *testing.T, root string, args ...string) (string, map[string]any) {
+	t.Helper()
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	args = append([]string{"gc", "--fs-root", root, "--grace", "0s", "--upload-grace", "0s", "--delete-untagged", "--plan-out", planFile, "--cache-dir", ""}, args...)
+	if _, stderr, code := run(t, args...); code != 0 && code != exitGuard {
+		t.Fatalf("gc: exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	return planFile, doc
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sweep --plan judges the guards again on the storage as it is (issue 15,
+// item 5): a plan whose tripped guards were edited out still refuses.
+// (A deleting run writes its lock outside docker/: the registry's data is
+// what must not change.)
+func TestSweepPlanRecomputesGuards(t *testing.T) {
+	root := sampleTree(t)
+	planFile, doc := planFor(t, root) // the default --max-delete-fraction trips
+	if guards, _ := doc["guards"].([]any); len(guards) == 0 {
+		t.Fatalf("scenario: the plan should carry a tripped guard: %v", doc["guards"])
+	}
+	doc["guards"] = []any{}
+	writeJSON(t, planFile, doc)
+	before := snapshot(t, filepath.Join(root, "docker"))
+	_, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", "")
+	if code != exitGuard || !strings.Contains(stderr, "delete_fraction") {
+		t.Errorf("guards edited out of the plan: exit %d, %s", code, stderr)
+	}
+	assertUnchanged(t, filepath.Join(root, "docker"), before, "a refused sweep changed the storage")
+	// The dry run says the same.
+	if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--cache-dir", ""); code != exitGuard {
+		t.Errorf("dry run of the edited plan: exit %d, %s", code, stderr)
+	}
+
+	// GitLab's lockfile appearing after the plan.
+	planFile, _ = planFor(t, root, "--max-delete-fraction", "0.9")
+	lockfile := filepath.Join(root, filepath.FromSlash("docker/registry/lockfiles/database-in-use"))
+	if err := os.MkdirAll(filepath.Dir(lockfile), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lockfile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before = snapshot(t, filepath.Join(root, "docker"))
+	_, stderr, code = run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", "", "--max-delete-fraction", "0.9")
+	if code != exitGuard || !strings.Contains(stderr, "database_in_use") {
+		t.Errorf("GitLab's lockfile: exit %d, %s", code, stderr)
+	}
+	assertUnchanged(t, filepath.Join(root, "docker"), before, "a refused sweep changed the storage")
+}
+
+// A plan's header is sealed: an edited Harbor flag (or any option) is
+// refused, and a filesystem plan is bound to its volume, not its path.
+func TestSweepPlanRefusesEditedHeaderAndAnotherVolume(t *testing.T) {
+	root := sampleTree(t)
+	planFile, doc := planFor(t, root, "--max-delete-fraction", "0.9")
+	orig, err := os.ReadFile(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, edit := range []struct {
+		name  string
+		apply func(map[string]any)
+	}{
+		{"harbor flag set", func(d map[string]any) { d["options"].(map[string]any)["harbor"] = true }},
+		{"grace changed", func(d map[string]any) { d["options"].(map[string]any)["grace"] = "1h0m0s" }},
+		{"volume changed", func(d map[string]any) { d["storage"].(map[string]any)["volume"] = "dev=1,ino=2" }},
+	} {
+		var d map[string]any
+		if err := json.Unmarshal(orig, &d); err != nil {
+			t.Fatal(err)
+		}
+		edit.apply(d)
+		writeJSON(t, planFile, d)
+		if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", ""); code != exitPlan || !strings.Contains(stderr, "edited") {
+			t.Errorf("%s: exit %d, %s", edit.name, code, stderr)
+		}
+	}
+	if vol, _ := doc["storage"].(map[string]any)["volume"].(string); !strings.HasPrefix(vol, "dev=") {
+		t.Fatalf("a filesystem plan names no volume: %v", doc["storage"])
+	}
+
+	// Another volume at the same path: the tree is moved away and another
+	// one put in its place.
+	if err := os.WriteFile(planFile, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(root, root+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(sampleTree(t), root); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, filepath.Join(root, "docker"))
+	if _, stderr, code := run(t, "sweep", "--plan", planFile, "--fs-root", root, "--delete", "--cache-dir", "", "--max-delete-fraction", "0.9"); code != exitPlan || !strings.Contains(stderr, "volume") {
+		t.Errorf("another volume at the plan's path: exit %d, %s", code, stderr)
+	}
+	assertUnchanged(t, filepath.Join(root, "docker"), before, "a refused sweep changed the storage")
+}
+
+func TestCheckPlanAge(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		created time.Time
+		ok      bool
+	}{{now.Add(-time.Hour), true}, {now.Add(-25 * time.Hour), false}, {now.Add(time.Minute), true}, {now.Add(2 * time.Hour), false}} {
+		err := checkPlanAge("p.json", c.created, now, 24*time.Hour)
+		if (err == nil) != c.ok || (err != nil && exitCode(err) != exitPlan) {
+			t.Errorf("plan made %s ago: %v", now.Sub(c.created), err)
+		}
+	}
+}
+
+// A key outside the registry's layout (not under blobs/ or repositories/)
+// is reported by inventory and audit, and gc never deletes it (issue 15).
+func TestKeysOutsideTheLayoutAreReportedNotDeleted(t *testing.T) {
+	root := sampleTree(t)
+	stray := filepath.Join(root, "docker", "registry", "v2", "stray", "x.txt")
+	if err := os.MkdirAll(filepath.Dir(stray), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stray, []byte("notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const key = "docker/registry/v2/stray/x.txt"
+	stdout, stderr, code := run(t, "inventory", "--fs-root", root)
+	if code != exitFindings || !strings.Contains(stdout+stderr, key) {
+		t.Errorf("inventory: exit %d, the stray key not named:\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = run(t, "audit", "--fs-root", root, "--format", "json", "--cache-dir", "")
+	if code != exitFindings || !strings.Contains(stdout, `"unknown_key"`) || !strings.Contains(stdout, key) {
+		t.Errorf("audit: exit %d, no unknown_key finding for %s:\n%s", code, key, stderr)
+	}
+	if _, stderr, code := run(t, "gc", "--fs-root", root, "--delete", "--delete-untagged", "--grace", "0s", "--upload-grace", "0s",
+		"--max-delete-fraction", "0.9", "--cache-dir", ""); code != 0 {
+		t.Fatalf("gc --delete: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(stray); err != nil {
+		t.Errorf("gc deleted a key outside the layout: %v", err)
 	}
 }

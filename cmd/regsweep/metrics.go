@@ -55,7 +55,9 @@ func emitGC(cmd *cobra.Command, g *globalOptions, format string, list bool, rep 
 	s.SetDuration("total", rep.FinishedAt.Sub(rep.StartedAt).Seconds())
 	rep.Summary = &s
 	err := writeOutput(g.stdout, o.output, func(w io.Writer) error {
-		return writeReport(w, format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, list) })
+		return writeReport(w, format, rep.WriteJSON, func(w io.Writer) error {
+			return rep.WriteTextOpts(w, reports.GCTextOptions{List: list, Top: o.top})
+		})
 	})
 	run := reports.Run{Command: "gc", Started: rep.StartedAt, Finished: rep.FinishedAt, Success: execErr == nil && err == nil,
 		Summary: &s, Requests: rep.Requests, DryRun: rep.DryRun}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -8,12 +9,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regsweep/regsweep/lock"
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/mark"
-	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
 	"github.com/regsweep/regsweep/sweep"
-	"github.com/regsweep/regsweep/walker"
 )
 
 type sweepOptions struct {
@@ -26,7 +25,8 @@ type sweepOptions struct {
 	list        bool
 	lockTimeout time.Duration
 	// requireReadonly refuses to delete unless the registry is read-only.
-	requireReadonly bool
+	requireReadonly   bool
+	maxDeleteFraction float64
 }
 
 func newSweepCommand(g *globalOptions) *cobra.Command {
@@ -35,16 +35,20 @@ func newSweepCommand(g *globalOptions) *cobra.Command {
 		Use:   "sweep --plan plan.json [--delete]",
 		Short: "Execute a reviewed plan written by `gc --plan-out`",
 		Long: `Execute a plan that ` + "`regsweep gc --plan-out`" + ` wrote and someone reviewed. The plan must be for
-this storage and younger than --max-plan-age. Just before deleting, the whole storage is listed
-again: every planned key whose mtime changed or that is gone, and everything a link created since
-then points to, leaves the plan. Without --delete it shows what would be deleted now.`,
+this storage (for a filesystem, the same volume) and younger than --max-plan-age, and its header
+(storage, options, times, the Harbor flag) must be as gc wrote it. Just before deleting, the whole
+storage is listed again: every planned key whose mtime changed or that is gone, and everything a
+link created since then points to, leaves the plan, and the safety guards are judged again on that
+listing (the guards written in the plan file are not trusted). Without --delete it shows what would
+be deleted now.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runSweep(cmd, o, g) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.planFile, "plan", "", "plan file written by gc --plan-out (required)")
 	f.BoolVar(&o.delete, "delete", false, "delete (the default is a dry run)")
-	f.BoolVar(&o.force, "force", false, "delete even when the plan's safety guards tripped")
+	f.BoolVar(&o.force, "force", false, "delete even when a safety guard trips")
+	f.Float64Var(&o.maxDeleteFraction, "max-delete-fraction", 0.5, "refuse to delete more than this fraction of blobs (judged on the storage as it is now)")
 	f.DurationVar(&o.maxPlanAge, "max-plan-age", 24*time.Hour, "refuse plans older than this")
 	f.BoolVar(&o.requireReadonly, "require-readonly", false, "with --delete, refuse (exit 6) unless the registry's config.yml (--registry-config) has storage.maintenance.readonly.enabled: true")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache")
@@ -58,18 +62,6 @@ then points to, leaves the plan. Without --delete it shows what would be deleted
 type planError struct{ msg string }
 
 func (p planError) Error() string { return p.msg }
-
-// planWindows are the windows a plan was made with (its rechecks use
-// them again).
-func planWindows(plan *sweep.Plan) []time.Duration {
-	var ws []time.Duration
-	for _, s := range []string{plan.Options.Grace, plan.Options.UploadGrace} {
-		if w, err := time.ParseDuration(s); err == nil {
-			ws = append(ws, w)
-		}
-	}
-	return ws
-}
 
 func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 	if o.planFile == "" {
@@ -95,59 +87,54 @@ func runSweep(cmd *cobra.Command, o *sweepOptions, g *globalOptions) error {
 		return planError{fmt.Sprintf("plan %s was made in Harbor mode: review it, then run `regsweep gc --delete --harbor-db ...` so that Harbor's database takes part", o.planFile)}
 	}
 	ctx := cmd.Context()
-	log := g.logger()
+	meter, log := g.startProgress()
+	defer meter.Close()
 	reqs := &storage.Requests{}
 	d, _, err := g.openStorage(ctx, cmd.Flags(), !o.delete, reqs)
 	if err != nil {
 		return err
 	}
-	if plan.Storage.Location != d.Location() {
-		return planError{fmt.Sprintf("plan %s is for %s, not for %s", o.planFile, plan.Storage.Location, d.Location())}
+	src := mark.StorageSource(d, o.cacheDir, 0)
+	defer closeManifestSource(src, log)
+	a, err := gc.Reviewed(ctx, d, src, plan, gc.Options{MaxDeleteFraction: o.maxDeleteFraction, Concurrency: g.concurrency, Log: log, Progress: meter})
+	if errors.Is(err, gc.ErrWrongStorage) {
+		return planError{fmt.Sprintf("plan %s: %v", o.planFile, err)}
+	} else if err != nil {
+		return err
 	}
-	if age := time.Since(plan.CreatedAt); age > o.maxPlanAge || age < -5*time.Minute {
-		return planError{fmt.Sprintf("plan %s was made %s ago, outside --max-plan-age %s", o.planFile, age.Round(time.Second), o.maxPlanAge)}
+	if err := checkPlanAge(o.planFile, plan.CreatedAt, time.Now(), o.maxPlanAge); err != nil {
+		return err
 	}
-	started := time.Now()
-	var held *lock.Held
+	var execErr error
 	if o.delete {
-		var release func()
-		held, ctx, release, err = acquireLock(ctx, d, o.lockTimeout, "regsweep sweep")
+		held, lctx, release, err := acquireLock(ctx, d, o.lockTimeout, "regsweep sweep")
 		if err != nil {
 			return err
 		}
 		defer release()
-		if err := checkClock(held, o.force, log, planWindows(plan)...); err != nil {
+		if err := checkClock(held, o.force, log, a.Options.Grace, a.Options.UploadGrace); err != nil {
 			return err
 		}
-	}
-	opts := walker.DefaultOptions()
-	opts.Concurrency = g.concurrency
-	opts.Parallel = true
-	src := mark.StorageSource(d, o.cacheDir, 0)
-	defer closeManifestSource(src, log)
-	var result *sweep.Result
-	var st *sweep.RecheckStats
-	var execErr error
-	switch {
-	case len(plan.Guards) > 0 && !o.force:
-		execErr = &sweep.GuardError{Guards: plan.Guards}
-	case o.delete:
 		log.Info("re-listing storage before sweeping", "location", d.Location())
-		result, st, execErr = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: mark.SourceReferences(ctx, src), BlobsToo: true, StatLinks: statLinks(d),
-			Exec: sweep.ExecOptions{Force: o.force, Concurrency: g.concurrency, Log: log}})
-	default:
-		// A dry run shows what would go now.
-		fresh, err := walker.Collect(ctx, d, opts)
-		if err != nil {
-			return err
-		}
-		s := plan.Recheck(fresh, true, mark.SourceReferences(ctx, src))
-		st = &s
+		_, execErr = gc.Execute(lctx, a, held, gc.ExecOptions{Force: o.force})
+	} else {
+		// A dry run shows what would go now, and what would refuse.
+		_, execErr = gc.Preview(ctx, a)
 	}
-	rep := reports.BuildGC(plan, result, st, !o.delete, storageInfo(d), reqs.Snapshot(), src.Reads(), src.CacheHits(), started, time.Now())
+	meter.Close()
+	rep := gcReport(a, !o.delete, d, reqs, src)
 	err = writeReport(g.stdout, o.format, rep.WriteJSON, func(w io.Writer) error { return rep.WriteText(w, o.list) })
 	if err != nil {
 		return err
 	}
 	return execErr
+}
+
+// checkPlanAge refuses a plan older than maxAge, or made more than the
+// clocks' tolerance in the future (another host's clock is ahead).
+func checkPlanAge(file string, created, now time.Time, maxAge time.Duration) error {
+	if age := now.Sub(created); age > maxAge || age < -5*time.Minute {
+		return planError{fmt.Sprintf("plan %s was made %s ago, outside --max-plan-age %s", file, age.Round(time.Second), maxAge)}
+	}
+	return nil
 }

@@ -264,3 +264,53 @@ func (h *Harbor) SetMigration(version int, dirty bool) {
 	h.tb.Helper()
 	h.exec(`UPDATE schema_migrations SET version = $1, dirty = $2`, version, dirty)
 }
+
+// JobLog writes a job's log to job_log as jobservice's DB logger does
+// (only when that logger is configured; the default loggers write files).
+func (h *Harbor) JobLog(jobID, content string) {
+	h.tb.Helper()
+	h.exec(`INSERT INTO job_log (job_uuid, creation_time, content) VALUES ($1, LOCALTIMESTAMP, $2)`, jobID, content)
+}
+
+// RunningGC records a run of Harbor's own GC in progress, as its
+// controller writes it (an execution and a task whose extra_attrs is
+// empty), and returns the execution id.
+func (h *Harbor) RunningGC(jobID string) int64 {
+	h.tb.Helper()
+	h.need2("the execution history")
+	var id int64
+	h.queryRow(`
+INSERT INTO execution (vendor_type, vendor_id, status, status_message, trigger, extra_attrs, start_time, update_time, revision)
+VALUES ('GARBAGE_COLLECTION', -1, 'Running', '', 'SCHEDULE', '{"delete_untagged":false,"dry_run":false,"workers":1,"time_window":2,"redis_url_reg":"redis://redis:6379/1"}',
+        LOCALTIMESTAMP, LOCALTIMESTAMP, 0) RETURNING id`, nil, &id)
+	h.exec(`
+INSERT INTO task (execution_id, job_id, status, status_code, status_revision, status_message, run_count, extra_attrs,
+                  creation_time, start_time, update_time, vendor_type)
+VALUES ($1, $2, 'Running', 2, 0, '', 1, '{}', LOCALTIMESTAMP, LOCALTIMESTAMP, LOCALTIMESTAMP, 'GARBAGE_COLLECTION')`, id, jobID)
+	return id
+}
+
+// GarbageBlobs records n blob rows no artifact or project uses, older than
+// a window of less than 3 hours: candidates of any GC.
+func (h *Harbor) GarbageBlobs(n int) {
+	h.tb.Helper()
+	h.need2("a blob status")
+	h.exec(`
+INSERT INTO blob (digest, content_type, size, creation_time, update_time, status, version)
+SELECT 'sha256:' || encode(sha256(('garbage ' || i)::bytea), 'hex'), $2, i,
+       LOCALTIMESTAMP - interval '3 hours', LOCALTIMESTAMP - interval '3 hours', 'none', 0
+FROM generate_series(1, $1) AS i`, n, MediaTypeOCILayer)
+}
+
+// FailClaimsFrom makes every change of a blob row with id >= from to status
+// delete fail, as a statement timeout or a failover would mid-claim.
+func (h *Harbor) FailClaimsFrom(from int64) {
+	h.tb.Helper()
+	h.exec(fmt.Sprintf(`
+CREATE FUNCTION fail_blob_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id >= %d AND NEW.status = 'delete' THEN RAISE EXCEPTION 'injected failure on blob %%', NEW.id; END IF;
+  RETURN NEW;
+END $$`, from))
+	h.exec(`CREATE TRIGGER fail_blob_claim BEFORE UPDATE ON blob FOR EACH ROW EXECUTE FUNCTION fail_blob_claim()`)
+}

@@ -107,6 +107,13 @@ func TestFaultKinds(t *testing.T) {
 			t.Fatalf("got %d %q %v", code, body, err)
 		}
 	})
+	t.Run("before runs first, then passes the answer through", func(t *testing.T) {
+		ran := false
+		s := start(t, b.URL, Rule{Fault: Before("mark", func() { ran = true })})
+		if code, body, err := get(t, c, s.URL+"/x"); code != 200 || body != "0123456789" || err != nil || !ran {
+			t.Fatalf("got %d %q %v, ran %v", code, body, err, ran)
+		}
+	})
 	t.Run("short S3 page that says complete", func(t *testing.T) {
 		s := start(t, b.URL, Rule{Fault: ShortListing(2, false)})
 		_, body, _ := get(t, c, s.URL+"/b?list-type=2&prefix=k/")

@@ -125,6 +125,23 @@ func (f latencyFault) inject(p *Proxy, w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r)
 }
 
+// Before runs fn, then forwards the request unchanged: fn may block while
+// a test writes to the store, so that the write lands exactly between two
+// of the client's requests.
+func Before(name string, fn func()) Fault { return beforeFault{name, fn} }
+
+type beforeFault struct {
+	name string
+	fn   func()
+}
+
+func (f beforeFault) String() string { return "before: " + f.name }
+
+func (f beforeFault) inject(p *Proxy, w http.ResponseWriter, r *http.Request) {
+	f.fn()
+	p.rp.ServeHTTP(w, r)
+}
+
 // TruncateBody forwards the request, then sends the real status and
 // headers (Content-Length of the whole body) but only the first half of the
 // body, and drops the connection.

@@ -308,6 +308,17 @@ func (f *Driver) Put(ctx context.Context, key string, data []byte) error {
 	return f.Driver.Put(ctx, key, data)
 }
 
+// Capabilities are the wrapped driver's, with this driver's own listing and
+// create: faults apply to split listings and to the lock's create. The
+// other capabilities pass untouched.
+func (f *Driver) Capabilities() storage.Capabilities {
+	c := storage.PassOn(f.Driver, f)
+	if c.Creator != nil {
+		c.Creator = f
+	}
+	return c
+}
+
 // Create is Put for an absent key (the lock takes a free lock with it):
 // it fails as a Put would.
 func (f *Driver) Create(ctx context.Context, key string, data []byte) error {

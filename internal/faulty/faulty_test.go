@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	regsweepgc "github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/faulty"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/lock"
@@ -112,11 +113,8 @@ func inventorySummary(inv *walker.Inventory) string {
 }
 
 // gc runs what `regsweep gc --delete-untagged --grace 0s` runs, on d:
-// walk, mark, plan, and with del the recheck and the sweep.
+// gc.Analyze, and with del gc.Execute under the lock.
 func gc(ctx context.Context, d storage.Driver, del bool) outcome {
-	opts := walker.DefaultOptions()
-	opts.Concurrency, opts.Parallel = 4, true
-	opts.ProbeUploadsBefore = time.Now()
 	var held *lock.Held
 	if del {
 		var err error
@@ -126,29 +124,19 @@ func gc(ctx context.Context, d storage.Driver, del bool) outcome {
 		}
 		defer held.Release(context.WithoutCancel(ctx))
 	}
-	walked := time.Now()
-	inv, err := walker.Collect(ctx, d, opts)
+	a, err := regsweepgc.Analyze(ctx, d, mark.StorageSource(d, "", 0), regsweepgc.Options{DeleteUntagged: true, MaxDeleteFraction: 0.9, Concurrency: 4})
 	if err != nil {
 		return outcome{err: err}
 	}
-	src := mark.StorageSource(d, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true, Concurrency: 4})
-	if err != nil {
-		return outcome{inventory: inventorySummary(inv), err: err}
-	}
-	manifests := mark.SourceReferences(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()}, sweep.Options{
-		Now: time.Now(), WalkStarted: walked, DeleteUntagged: true, MaxDeleteFraction: 0.9}, manifests)
-	out := outcome{inventory: inventorySummary(inv), items: itemList(plan)}
-	if len(plan.Guards) > 0 {
-		out.err = &sweep.GuardError{Guards: plan.Guards}
+	out := outcome{inventory: inventorySummary(a.Inventory), items: itemList(a.Plan)}
+	if len(a.Plan.Guards) > 0 {
+		out.err = &sweep.GuardError{Guards: a.Plan.Guards}
 		return out
 	}
 	if !del {
 		return out
 	}
-	_, _, out.err = plan.ExecuteChecked(ctx, d, held, sweep.CheckedOptions{Walk: opts, Manifests: manifests,
-		Exec: sweep.ExecOptions{BatchSize: 7, Concurrency: 4}})
+	_, out.err = regsweepgc.Execute(ctx, a, held, regsweepgc.ExecOptions{BatchSize: 7})
 	return out
 }
 

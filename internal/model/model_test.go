@@ -16,6 +16,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	regsweepgc "github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/mark"
@@ -117,13 +118,19 @@ func runCase(seed uint64) (caseStats, []string) {
 		fail := func(format string, a ...any) {
 			errs = append(errs, mode+": "+fmt.Sprintf(format, a...))
 		}
-		cfg := runConfig{parallel: rng.IntN(2) == 0, batch: 1 + rng.IntN(4), concurrency: 1 + rng.IntN(3)}
+		cacheDir, err := os.MkdirTemp("", "regsweep-model-cache-")
+		if err != nil {
+			errs = append(errs, err.Error())
+			return st, errs
+		}
+		defer os.RemoveAll(cacheDir)
+		cfg := runConfig{batch: 1 + rng.IntN(4), concurrency: 1 + rng.IntN(3), cacheDir: cacheDir}
 
 		// Uninterrupted.
 		mem := storage.NewMemory(func() time.Time { return s.Now }, nil)
 		s.Write(mem)
 		before := snapshot(mem)
-		_, err := gc(mem, mem, s, o, cfg)
+		_, err = gc(mem, mem, s, o, cfg)
 		after := snapshot(mem)
 		if exp.MayRefuseFraction && onlyFractionGuard(err) {
 			if len(after) != len(before) {
@@ -344,48 +351,37 @@ func firstItem(p *sweep.Plan) string {
 }
 
 type runConfig struct {
-	parallel           bool
 	batch, concurrency int
+	cacheDir           string // the manifest cache, shared by a case's runs
 }
 
-// gc runs a deleting gc as `regsweep gc --delete` composes it: walk, mark,
-// Build, a recheck against a fresh walk, Execute under the lock with a
-// recheck of the repository tree before the blobs. exec is the driver
-// Execute deletes through.
+// gc runs a deleting gc as `regsweep gc --delete` does: gc.Analyze of
+// mem, with the manifest cache (in cacheDir, kept across the runs of a
+// case) and its prefetch, then gc.Execute under the lock. exec is the
+// driver Execute deletes through (mem, or a killer of it).
 func gc(mem *storage.Memory, exec storage.Driver, s *State, o Options, cfg runConfig) (*sweep.Plan, error) {
 	ctx := context.Background()
-	wopts := walker.DefaultOptions()
-	wopts.Concurrency, wopts.Parallel = 4, cfg.parallel
-	inv, err := walker.Collect(ctx, mem, wopts)
+	src := mark.StorageSource(mem, cfg.cacheDir, 0)
+	defer src.Close()
+	a, err := regsweepgc.Analyze(ctx, mem, src, regsweepgc.Options{DeleteUntagged: o.DeleteUntagged, Grace: Grace, UploadGrace: UploadGrace,
+		MaxDeleteFraction: o.MaxDeleteFraction, Concurrency: cfg.concurrency, Clock: func() time.Time { return s.Now }})
 	if err != nil {
 		return nil, err
 	}
-	src := mark.StorageSource(mem, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: o.DeleteUntagged, Concurrency: 4})
-	if err != nil {
-		return nil, err
-	}
-	man := manifests(ctx, src)
-	plan := sweep.Build(inv, res, sweep.StorageRef{Driver: mem.Name(), Location: mem.Location()}, sweep.Options{
-		Now: s.Now, Grace: Grace, UploadGrace: UploadGrace, DeleteUntagged: o.DeleteUntagged, MaxDeleteFraction: o.MaxDeleteFraction}, man)
-	if len(plan.Guards) > 0 {
-		return plan, &sweep.GuardError{Guards: plan.Guards}
+	if len(a.Plan.Guards) > 0 {
+		return a.Plan, &sweep.GuardError{Guards: a.Plan.Guards}
 	}
 	held, lctx, err := lock.Acquire(ctx, mem, lock.Options{Settle: -1})
 	if err != nil {
-		return plan, err
+		return a.Plan, err
 	}
 	defer held.Release(ctx)
 	if k, ok := exec.(*killer); ok {
 		lctx, k.cancel = context.WithCancel(lctx)
 	}
-	_, _, err = plan.ExecuteChecked(lctx, exec, held, sweep.CheckedOptions{Walk: wopts, Manifests: man, BlobsToo: true,
-		Exec: sweep.ExecOptions{BatchSize: cfg.batch, Concurrency: cfg.concurrency}})
-	return plan, err
-}
-
-func manifests(ctx context.Context, src mark.Source) sweep.Manifests {
-	return mark.SourceReferences(ctx, src)
+	a.Store = exec
+	_, err = regsweepgc.Execute(lctx, a, held, regsweepgc.ExecOptions{BatchSize: cfg.batch})
+	return a.Plan, err
 }
 
 // killer deletes through the memory driver until its budget is spent,

@@ -20,12 +20,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -97,6 +100,7 @@ type Driver struct {
 	rootPrefix  string // object key prefix of the root: "" or "dir/"
 	rootDir     string // root directory without surrounding slashes
 	listV1      bool
+	pathStyle   bool // listings' URLs with anonymous credentials (list.go)
 	concurrency int
 
 	// mpPrefix remembers whether the store honours a prefix in
@@ -160,6 +164,7 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 		rootPrefix:  objectKey(cfg.RootDirectory, ""),
 		rootDir:     strings.Trim(cfg.RootDirectory, "/"),
 		listV1:      cfg.ListV1,
+		pathStyle:   cfg.ForcePathStyle,
 		concurrency: cfg.Concurrency,
 	}
 	exists, err := client.BucketExists(ctx, cfg.Bucket)
@@ -180,7 +185,8 @@ func openErr(err error) error {
 }
 
 // explainOpen turns the error of the bucket check into a sentence that
-// says what to fix.
+// says what to fix, naming regsweep's flag for it (and the key of the
+// registry's config.yml where distribution has one).
 func (d *Driver) explainOpen(cfg Config, secure bool, err error) error {
 	var er minio.ErrorResponse
 	if errors.As(err, &er) {
@@ -189,23 +195,77 @@ func (d *Driver) explainOpen(cfg Config, secure bool, err error) error {
 			return fmt.Errorf("%s refused the credentials: access key %q is not known (%w)", d.endpoint, cfg.AccessKey, storage.ErrAccessDenied)
 		case er.Code == "SignatureDoesNotMatch":
 			return fmt.Errorf("%s refused the credentials: the secret key does not match access key %q (%w)", d.endpoint, cfg.AccessKey, storage.ErrAccessDenied)
+		case isRegionError(er, cfg.Region):
+			return d.regionError(cfg, er, err)
+		case er.Code == "SecondLevelDomainForbidden" || strings.Contains(strings.ToLower(er.Message), "virtual hosted style"):
+			return fmt.Errorf("%s wants the bucket in the host name (virtual-host style), not in the path: drop --s3-path-style (forcepathstyle: false in the registry's config.yml) (%w)", d.endpoint, translate(err))
 		case er.Code == "AccessDenied" || er.StatusCode == http.StatusForbidden:
 			return fmt.Errorf("%s refused the credentials of access key %q for bucket %q (%w)", d.endpoint, cfg.AccessKey, cfg.Bucket, storage.ErrAccessDenied)
+		case !secure && er.StatusCode == http.StatusBadRequest && er.Code == er.Message && speaksTLS(d.endpoint):
+			// A 400 with no S3 error code is what a TLS server answers to
+			// plain http.
+			return fmt.Errorf("%s speaks https, not plain http: give an https:// endpoint in --s3-endpoint (%w)", d.endpoint, translate(err))
 		}
 		return fmt.Errorf("checking bucket %q at %s: %w", cfg.Bucket, d.endpoint, translate(err))
 	}
 	var unknownCA x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
 	var invalid x509.CertificateInvalidError
+	var dnsErr *net.DNSError
 	switch {
 	case errors.As(err, &unknownCA):
-		return fmt.Errorf("the TLS certificate of %s is signed by an unknown certificate authority: give the CA certificate with the CA file option, or skip verification with --s3-insecure (%w)", d.endpoint, err)
+		return fmt.Errorf("the TLS certificate of %s is signed by an unknown certificate authority: trust that CA with --s3-ca-file FILE (its PEM certificate; the CA file option), or skip verification with --s3-insecure (skipverify: true in the registry's config.yml) (%w)", d.endpoint, err)
 	case errors.As(err, &hostErr), errors.As(err, &invalid):
-		return fmt.Errorf("the TLS certificate of %s is not valid for it: fix the endpoint name, or skip verification with --s3-insecure (%w)", d.endpoint, err)
+		return fmt.Errorf("the TLS certificate of %s is not valid for it: fix the endpoint's name in --s3-endpoint, or skip verification with --s3-insecure (skipverify: true in the registry's config.yml) (%w)", d.endpoint, err)
 	case secure && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
-		return fmt.Errorf("%s speaks plain http, not https: use an http:// endpoint or turn off secure (%w)", d.endpoint, err)
+		return fmt.Errorf("%s speaks plain http, not https: give an http:// endpoint in --s3-endpoint, or --s3-http (secure: false in the registry's config.yml) (%w)", d.endpoint, err)
+	case errors.As(err, &dnsErr) && strings.HasPrefix(dnsErr.Name, cfg.Bucket+"."):
+		return fmt.Errorf("cannot resolve %s: the bucket is addressed in the host name (virtual-host style), which this endpoint's DNS does not serve: use --s3-path-style (forcepathstyle: true in the registry's config.yml) (%w)", dnsErr.Name, err)
 	}
 	return fmt.Errorf("cannot reach the S3 endpoint %s: %w", d.endpoint, err)
+}
+
+// speaksTLS reports whether a TLS handshake with host succeeds (whatever
+// its certificate): asked only to explain a failure.
+func speaksTLS(host string) bool {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		return false
+	}
+	conn.Close()
+	return true
+}
+
+// regionPattern finds the region a store expects in its message ("the
+// region 'us-east-1' is wrong; expecting 'eu-west-7'").
+var regionPattern = regexp.MustCompile(`expecting '([^']+)'`)
+
+// isRegionError reports whether the store refused the request for the
+// region it was signed for, or said the bucket lives elsewhere.
+func isRegionError(er minio.ErrorResponse, region string) bool {
+	switch er.Code {
+	case "AuthorizationHeaderMalformed":
+		return strings.Contains(er.Message, "region")
+	case "InvalidRegion", "IllegalLocationConstraintException", "PermanentRedirect", "AuthorizationQueryParametersError":
+		return true
+	}
+	return er.Region != "" && region != "" && er.Region != region && er.StatusCode == http.StatusMovedPermanently
+}
+
+// regionError names the bucket's region when the store says it.
+func (d *Driver) regionError(cfg Config, er minio.ErrorResponse, err error) error {
+	signed := cfg.Region
+	if signed == "" {
+		signed = "(none)"
+	}
+	want := er.Region
+	if m := regionPattern.FindStringSubmatch(er.Message); m != nil {
+		want = m[1]
+	}
+	if want == "" || want == cfg.Region {
+		return fmt.Errorf("bucket %q at %s is not in region %s: set its region with --s3-region (region in the registry's config.yml) (%w)", cfg.Bucket, d.endpoint, signed, translate(err))
+	}
+	return fmt.Errorf("bucket %q at %s is in region %s, not %s: set --s3-region %s (region: %s in the registry's config.yml) (%w)", cfg.Bucket, d.endpoint, want, signed, want, want, translate(err))
 }
 
 // parseEndpoint returns host[:port] and whether to use https.
@@ -430,49 +490,16 @@ func (d *Driver) WalkAfter(ctx context.Context, prefix, startAfter string, fn fu
 	case startAfter > prefix:
 		return nil
 	}
-	if !d.listV1 {
-		err := d.listV2(ctx, d.key(prefix), "", rawAfter, func(o listedObject) error {
-			key, ok := d.logical(o.key)
-			if !ok || o.key <= rawAfter { // (a server that ignored start-after)
-				return nil
-			}
-			return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)})
-		}, nil)
-		if !errors.Is(err, errAnonymous) {
-			return d.listErr(ctx, prefix, err)
+	err := d.list(ctx, d.key(prefix), "", rawAfter, func(o listedObject) error {
+		key, ok := d.logical(o.key)
+		// Not a key below the root: the root's own folder marker (made
+		// in a console). Before startAfter: a server that ignored it.
+		if !ok || o.key <= rawAfter {
+			return nil
 		}
-	}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fetchOwner := false
-	opts := minio.ListObjectsOptions{
-		Prefix:     d.key(prefix),
-		StartAfter: rawAfter, // the marker of a V1 listing
-		Recursive:  true,
-		UseV1:      d.listV1,
-		FetchOwner: &fetchOwner,
-	}
-	for obj := range d.client.ListObjectsIter(lctx, d.bucket, opts) {
-		if obj.Err != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return d.pathErr("list", prefix, obj.Err)
-		}
-		key, ok := d.logical(obj.Key)
-		if !ok || obj.Key <= rawAfter {
-			continue
-		}
-		if err := fn(storage.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: trimETag(obj.ETag)}); err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	// minio-go ends the iteration silently when ctx is cancelled between
-	// pages: that must not pass for the end of the listing.
-	return ctx.Err()
+		return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)})
+	}, nil)
+	return d.listErr(ctx, prefix, err)
 }
 
 // listErr returns a listing's error: fn's own as it is, a request's as a
@@ -498,43 +525,20 @@ func (d *Driver) ListDir(ctx context.Context, prefix string, fn func(storage.Obj
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !d.listV1 {
-		err := d.listV2(ctx, d.key(prefix), "/", "", func(o listedObject) error {
-			if key, ok := d.logical(o.key); ok {
-				return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)}, strings.HasSuffix(key, "/"))
-			}
+	err := d.list(ctx, d.key(prefix), "/", "", func(o listedObject) error {
+		key, ok := d.logical(o.key)
+		if !ok { // the root's own folder marker, not a key below it
 			return nil
-		}, func(p string) error {
-			if key, ok := d.logical(p); ok {
-				return fn(storage.ObjectInfo{Key: key}, true)
-			}
+		}
+		return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)}, strings.HasSuffix(key, "/"))
+	}, func(p string) error {
+		key, ok := d.logical(p)
+		if !ok { // (the root itself: list checked that p is below it)
 			return nil
-		})
-		if !errors.Is(err, errAnonymous) {
-			return d.listErr(ctx, prefix, err)
 		}
-	}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fetchOwner := false
-	opts := minio.ListObjectsOptions{Prefix: d.key(prefix), Recursive: false, UseV1: d.listV1, FetchOwner: &fetchOwner}
-	for obj := range d.client.ListObjectsIter(lctx, d.bucket, opts) {
-		if obj.Err != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return d.pathErr("list", prefix, obj.Err)
-		}
-		key, ok := d.logical(obj.Key)
-		if !ok {
-			continue
-		}
-		isDir := strings.HasSuffix(key, "/")
-		if err := fn(storage.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: trimETag(obj.ETag)}, isDir); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+		return fn(storage.ObjectInfo{Key: key}, true)
+	})
+	return d.listErr(ctx, prefix, err)
 }
 
 func trimETag(etag string) string {

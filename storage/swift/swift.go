@@ -225,7 +225,7 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 		concurrency: concurrency,
 	}
 	if _, _, err := conn.Container(ctx, cfg.Container); err != nil {
-		return nil, openErr("open", d.containerError(err, cfg.StorageURL != ""))
+		return nil, openErr("open", d.containerError(err, cfg.StorageURL != "", cfg.AuthURL))
 	}
 	d.readInfo(ctx)
 	return d, nil
@@ -320,11 +320,14 @@ func redact(raw string) string {
 	return u.Redacted()
 }
 
-// containerError explains a failed check of the container.
-func (d *Driver) containerError(err error, overridden bool) error {
+// containerError explains a failed check of the container. A storage URL
+// from the auth server that cannot be reached is the common failure behind
+// a proxy or NAT (Swift and Ceph RGW hand out the address they know
+// themselves by): the message names the URL and the flag that replaces it.
+func (d *Driver) containerError(err error, overridden bool, authURL string) error {
 	where := "storage URL " + redact(d.storageURL)
 	if overridden {
-		where += " (the StorageURL setting)"
+		where += " (the StorageURL setting, --swift-storage-url)"
 	} else {
 		where += " (from the auth server)"
 	}
@@ -341,7 +344,11 @@ func (d *Driver) containerError(err error, overridden bool) error {
 		return fmt.Errorf("%s: %w", where, tlsErr)
 	}
 	if isNetError(err) {
-		return fmt.Errorf("cannot reach %s: %w", where, err)
+		if overridden {
+			return fmt.Errorf("cannot reach %s: %w", where, err)
+		}
+		return fmt.Errorf("cannot reach the storage URL %s that the auth server %s returned: %w; an auth server behind a proxy or NAT often returns an address only its own network reaches: give the storage URL to use with --swift-storage-url (the StorageURL setting)",
+			redact(d.storageURL), redact(authURL), err)
 	}
 	return fmt.Errorf("container %q at %s: %w", d.container, where, translate(err))
 }
@@ -349,15 +356,15 @@ func (d *Driver) containerError(err error, overridden bool) error {
 func describeTLS(err error) error {
 	var unknownCA x509.UnknownAuthorityError
 	if errors.As(err, &unknownCA) {
-		return fmt.Errorf("TLS: the server certificate is signed by an unknown authority (trust it with CAFile, or set InsecureSkipVerify): %w", err)
+		return fmt.Errorf("TLS: the server certificate is signed by an unknown authority (trust it with CAFile, --swift-ca-file FILE, or skip verification with InsecureSkipVerify, --swift-insecure): %w", err)
 	}
 	var host x509.HostnameError
 	if errors.As(err, &host) {
-		return fmt.Errorf("TLS: the server certificate does not match the host name: %w", err)
+		return fmt.Errorf("TLS: the server certificate does not match the host name (skip verification with --swift-insecure): %w", err)
 	}
 	var invalid x509.CertificateInvalidError
 	if errors.As(err, &invalid) {
-		return fmt.Errorf("TLS: the server certificate is invalid: %w", err)
+		return fmt.Errorf("TLS: the server certificate is invalid (skip verification with --swift-insecure): %w", err)
 	}
 	var rec tls.RecordHeaderError
 	if errors.As(err, &rec) {

@@ -1,6 +1,7 @@
-package walker
+package blobindex
 
 import (
+	_ "crypto/sha512" // sha512 digests are keys too
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -10,13 +11,13 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// TestDigestMapAgreesWithAMap drives DigestMap and a plain map with the
+// TestMapAgreesWithAMap drives Map and a plain map with the
 // same random operations, across several merges, and compares them after
 // every step that could have moved an entry.
-func TestDigestMapAgreesWithAMap(t *testing.T) {
+func TestMapAgreesWithAMap(t *testing.T) {
 	for seed := range uint64(8) {
 		rng := rand.New(rand.NewPCG(seed, 1))
-		m := NewDigestMap[int]()
+		m := NewMap[int]()
 		want := map[digest.Digest]int{}
 		pool := make([]digest.Digest, 6000)
 		for i := range pool {
@@ -68,10 +69,10 @@ func TestDigestMapAgreesWithAMap(t *testing.T) {
 	}
 }
 
-// checkPositions: once compacted, positions 0..Positions()-1 are the
+// checkPositions: once compacted, positions 0..Indexed()-1 are the
 // canonical sha256 keys in ascending order, and Position, DigestAt and
 // ValueAt agree on each.
-func checkPositions(t *testing.T, m *DigestMap[int], want map[digest.Digest]int) {
+func checkPositions(t *testing.T, m *Map[int], want map[digest.Digest]int) {
 	t.Helper()
 	m.Compact()
 	var canonical int
@@ -80,17 +81,17 @@ func checkPositions(t *testing.T, m *DigestMap[int], want map[digest.Digest]int)
 			canonical++
 		}
 	}
-	if m.Positions() != canonical {
-		t.Fatalf("%d positions, want %d canonical sha256 keys", m.Positions(), canonical)
+	if m.Indexed() != canonical {
+		t.Fatalf("%d positions, want %d canonical sha256 keys", m.Indexed(), canonical)
 	}
 	var prev digest.Digest
-	for p := range m.Positions() {
-		d := m.DigestAt(p)
-		if w, ok := want[d]; !ok || m.ValueAt(p) != w {
-			t.Fatalf("position %d: %s = %d, want %d (present %v)", p, d, m.ValueAt(p), w, ok)
+	for p := range m.Indexed() {
+		d := m.Digest(ID(p))
+		if w, ok := want[d]; !ok || m.Value(ID(p)) != w {
+			t.Fatalf("position %d: %s = %d, want %d (present %v)", p, d, m.Value(ID(p)), w, ok)
 		}
-		if got, ok := m.Position(d); !ok || got != p {
-			t.Fatalf("Position(DigestAt(%d)) = %d,%v", p, got, ok)
+		if got, ok := m.ID(d); !ok || int(got) != p {
+			t.Fatalf("ID(Digest(%d)) = %d,%v", p, got, ok)
 		}
 		if p > 0 && d <= prev {
 			t.Fatalf("position %d: %s not after %s", p, d, prev)
@@ -99,11 +100,11 @@ func checkPositions(t *testing.T, m *DigestMap[int], want map[digest.Digest]int)
 	}
 }
 
-// TestDigestMapSplitsAndKeepsPositions grows a map through its split into
+// TestMapSplitsAndKeepsPositions grows a map through its split into
 // 256 slices in batches and in one go, and checks its positions each time.
-func TestDigestMapSplitsAndKeepsPositions(t *testing.T) {
+func TestMapSplitsAndKeepsPositions(t *testing.T) {
 	for _, batch := range []int{97, splitAt - 1, splitAt, 3 * splitAt} {
-		m := NewDigestMap[int]()
+		m := NewMap[int]()
 		want := map[digest.Digest]int{}
 		for i := range 3*splitAt + 5 {
 			d := digest.FromString(fmt.Sprint(batch, i))
@@ -121,8 +122,8 @@ func TestDigestMapSplitsAndKeepsPositions(t *testing.T) {
 	}
 }
 
-func TestDigestMapZeroValue(t *testing.T) {
-	var m DigestMap[struct{}]
+func TestMapZeroValue(t *testing.T) {
+	var m Map[struct{}]
 	if m.Has(digest.FromString("x")) || m.Len() != 0 {
 		t.Fatal("zero map not empty")
 	}
@@ -132,14 +133,14 @@ func TestDigestMapZeroValue(t *testing.T) {
 	}
 }
 
-func BenchmarkDigestMapSet(b *testing.B) {
+func BenchmarkMapSet(b *testing.B) {
 	ds := make([]digest.Digest, 100000)
 	for i := range ds {
 		ds[i] = digest.FromString(fmt.Sprint(i))
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		m := NewDigestMap[struct{}]()
+		m := NewMap[struct{}]()
 		for _, d := range ds {
 			m.Set(d, struct{}{})
 		}
@@ -149,12 +150,12 @@ func BenchmarkDigestMapSet(b *testing.B) {
 // TestDigestSetRefusesAMovedBlobMap: a set's positions name other blobs
 // once the map merges new keys; it must stop, not answer.
 func TestDigestSetRefusesAMovedBlobMap(t *testing.T) {
-	inv := NewInventory()
-	inv.Blobs.Set(digest.FromString("a"), Blob{})
-	s := inv.NewDigestSet(true)
+	blobs := NewIndex()
+	blobs.Set(digest.FromString("a"), Blob{})
+	s := NewSet(blobs, true)
 	s.Add(digest.FromString("a"))
 	for i := range 2 * minMerge {
-		inv.Blobs.Set(digest.FromString(fmt.Sprint(i)), Blob{})
+		blobs.Set(digest.FromString(fmt.Sprint(i)), Blob{})
 	}
 	defer func() {
 		if recover() == nil {
@@ -168,18 +169,18 @@ func TestDigestSetRefusesAMovedBlobMap(t *testing.T) {
 // bring the map back to as many positions still move them; counting them
 // alone would let the set answer for the wrong blobs.
 func TestDigestSetRefusesAMapMovedBackToItsSize(t *testing.T) {
-	inv := NewInventory()
+	blobs := NewIndex()
 	for i := range 100 {
-		inv.Blobs.Set(digest.FromString(fmt.Sprint(i)), Blob{})
+		blobs.Set(digest.FromString(fmt.Sprint(i)), Blob{})
 	}
-	s := inv.NewDigestSet(false)
+	s := NewSet(blobs, false)
 	s.Add(digest.FromString("7"))
-	n := inv.Blobs.Positions()
-	inv.Blobs.Delete(digest.FromString("0"))
-	inv.Blobs.Set(digest.FromString("new"), Blob{})
-	inv.Blobs.Compact()
-	if inv.Blobs.Positions() != n {
-		t.Fatalf("setup: %d positions, want %d", inv.Blobs.Positions(), n)
+	n := blobs.Indexed()
+	blobs.Delete(digest.FromString("0"))
+	blobs.Set(digest.FromString("new"), Blob{})
+	blobs.Compact()
+	if blobs.Indexed() != n {
+		t.Fatalf("setup: %d positions, want %d", blobs.Indexed(), n)
 	}
 	defer func() {
 		if recover() == nil {

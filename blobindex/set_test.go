@@ -1,4 +1,4 @@
-package walker
+package blobindex
 
 import (
 	"fmt"
@@ -10,16 +10,16 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// TestDigestSetAgreesWithAMap: every form of DigestSet, fed listed blobs
+// TestSetAgreesWithAMap: every form of Set, fed listed blobs
 // (as digests and as positions), unlisted digests and non-sha256 ones,
 // answers as a plain map does.
-func TestDigestSetAgreesWithAMap(t *testing.T) {
-	inv := NewInventory()
+func TestSetAgreesWithAMap(t *testing.T) {
+	blobs := NewIndex()
 	var stored, other []digest.Digest
 	for i := range 300 {
 		d := digest.FromString(fmt.Sprint(i))
 		if i%2 == 0 {
-			inv.Blobs.Set(d, Blob{Size: int64(i)})
+			blobs.Set(d, Blob{Size: int64(i)})
 			stored = append(stored, d)
 		} else {
 			other = append(other, d)
@@ -27,25 +27,25 @@ func TestDigestSetAgreesWithAMap(t *testing.T) {
 	}
 	// A stored sha512 blob has no position: sets hold it as a digest.
 	sha512 := digest.SHA512.FromString("stored, never a position")
-	inv.Blobs.Set(sha512, Blob{})
+	blobs.Set(sha512, Blob{})
 	other = append(other, sha512, digest.SHA512.FromString("not stored"))
-	inv.Blobs.Compact()
+	blobs.Compact()
 	all := slices.Concat(stored, other)
 	for seed := range uint64(4) {
 		rng := rand.New(rand.NewPCG(seed, 2))
 		// The sorted form starts from a list with repeats, as mark builds it.
-		var start []uint32
+		var start []ID
 		want := map[digest.Digest]bool{}
 		for range 50 {
 			d := stored[rng.IntN(len(stored))]
-			pos, _ := inv.Blobs.Position(d)
-			start = append(start, uint32(pos), uint32(pos))
+			id, _ := blobs.ID(d)
+			start = append(start, id, id)
 			want[d] = true
 		}
-		forms := map[string]*DigestSet{
-			"dense":  inv.NewDigestSet(true),
-			"sparse": inv.NewDigestSet(false),
-			"sorted": inv.DigestSetOf(slices.Clone(start), []digest.Digest{other[0], other[0]}),
+		forms := map[string]*Set{
+			"dense":  NewSet(blobs, true),
+			"sparse": NewSet(blobs, false),
+			"sorted": SetOf(blobs, slices.Clone(start), []digest.Digest{other[0], other[0]}),
 		}
 		for name, s := range forms {
 			want := maps.Clone(want)
@@ -59,8 +59,8 @@ func TestDigestSetAgreesWithAMap(t *testing.T) {
 			for i := range 400 {
 				d := all[rng.IntN(len(all))]
 				var added bool
-				if pos, ok := inv.Blobs.Position(d); ok && i%2 == 0 {
-					added = s.AddPosition(uint32(pos))
+				if id, ok := blobs.ID(d); ok && i%2 == 0 {
+					added = s.AddID(id)
 				} else {
 					added = s.Add(d)
 				}
@@ -88,17 +88,20 @@ func TestDigestSetAgreesWithAMap(t *testing.T) {
 				t.Fatalf("%s: All: %d digests, want %d", name, len(got), len(want))
 			}
 			clear(got)
-			for pos, d := range s.Each() {
-				if (pos >= 0) != (d == "") {
-					t.Fatalf("%s: Each yields position %d with digest %q", name, pos, d)
+			for id := range s.IDs() {
+				if !s.HasID(id) {
+					t.Fatalf("%s: IDs yields %d, which HasID denies", name, id)
 				}
-				if pos >= 0 {
-					d = inv.Blobs.DigestAt(pos)
+				got[blobs.Digest(id)] = true
+			}
+			for d := range s.Unindexed() {
+				if _, indexed := blobs.ID(d); indexed || got[d] {
+					t.Fatalf("%s: Unindexed yields %s, which has an ID or was yielded", name, d)
 				}
 				got[d] = true
 			}
 			if !maps.Equal(got, want) {
-				t.Fatalf("%s: Each: %d members, want %d", name, len(got), len(want))
+				t.Fatalf("%s: IDs and Unindexed: %d members, want %d", name, len(got), len(want))
 			}
 		}
 	}

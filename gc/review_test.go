@@ -1,9 +1,10 @@
-package sweep_test
+package gc_test
 
-// Regression tests for the review of the deletion path (findings A to I).
-// Every scenario runs the plan the way cmd/regsweep does (VerifyDangling,
-// a fresh walk and Recheck just before deleting, another Recheck of the
-// repository tree before the first blob) and then asserts that it was safe:
+// Regression tests for the review of the deletion path (findings A to I,
+// and issue 15's J to P). Every scenario runs through what cmd/regsweep
+// runs: gc.Analyze, then gc.Execute (gc --delete) or, for sweep --plan,
+// the plan written to JSON, read back, gc.Reviewed and gc.Execute. Then
+// it asserts that the run was safe:
 // every tag and every remaining revision is whole and linked, no link
 // dangles, and exactly the planned keys left storage, as many as the plan's
 // stats and the result say.
@@ -21,7 +22,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
+	"github.com/regsweep/regsweep/internal/storecheck"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/manifest"
@@ -40,10 +43,13 @@ type env struct {
 	clock time.Time
 	mem   *storage.Memory
 	d     storage.Driver // what the sweep sees (mem, or a wrapper of it)
+	// last is the analysis plan made: exec executes it.
+	last        *gc.Analysis
+	concurrency int
 }
 
 func newEnv() *env {
-	e := &env{clock: time.Now().Add(-30 * 24 * time.Hour)}
+	e := &env{clock: time.Now().Add(-30 * 24 * time.Hour), concurrency: 4}
 	e.mem = storage.NewMemory(e.now, nil)
 	e.d = e.mem
 	return e
@@ -71,58 +77,78 @@ func flush(t *testing.T, w *regtree.Writer) {
 	}
 }
 
-// plan walks, marks and builds a plan, as gc does; it must trip no guard.
+func reviewOptions(deleteUntagged bool, concurrency int) gc.Options {
+	return gc.Options{DeleteUntagged: deleteUntagged, Grace: reviewGrace, UploadGrace: 168 * time.Hour, MaxDeleteFraction: 1, Concurrency: concurrency}
+}
+
+// plan analyzes e.d as gc does; it must trip no guard.
 func (e *env) plan(t *testing.T, deleteUntagged bool) *sweep.Plan {
 	t.Helper()
-	ctx := context.Background()
-	walked := time.Now()
-	inv, err := walker.Collect(ctx, e.d, walker.DefaultOptions())
+	a, err := gc.Analyze(context.Background(), e.d, mark.StorageSource(e.d, "", 0), reviewOptions(deleteUntagged, e.concurrency))
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := mark.StorageSource(e.d, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: deleteUntagged})
-	if err != nil {
-		t.Fatal(err)
+	if len(a.Plan.Guards) > 0 {
+		t.Fatalf("guards tripped: %v", a.Plan.Guards)
 	}
-	p := sweep.Build(inv, res, sweep.StorageRef{Driver: e.d.Name(), Location: e.d.Location()},
-		sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: reviewGrace, UploadGrace: 168 * time.Hour, DeleteUntagged: deleteUntagged}, manifests(ctx, src))
-	if len(p.Guards) > 0 {
-		t.Fatalf("guards tripped: %v", p.Guards)
-	}
-	return p
+	e.last = a
+	return a.Plan
 }
 
 type execOpts struct {
-	// blobsToo re-lists the whole storage before deleting (the sweep
-	// command); otherwise only the repository tree (gc).
-	blobsToo bool
-	walk     walker.Options
-	exec     sweep.ExecOptions
+	// blobsToo runs the plan as sweep --plan does (written to a file and
+	// read back; everything listed again); otherwise as gc --delete.
+	blobsToo    bool
+	concurrency int
+	exec        gc.ExecOptions
 	// whileLinks runs once the links are gone, before the recheck that
 	// precedes the blobs: a push landing in the middle of the run.
 	whileLinks func()
 }
 
-// execute runs the plan as cmd/regsweep does, through ExecuteChecked.
-func execute(ctx context.Context, d storage.Driver, p *sweep.Plan, o execOpts) (*sweep.Result, sweep.RecheckStats, error) {
+// execute runs a's plan as cmd/regsweep does: gc.Execute of the analysis,
+// or with blobsToo, of a reviewed copy of its plan.
+func execute(ctx context.Context, d storage.Driver, a *gc.Analysis, o execOpts) (*sweep.Result, sweep.RecheckStats, error) {
+	if o.blobsToo {
+		r, st, _, err := executePlan(ctx, d, a.Plan, o)
+		return r, st, err
+	}
+	return executeAnalysis(ctx, d, a, o)
+}
+
+// executePlan is sweep --plan --delete of p, written to a file and read
+// back first; it returns the plan it executed.
+func executePlan(ctx context.Context, d storage.Driver, p *sweep.Plan, o execOpts) (*sweep.Result, sweep.RecheckStats, *sweep.Plan, error) {
+	var buf bytes.Buffer
+	if err := p.WriteJSON(&buf); err != nil {
+		return nil, sweep.RecheckStats{}, nil, err
+	}
+	reviewed, err := sweep.ReadPlan(&buf)
+	if err != nil {
+		return nil, sweep.RecheckStats{}, nil, err
+	}
+	a, err := gc.Reviewed(ctx, d, mark.StorageSource(d, "", 0), reviewed, gc.Options{MaxDeleteFraction: 1, Concurrency: max(o.concurrency, 4)})
+	if err != nil {
+		return nil, sweep.RecheckStats{}, reviewed, err
+	}
+	r, st, err := executeAnalysis(ctx, d, a, o)
+	return r, st, reviewed, err
+}
+
+func executeAnalysis(ctx context.Context, d storage.Driver, a *gc.Analysis, o execOpts) (*sweep.Result, sweep.RecheckStats, error) {
 	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
 	if err != nil {
 		return nil, sweep.RecheckStats{}, err
 	}
 	defer held.Release(context.WithoutCancel(ctx))
-	if o.walk.Concurrency == 0 {
-		o.walk = walker.DefaultOptions()
-	}
-	co := sweep.CheckedOptions{Walk: o.walk, Manifests: manifests(lctx, mark.StorageSource(d, "", 0)), BlobsToo: o.blobsToo, Exec: o.exec}
 	if o.whileLinks != nil {
-		co.AfterLinks = func(context.Context) error { o.whileLinks(); return nil }
+		o.exec.AfterLinks = func(context.Context) error { o.whileLinks(); return nil }
 	}
-	r, st, err := p.ExecuteChecked(lctx, d, held, co)
-	if st == nil {
-		return r, sweep.RecheckStats{}, err
+	r, err := gc.Execute(lctx, a, held, o.exec)
+	if r == nil {
+		return nil, sweep.RecheckStats{}, err
 	}
-	return r, *st, err
+	return r.Sweep, r.Recheck, err
 }
 
 type run struct {
@@ -137,8 +163,12 @@ type run struct {
 	recreated map[string]bool
 }
 
+// exec executes p, the plan of e's last analysis.
 func (e *env) exec(t *testing.T, p *sweep.Plan, o execOpts) run {
 	t.Helper()
+	if e.last == nil || e.last.Plan != p {
+		t.Fatal("exec runs the plan of the last analysis")
+	}
 	before := e.mem.Keys()
 	appeared := map[string]bool{}
 	if hook := o.whileLinks; hook != nil {
@@ -152,7 +182,19 @@ func (e *env) exec(t *testing.T, p *sweep.Plan, o execOpts) run {
 			}
 		}
 	}
-	r, st, err := execute(context.Background(), e.d, p, o)
+	var r *sweep.Result
+	var st sweep.RecheckStats
+	var err error
+	reviewed := p
+	if o.blobsToo {
+		// sweep --plan runs a copy of the plan: the one it rechecks.
+		r, st, reviewed, err = executePlan(context.Background(), e.d, p, o)
+	} else {
+		// A test may put a wrapper in front of the store after the plan
+		// (a fault, a push landing mid-listing): the run goes through it.
+		e.last.Store = e.d
+		r, st, err = executeAnalysis(context.Background(), e.d, e.last, o)
+	}
 	recreated := map[string]bool{}
 	for k := range appeared {
 		if _, found := slices.BinarySearch(before, k); found {
@@ -162,17 +204,17 @@ func (e *env) exec(t *testing.T, p *sweep.Plan, o execOpts) run {
 		}
 	}
 	slices.Sort(before)
-	return run{plan: p, result: r, recheck: st, err: err, before: before, recreated: recreated}
+	return run{plan: reviewed, result: r, recheck: st, err: err, before: before, recreated: recreated}
 }
 
 // checkSafe asserts what checkIntact does, and that every manifest a
 // revision link still names is whole (blob, linked blobs, children).
 func checkSafe(t *testing.T, d storage.Driver) *walker.Inventory {
 	t.Helper()
-	inv := checkIntact(t, d)
+	inv := storecheck.Intact(t, d)
 	for name, r := range inv.Repositories {
 		for m := range r.Revisions.All() {
-			pullable(t, context.Background(), d, inv, name, "@"+m.Encoded()[:12], m)
+			storecheck.Pullable(t, d, inv, name, "@"+m.Encoded()[:12], m)
 		}
 	}
 	return inv
@@ -528,15 +570,13 @@ func TestReviewF_Concurrency1(t *testing.T) {
 	if n := len(inv.Repositories["r"].Tags); n != 3 || inv.Blobs.Len() != 10 {
 		t.Fatalf("walk found %d tags and %d blobs, want 3 and 10", n, inv.Blobs.Len())
 	}
-	src := mark.StorageSource(d, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{Concurrency: 1})
+	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), gc.Options{Grace: reviewGrace, UploadGrace: reviewGrace, MaxDeleteFraction: 1, Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := sweep.Build(inv, res, sweep.StorageRef{Driver: d.Name(), Location: d.Location()},
-		sweep.Options{Now: time.Now(), Grace: reviewGrace, UploadGrace: reviewGrace}, manifests(ctx, src))
+	p := a.Plan
 	before := e.mem.Keys()
-	result, _, err := execute(ctx, d, p, execOpts{walk: opts, exec: sweep.ExecOptions{Concurrency: 1, BatchSize: 1}})
+	result, _, err := execute(ctx, d, a, execOpts{concurrency: 1, exec: gc.ExecOptions{BatchSize: 1}})
 	if err != nil {
 		t.Fatalf("gc with concurrency 1: %v", err)
 	}
@@ -665,8 +705,8 @@ func TestReviewG_SwiftSegmentsOfProtectedBlob(t *testing.T) {
 					t.Errorf("garbage large object or orphan segments left: blob %v, %v %v", has(e.mem, blobKey(g)),
 						s.segmentKeys("segments/G"), s.segmentKeys("segments/O"))
 				}
-				if p.Stats.Segments != 5 {
-					t.Errorf("stats count %d segments, want 5", p.Stats.Segments)
+				if r.plan.Stats.Segments != 5 {
+					t.Errorf("stats count %d segments, want 5", r.plan.Stats.Segments)
 				}
 			})
 		}
@@ -929,7 +969,7 @@ func TestReviewG2_SegmentsGoOnlyAfterTheirBlob(t *testing.T) {
 			}
 			var r *sweep.Result
 			if recheck {
-				r, _, err = execute(context.Background(), e.d, edited, execOpts{blobsToo: true})
+				r, _, _, err = executePlan(context.Background(), e.d, edited, execOpts{})
 			} else {
 				ctx := context.Background()
 				held, lctx, lerr := lock.Acquire(ctx, e.d, lock.Options{Settle: -1})
@@ -980,36 +1020,18 @@ func TestReviewJ_ManifestMissingAtFirstRecheckPushedBeforeSecond(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	inv, err := walker.Collect(ctx, e.d, walker.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := mark.StorageSource(e.d, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reads := res.Manifests(ctx, src)
-	p := sweep.Build(inv, res, sweep.StorageRef{Driver: e.d.Name(), Location: e.d.Location()},
-		sweep.Options{Now: time.Now(), Grace: reviewGrace, UploadGrace: 168 * time.Hour, DeleteUntagged: true}, reads)
-	held, lctx, err := lock.Acquire(ctx, e.d, lock.Options{Settle: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release(ctx)
-	_, _, err = p.ExecuteChecked(lctx, e.d, held, sweep.CheckedOptions{Walk: walker.DefaultOptions(), Manifests: reads,
-		AfterLinks: func(ctx context.Context) error {
-			// The client pushes the manifest again: its blobs are all
-			// still there, so only the manifest and its revision link are
-			// written.
-			e.young()
-			if err := e.mem.Put(ctx, manifestKey, body); err != nil {
-				return err
-			}
-			return e.mem.Put(ctx, revKey, []byte(img.Digest))
-		}})
-	if err != nil {
-		t.Fatal(err)
+	p := e.plan(t, true)
+	r := e.exec(t, p, execOpts{exec: gc.ExecOptions{AfterLinks: func(ctx context.Context) error {
+		// The client pushes the manifest again: its blobs are all still
+		// there, so only the manifest and its revision link are written.
+		e.young()
+		if err := e.mem.Put(ctx, manifestKey, body); err != nil {
+			return err
+		}
+		return e.mem.Put(ctx, revKey, []byte(img.Digest))
+	}}})
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
 	for _, b := range man.Blobs {
 		if !has(e.mem, blobKey(b)) {
@@ -1053,14 +1075,14 @@ func TestReviewK_RePushDuringLinkPhaseIsHealed(t *testing.T) {
 }
 
 // pushDuringWalk is a store that, during the nth listing of the
-// repository tree, writes once write has been told a key after after:
-// a push landing in a repository the listing has passed already.
+// repository tree, writes (a push) when the listing reaches the shard of
+// repositories starting with z: with one listing at a time, the shard of
+// those starting with a is listed already.
 type pushDuringWalk struct {
 	storage.Driver
 	mu    sync.Mutex
 	n     int
 	walks int
-	after string
 	write func()
 }
 
@@ -1068,30 +1090,15 @@ func (p *pushDuringWalk) Unwrap() storage.Driver { return p.Driver }
 
 func (p *pushDuringWalk) Walk(ctx context.Context, prefix string, fn func(storage.ObjectInfo) error) error {
 	p.mu.Lock()
-	tree := prefix == layout.RepositoriesPrefix // a listing of the whole tree
-	if tree {
+	if prefix == layout.RepositoriesPrefix+"a" { // a listing of the tree begins
 		p.walks++
 	}
-	now := p.walks == p.n && tree
+	now := p.walks == p.n && prefix == layout.RepositoriesPrefix+"z"
 	p.mu.Unlock()
-	if !now {
-		return p.Driver.Walk(ctx, prefix, fn)
+	if now {
+		p.write()
 	}
-	// The memory store lists a snapshot; a real store's listing goes on
-	// over what is there when it gets there: list up to the push, write
-	// it, then list the rest from storage as it is now.
-	stop := errors.New("stop")
-	err := p.Driver.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
-		if oi.Key > p.after {
-			return stop
-		}
-		return fn(oi)
-	})
-	if err != nil && !errors.Is(err, stop) {
-		return err
-	}
-	p.write()
-	return storage.WalkAfter(ctx, p.Driver, prefix, p.after, fn)
+	return p.Driver.Walk(ctx, prefix, fn)
 }
 
 // L: pushes land while the recheck before the blobs lists the tree, one in
@@ -1108,13 +1115,14 @@ func TestReviewL_PushDuringRecheckWalkIsSeenByTheNext(t *testing.T) {
 	m := w.Image("a", []byte(`{"l":1}`), []byte("layer-L"))
 	z := w.Image("z", []byte(`{"l":2}`), []byte("layer-L2"))
 	flush(t, w)
+	e.concurrency = 1 // the listing's shards in order
 	p := e.plan(t, true)
 	if !planned(p, blobKey(m.Digest)) {
 		t.Fatalf("scenario: the untagged image should be planned: %v", firstItems(p))
 	}
 	// The first recheck lists the tree; the second listing is the
 	// recheck before the blobs.
-	pd := &pushDuringWalk{Driver: e.mem, n: 2, after: layout.RepositoriesPrefix + "b", write: func() {
+	pd := &pushDuringWalk{Driver: e.mem, n: 2, write: func() {
 		e.young()
 		w := regtree.NewWriter(e.mem, 1)
 		w.Revision("a", m.Digest)
@@ -1170,21 +1178,18 @@ func TestReviewM_LinkGoneWhenReadLeavesItsRepositoryOutOfThePlan(t *testing.T) {
 	w.Tag("r", "t", m.Digest)
 	flush(t, w)
 	tagKey := pathOf(layout.TagCurrentLink{Repo: "r", Tag: "t"})
-	opts := walker.DefaultOptions()
-	opts.TrustETags = false // every link is read
-	inv, err := walker.Collect(ctx, &vanishing{e.mem, tagKey}, opts)
+	o := reviewOptions(true, 4)
+	o.Walk = walker.DefaultOptions()
+	o.Walk.TrustETags = false // every link is read
+	d := &vanishing{e.mem, tagKey}
+	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), o)
 	if err != nil {
-		t.Fatalf("a link deleted during the walk ended it: %v", err)
+		t.Fatalf("a link deleted during the walk ended the run: %v", err)
 	}
-	if inv.Changing["r"] != tagKey {
-		t.Fatalf("changing repositories: %v", inv.Changing)
+	if a.Inventory.Changing["r"] != tagKey {
+		t.Fatalf("changing repositories: %v", a.Inventory.Changing)
 	}
-	src := mark.StorageSource(e.mem, "", 0)
-	res, err := mark.Run(ctx, inv, src, mark.Options{DeleteUntagged: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := sweep.Build(inv, res, sweep.StorageRef{Driver: "memory"}, sweep.Options{Now: time.Now(), WalkStarted: time.Now(), Grace: reviewGrace, UploadGrace: reviewGrace, DeleteUntagged: true}, res.Manifests(ctx, src))
+	p := a.Plan
 	for _, it := range p.Items {
 		if it.Repo == "r" || it.Digest == m.Digest {
 			t.Errorf("planned %s %s of the changing repository", it.Kind, it.Key)
@@ -1277,26 +1282,21 @@ func TestReviewP_StatLinksKeepsALinkRewrittenAfterTheRecheck(t *testing.T) {
 	if !planned(p, rev) {
 		t.Fatalf("scenario: %s should be planned", rev)
 	}
-	held, lctx, err := lock.Acquire(context.Background(), e.d, lock.Options{Settle: -1})
-	if err != nil {
-		t.Fatal(err)
+	statLinks := true // as on a filesystem or Swift
+	r := e.exec(t, p, execOpts{exec: gc.ExecOptions{StatLinks: &statLinks, BeforePhase: func(ph int) error {
+		if ph == 1 {
+			e.young()
+			w := e.writer()
+			w.Revision("r", m.Digest)
+			w.Tag("r", "t", m.Digest)
+			flush(t, w)
+		}
+		return nil
+	}}})
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
-	defer held.Release(context.Background())
-	result, _, err := p.ExecuteChecked(lctx, e.d, held, sweep.CheckedOptions{Walk: walker.DefaultOptions(), StatLinks: true,
-		Manifests: manifests(lctx, mark.StorageSource(e.d, "", 0)),
-		Exec: sweep.ExecOptions{BeforePhase: func(ph int) error {
-			if ph == 1 {
-				e.young()
-				w := e.writer()
-				w.Revision("r", m.Digest)
-				w.Tag("r", "t", m.Digest)
-				flush(t, w)
-			}
-			return nil
-		}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	result := r.result
 	if result.Kept[sweep.KindRevisionLink] != 1 {
 		t.Errorf("kept %v, want the rewritten revision link", result.Kept)
 	}
@@ -1304,4 +1304,15 @@ func TestReviewP_StatLinksKeepsALinkRewrittenAfterTheRecheck(t *testing.T) {
 	if !has(e.mem, rev) || !has(e.mem, blobKey(m.Digest)) {
 		t.Errorf("the rewritten revision link or its manifest is gone")
 	}
+}
+
+func firstItems(p *sweep.Plan) []string {
+	var out []string
+	for i, it := range p.Items {
+		if i == 5 {
+			break
+		}
+		out = append(out, it.Kind+" "+it.Key)
+	}
+	return out
 }

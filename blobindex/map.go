@@ -1,4 +1,4 @@
-package walker
+package blobindex
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// DigestMap maps digests to values compactly. A collector holds a few of
+// Map maps digests to values compactly. A collector holds a few of
 // these per blob, so their size is its memory: sha256 digests, nearly all
 // of them, are kept as 32 raw bytes instead of a 71-byte string, in
 // sorted slices rather than a hash map (32 bytes and the value per entry,
@@ -21,26 +21,26 @@ import (
 // A large map keeps its keys in 256 slices by their first byte: growing
 // one big slice would need its old and new copies at once, and leave the
 // old one as a hole in the heap, at the moment the map is largest. Digests
-// are uniform, so the slices stay a 256th of the map each. Positions run
+// are uniform, so the slices stay a 256th of the map each. IDs run
 // across them in key order, as if they were one slice.
 //
 // Like a map, it is safe for concurrent readers but not for a writer.
-type DigestMap[V any] struct {
+type Map[V any] struct {
 	buckets []bucket[V]    // one, or 256 by the key's first byte; each ascending
-	starts  []int          // starts[b] is the position of buckets[b][0]; one more than buckets
+	starts  []int          // starts[b] is the ID of buckets[b][0]; one more than buckets
 	recent  map[[32]byte]V // keys not in buckets
 	other   map[digest.Digest]V
-	moves   uint64 // writes that moved positions: merges and deletes
+	moves   uint64 // writes that moved IDs: merges and deletes
 }
 
 type bucket[V any] []digestEntry[V]
 
-// Shape names a map's positions: any write that moves them (a merge of
+// Shape names a map's IDs: any write that moves them (a merge of
 // new keys, a delete) gives the map another shape, even when the number
 // of positions comes back to what it was.
 type Shape struct {
-	positions int
-	moves     uint64
+	ids   int
+	moves uint64
 }
 
 type digestEntry[V any] struct {
@@ -57,9 +57,9 @@ const minMerge = 32
 // (a repository's links) stay one slice, with no 256 headers to carry.
 const splitAt = 2048
 
-// NewDigestMap returns an empty map.
-func NewDigestMap[V any]() *DigestMap[V] {
-	return &DigestMap[V]{}
+// NewMap returns an empty map.
+func NewMap[V any]() *Map[V] {
+	return &Map[V]{}
 }
 
 // sha256Key is the raw form of a canonical sha256 digest (lower-case hex).
@@ -82,7 +82,7 @@ func sha256Key(d digest.Digest) ([32]byte, bool) {
 
 func compareEntry[V any](e digestEntry[V], k [32]byte) int { return bytes.Compare(e.key[:], k[:]) }
 
-func (m *DigestMap[V]) bucketOf(k [32]byte) int {
+func (m *Map[V]) bucketOf(k [32]byte) int {
 	if len(m.buckets) == 1 {
 		return 0
 	}
@@ -90,7 +90,7 @@ func (m *DigestMap[V]) bucketOf(k [32]byte) int {
 }
 
 // search finds k among the merged keys: its bucket and its index there.
-func (m *DigestMap[V]) search(k [32]byte) (b, i int, found bool) {
+func (m *Map[V]) search(k [32]byte) (b, i int, found bool) {
 	if len(m.buckets) == 0 {
 		return 0, 0, false
 	}
@@ -100,7 +100,7 @@ func (m *DigestMap[V]) search(k [32]byte) (b, i int, found bool) {
 }
 
 // Get returns the value for d.
-func (m *DigestMap[V]) Get(d digest.Digest) (V, bool) {
+func (m *Map[V]) Get(d digest.Digest) (V, bool) {
 	if k, ok := sha256Key(d); ok {
 		if v, found := m.recent[k]; found {
 			return v, true
@@ -116,13 +116,13 @@ func (m *DigestMap[V]) Get(d digest.Digest) (V, bool) {
 }
 
 // Has reports whether d is present.
-func (m *DigestMap[V]) Has(d digest.Digest) bool {
+func (m *Map[V]) Has(d digest.Digest) bool {
 	_, ok := m.Get(d)
 	return ok
 }
 
 // Set stores v under d.
-func (m *DigestMap[V]) Set(d digest.Digest, v V) {
+func (m *Map[V]) Set(d digest.Digest, v V) {
 	k, ok := sha256Key(d)
 	if !ok {
 		if m.other == nil {
@@ -139,7 +139,7 @@ func (m *DigestMap[V]) Set(d digest.Digest, v V) {
 		m.recent = map[[32]byte]V{}
 	}
 	m.recent[k] = v
-	if len(m.recent) >= max(minMerge, m.Positions()/8) {
+	if len(m.recent) >= max(minMerge, m.Indexed()/8) {
 		m.merge()
 	}
 }
@@ -147,7 +147,7 @@ func (m *DigestMap[V]) Set(d digest.Digest, v V) {
 // merge moves the recent keys into the buckets: they are sorted on their
 // own, then each bucket's share is merged in from the back, so that no
 // second copy of a bucket is made beyond what growing it takes.
-func (m *DigestMap[V]) merge() {
+func (m *Map[V]) merge() {
 	add := make([]digestEntry[V], 0, len(m.recent))
 	for k, v := range m.recent {
 		add = append(add, digestEntry[V]{k, v})
@@ -174,7 +174,7 @@ func (m *DigestMap[V]) merge() {
 }
 
 // split turns the one bucket into 256 by first byte.
-func (m *DigestMap[V]) split() {
+func (m *Map[V]) split() {
 	one := m.buckets[0]
 	m.buckets = make([]bucket[V], 256)
 	for len(one) > 0 {
@@ -206,7 +206,7 @@ func mergeInto[V any](s bucket[V], add []digestEntry[V]) bucket[V] {
 }
 
 // count recomputes where each bucket's positions start.
-func (m *DigestMap[V]) count() {
+func (m *Map[V]) count() {
 	m.starts = slices.Grow(m.starts[:0], len(m.buckets)+1)[:len(m.buckets)+1]
 	n := 0
 	for b, s := range m.buckets {
@@ -219,7 +219,7 @@ func (m *DigestMap[V]) count() {
 // Compact merges what is pending and drops the slack left by growing
 // (up to half a bucket). Call it when the map is built and about to be
 // only read.
-func (m *DigestMap[V]) Compact() {
+func (m *Map[V]) Compact() {
 	if len(m.recent) > 0 {
 		m.merge()
 	}
@@ -230,10 +230,10 @@ func (m *DigestMap[V]) Compact() {
 	}
 }
 
-// Position returns where d is among the merged sha256 keys. Positions
-// hold until the map is next written, so a reader of a Compacted map may
-// use them as dense ids in place of the digests.
-func (m *DigestMap[V]) Position(d digest.Digest) (int, bool) {
+// ID returns where d is among the merged sha256 keys. IDs hold until the
+// map is next written, so a reader of a Compacted map may use them in
+// place of the digests.
+func (m *Map[V]) ID(d digest.Digest) (ID, bool) {
 	k, ok := sha256Key(d)
 	if !ok {
 		return 0, false
@@ -242,32 +242,43 @@ func (m *DigestMap[V]) Position(d digest.Digest) (int, bool) {
 	if len(m.starts) > 0 {
 		i += m.starts[b]
 	}
-	return i, found
+	return ID(i), found
 }
 
-// Positions is the number of merged sha256 keys: positions are below it.
-func (m *DigestMap[V]) Positions() int {
+// Indexed is the number of merged sha256 keys: the IDs are below it.
+func (m *Map[V]) Indexed() int {
 	if len(m.starts) == 0 {
 		return 0
 	}
 	return m.starts[len(m.buckets)]
 }
 
-// Shape is the map's current shape, for a reader that takes positions as
-// ids (see KeepsPositions).
-func (m *DigestMap[V]) Shape() Shape { return Shape{m.Positions(), m.moves} }
-
-// KeepsPositions panics unless the map still has the shape a reader took
-// its positions in: they shift when the map is written, and a shifted id
-// would name another blob.
-func (m *DigestMap[V]) KeepsPositions(s Shape) {
-	if m.Shape() != s {
-		panic("walker: a blob map was written while its positions were in use as ids")
+// IDs yields every ID, ascending.
+func (m *Map[V]) IDs() iter.Seq[ID] {
+	return func(yield func(ID) bool) {
+		for i := range m.Indexed() {
+			if !yield(ID(i)) {
+				return
+			}
+		}
 	}
 }
 
-// at is the entry at position i.
-func (m *DigestMap[V]) at(i int) *digestEntry[V] {
+// Shape is the map's current shape, for a reader that holds IDs (see
+// KeepsIDs).
+func (m *Map[V]) Shape() Shape { return Shape{m.Indexed(), m.moves} }
+
+// KeepsIDs panics unless the map still has the shape a reader took its IDs
+// in: they shift when the map is written, and a shifted ID would name
+// another blob.
+func (m *Map[V]) KeepsIDs(s Shape) {
+	if m.Shape() != s {
+		panic("blobindex: a map was written while its IDs were in use")
+	}
+}
+
+// at is the entry with ID i.
+func (m *Map[V]) at(i int) *digestEntry[V] {
 	if len(m.buckets) == 1 {
 		return &m.buckets[0][i]
 	}
@@ -275,9 +286,9 @@ func (m *DigestMap[V]) at(i int) *digestEntry[V] {
 	return &m.buckets[b][i-m.starts[b]]
 }
 
-// DigestAt returns the digest at position i.
-func (m *DigestMap[V]) DigestAt(i int) digest.Digest {
-	return digestOfKey(m.at(i).key)
+// Digest returns the digest with this ID.
+func (m *Map[V]) Digest(id ID) digest.Digest {
+	return digestOfKey(m.at(int(id)).key)
 }
 
 // digestOfKey spells k as a digest in one allocation (go-digest's
@@ -289,11 +300,11 @@ func digestOfKey(k [32]byte) digest.Digest {
 	return digest.Digest(b[:])
 }
 
-// ValueAt returns the value at position i.
-func (m *DigestMap[V]) ValueAt(i int) V { return m.at(i).val }
+// Value returns the value of the digest with this ID.
+func (m *Map[V]) Value(id ID) V { return m.at(int(id)).val }
 
 // Delete removes d.
-func (m *DigestMap[V]) Delete(d digest.Digest) {
+func (m *Map[V]) Delete(d digest.Digest) {
 	k, ok := sha256Key(d)
 	if !ok {
 		delete(m.other, d)
@@ -308,10 +319,10 @@ func (m *DigestMap[V]) Delete(d digest.Digest) {
 }
 
 // Len is the number of digests.
-func (m *DigestMap[V]) Len() int { return m.Positions() + len(m.recent) + len(m.other) }
+func (m *Map[V]) Len() int { return m.Indexed() + len(m.recent) + len(m.other) }
 
 // All yields every digest and value, in no particular order.
-func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
+func (m *Map[V]) All() iter.Seq2[digest.Digest, V] {
 	return func(yield func(digest.Digest, V) bool) {
 		for _, s := range m.buckets {
 			for _, e := range s {
@@ -320,7 +331,7 @@ func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 				}
 			}
 		}
-		for d, v := range m.Unpositioned() {
+		for d, v := range m.Unindexed() {
 			if !yield(d, v) {
 				return
 			}
@@ -328,10 +339,10 @@ func (m *DigestMap[V]) All() iter.Seq2[digest.Digest, V] {
 	}
 }
 
-// Unpositioned yields the digests that have no position (not merged yet,
-// or not sha256) and their values: with positions 0 to Positions()-1,
-// every entry of the map.
-func (m *DigestMap[V]) Unpositioned() iter.Seq2[digest.Digest, V] {
+// Unindexed yields the digests that have no ID (not merged yet, or not
+// sha256) and their values: with IDs 0 to Indexed()-1, every entry of
+// the map.
+func (m *Map[V]) Unindexed() iter.Seq2[digest.Digest, V] {
 	return func(yield func(digest.Digest, V) bool) {
 		for k, v := range m.recent {
 			if !yield(digestOfKey(k), v) {
