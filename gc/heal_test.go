@@ -1,14 +1,11 @@
-package sweep_test
+package gc_test
 
 import (
-	"context"
 	"testing"
 
+	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/layout"
-	"github.com/regsweep/regsweep/lock"
-	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/sweep"
-	"github.com/regsweep/regsweep/walker"
 )
 
 // A plan of links only (the image's blobs are kept by another repository,
@@ -31,38 +28,30 @@ func TestHealRunsWhenThePlanHasOnlyLinks(t *testing.T) {
 		w.Tag("shared", "v1", m.Digest)
 		flush(t, w)
 		p := e.plan(t, true)
-		rev := pathOf(layout.RevisionLink{Repo: "r", Digest: m.Digest})
 		for _, it := range p.Items {
 			if it.Kind != sweep.KindRevisionLink && it.Kind != sweep.KindLayerLink {
 				t.Fatalf("scenario: the plan should hold links only, it holds %s %s", it.Kind, it.Key)
 			}
 		}
-		if !planned(p, rev) {
+		if rev := pathOf(layout.RevisionLink{Repo: "r", Digest: m.Digest}); !planned(p, rev) {
 			t.Fatalf("scenario: %s should be planned", rev)
 		}
-		held, lctx, err := lock.Acquire(context.Background(), e.d, lock.Options{Settle: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, st, err := p.ExecuteChecked(lctx, e.d, held, sweep.CheckedOptions{Walk: walker.DefaultOptions(), StatLinks: statLinks,
-			Manifests: manifests(lctx, mark.StorageSource(e.d, "", 0)),
-			Exec: sweep.ExecOptions{BeforePhase: func(ph int) error {
-				if ph == 2 { // the revision link is gone, the layer links are next
-					e.young()
-					w := e.writer()
-					w.Revision("r", m.Digest)
-					w.Tag("r", "again", m.Digest)
-					flush(t, w)
-				}
-				return nil
-			}}})
-		held.Release(context.Background())
-		if err != nil {
-			t.Fatal(err)
+		r := e.exec(t, p, execOpts{exec: gc.ExecOptions{StatLinks: &statLinks, BeforePhase: func(ph int) error {
+			if ph == 2 { // the revision link is gone, the layer links are next
+				e.young()
+				w := e.writer()
+				w.Revision("r", m.Digest)
+				w.Tag("r", "again", m.Digest)
+				flush(t, w)
+			}
+			return nil
+		}}})
+		if r.err != nil {
+			t.Fatal(r.err)
 		}
 		checkSafe(t, e.mem)
-		if st.Healed != 3 { // config and two layers
-			t.Errorf("StatLinks %t: healed %d links, want 3: %+v", statLinks, st.Healed, st)
+		if r.recheck.Healed != 3 { // config and two layers
+			t.Errorf("StatLinks %t: healed %d links, want 3: %+v", statLinks, r.recheck.Healed, r.recheck)
 		}
 	}
 }
