@@ -59,9 +59,10 @@ type ExecOptions struct {
 	// BeforePhase, if set, runs before each phase (tests use it to stop a
 	// run between phases).
 	BeforePhase func(phase int) error
-	// BeforeBlobs, if set, runs after the links are gone and before any
-	// blob is: gc re-lists the repository tree there and rechecks the
-	// rest of the plan, shrinking the window for concurrent pushes.
+	// BeforeBlobs, if set, runs after the links are gone (also when no
+	// blob is planned) and before any blob is: gc re-lists the repository
+	// tree there, rechecks the rest of the plan and heals, shrinking the
+	// window for concurrent pushes.
 	BeforeBlobs func(ctx context.Context, p *Plan) error
 	// OnItem, if set, is told each attempted deletion's result (nil,
 	// not-found or the error): Harbor mode updates its rows from it.
@@ -133,6 +134,12 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	maxPhase := 0
 	for _, it := range p.Items {
 		maxPhase = max(maxPhase, phase[it.Kind])
+	}
+	if o.BeforeBlobs != nil && maxPhase > 0 {
+		// It runs after the links even when no blob is planned: gc's
+		// recheck there writes again what a push during the link phase
+		// needs.
+		maxPhase = max(maxPhase, phase[KindBlob])
 	}
 	blobsGone := map[string]bool{} // digests whose blob this run deleted or found gone
 	for ph := 0; ph <= maxPhase; ph++ {
