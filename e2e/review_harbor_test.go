@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -161,4 +162,55 @@ func TestReviewHarborRepushFoundInRegistryCache(t *testing.T) {
 	reg.Restart()
 	pull(t, reg, "lib/app", dA)
 	pull(t, reg, "lib/old", dA)
+}
+
+// TestReviewHarborFinishFailureLeavesRowsDeleting: the database fails
+// while regsweep brings it in line after the sweep (a failover, a
+// statement timeout). The blobs are gone from storage, but their rows stay
+// in `deleting`: Harbor's push path refuses those digests ("the asking
+// blob is in GC") until the window has passed, and a run soon after does
+// not finish the database side either (RecoverStuck waits for the window).
+// docs/harbor.md says claimed blobs are never left deleting, and
+// exit-codes.md says to re-run to finish the database side; Harbor's own
+// GC marks such a row deletefailed.
+func TestReviewHarborFinishFailureLeavesRowsDeleting(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Latest)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	dA := testenv.PushRandomImage(t, reg, "lib/app", r(1000))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", dA, "v1"))
+	dG := testenv.PushRandomImage(t, reg, "lib/old", r(1100))
+	imgG := describe(t, reg, "lib/old", dG)
+	h.DeleteArtifact(h.PushImage("lib/old", imgG))
+	ageStorage(t, s.b.fsRoot, 3*time.Hour)
+	h.Age(3 * time.Hour)
+	// The database fails as soon as regsweep deletes blob rows.
+	h.Exec(`CREATE FUNCTION fail_blob_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'injected failure deleting blob %', OLD.id; END $$`)
+	h.Exec(`CREATE TRIGGER fail_blob_delete BEFORE DELETE ON blob FOR EACH ROW EXECUTE FUNCTION fail_blob_delete()`)
+
+	args := []string{"gc", "--delete", "--grace", "2h", "--cache-dir", t.TempDir(), "--format", "json", "--harbor-db", h.DSN, "--harbor-redis", s.redisURL}
+	out, code := s.b.regsweep(t, args...)
+	if code != 10 {
+		t.Fatalf("gc --delete with the database failing in Finish exited %d, want 10: %s", code, out)
+	}
+	if code, _, _ := testenv.Get(t, reg, "/v2/lib/old/blobs/"+string(imgG.Layers[0].Digest), ""); code != 404 {
+		t.Fatalf("the garbage layer answers %d: the sweep did not delete it, nothing to check", code)
+	}
+	deleting := h.Strings(`SELECT digest FROM blob WHERE status = 'deleting' ORDER BY digest`)
+	if len(deleting) > 0 {
+		t.Errorf("%d blob row(s) left in deleting after the run (Harbor refuses pushes of them): %v", len(deleting), deleting)
+	}
+
+	// The database is back: a re-run finishes the database side.
+	h.Exec(`DROP TRIGGER fail_blob_delete ON blob`)
+	if out, code := s.b.regsweep(t, args...); code != 0 {
+		t.Fatalf("the re-run exited %d: %s", code, out)
+	}
+	for _, b := range imgG.Blobs() {
+		if row := h.Blob(b.Digest); row.Exists {
+			t.Errorf("after the re-run, the row of deleted blob %s is still there: %+v", b.Digest, row)
+		}
+	}
 }
