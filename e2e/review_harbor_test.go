@@ -214,3 +214,35 @@ BEGIN RAISE EXCEPTION 'injected failure deleting blob %', OLD.id; END $$`)
 		}
 	}
 }
+
+// TestReviewHarborBehindDatabaseWithGraceZero: the database is a backup
+// restored from before the last push (10 minutes ago). With --grace 2h
+// CheckBehind refuses (exit 10); with --grace 0s, which docs/harbor.md
+// gives as the mirror of GC_TIME_WINDOW_HOURS=0, it judges no link at all
+// (its lookback is the grace), and the image the backup lacks is deleted
+// from storage. Harbor's own GC never deletes what it has no row for.
+func TestReviewHarborBehindDatabaseWithGraceZero(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Latest)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	for _, repo := range []string{"lib/app", "lib/web"} {
+		d := testenv.PushRandomImage(t, reg, repo, r(1000))
+		h.PushImage(repo, describe(t, reg, repo, d, "v1"))
+	}
+	// Pushed after the backup was taken: storage has it, the database not.
+	dNew := testenv.PushRandomImage(t, reg, "lib/app", r(1200))
+	ageStorage(t, s.b.fsRoot, 10*time.Minute)
+	h.Age(10 * time.Minute)
+
+	args := []string{"gc", "--delete", "--cache-dir", t.TempDir(), "--format", "json", "--harbor-db", h.DSN, "--harbor-redis", s.redisURL}
+	if out, code := s.b.regsweep(t, append(args, "--grace", "2h")...); code != 10 {
+		t.Fatalf("with --grace 2h gc --delete exited %d, want 10 (database behind storage): %s", code, out)
+	}
+	out, code := s.b.regsweep(t, append(args, "--grace", "0s", "--upload-grace", "0s")...)
+	if code != 10 {
+		t.Errorf("with --grace 0s gc --delete exited %d, want 10 (database behind storage): %s", code, out)
+	}
+	reg.Restart()
+	pull(t, reg, "lib/app", dNew)
+}
