@@ -246,3 +246,32 @@ func TestReviewHarborBehindDatabaseWithGraceZero(t *testing.T) {
 	reg.Restart()
 	pull(t, reg, "lib/app", dNew)
 }
+
+// TestReviewHarborRowsWithoutDataStay: a garbage blob row whose data is
+// no longer in storage (a run cancelled while its delete request was in
+// flight releases the row as deletefailed; registryctl answered 404 to an
+// earlier collector) is a candidate of Harbor's own GC, which deletes the
+// row (its storage delete ignores not-found). regsweep plans only what the
+// walk found, so such a row stays forever: the database never ends as
+// Harbor's GC leaves it, and audit reports the deletefailed one on every
+// run.
+func TestReviewHarborRowsWithoutDataStay(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Latest)
+	reg, h := s.b.reg, s.h
+	h.Project("lib")
+	d := testenv.PushRandomImage(t, reg, "lib/app", testenv.RandomBytes(t, 1000))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", d, "v1"))
+	h.GarbageBlobs(2) // rows no artifact or project uses, no data in storage
+	h.Exec(`UPDATE blob SET status = 'deletefailed' WHERE id = (SELECT max(id) FROM blob)`)
+	ageStorage(t, s.b.fsRoot, 3*time.Hour)
+	h.Age(3 * time.Hour)
+
+	out, code := s.b.regsweep(t, "gc", "--delete", "--grace", "2h", "--cache-dir", t.TempDir(), "--format", "json",
+		"--harbor-db", h.DSN, "--harbor-redis", s.redisURL)
+	if code != 0 {
+		t.Fatalf("gc --delete exited %d: %s", code, out)
+	}
+	if left := h.Strings(`SELECT digest || ' ' || status FROM blob WHERE content_type = $1 ORDER BY id`, harbortest.MediaTypeOCILayer); len(left) > 0 {
+		t.Errorf("garbage rows whose data is gone are still there (Harbor's GC deletes them): %v", left)
+	}
+}
