@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/regsweep/regsweep/harbordb/harbortest"
+	"github.com/regsweep/regsweep/internal/faultproxy"
+	"github.com/regsweep/regsweep/internal/testenv"
+)
+
+// Holes found in review of Harbor mode with Harbor online. Each test
+// fails on the code it was written against; see the report.
+
+// lockedBuffer is a bytes.Buffer a gate may read while the run writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// newHarborS3RedisSetup is newHarborS3Setup with the registry caching blob
+// descriptors in Redis, as Harbor's registry does by default
+// (storage.cache.layerinfo: redis, the registry's Redis DB).
+func newHarborS3RedisSetup(t *testing.T, redisDB int) (*harborS3Setup, string) {
+	t.Helper()
+	s := newHarborS3Setup(t)
+	addr := testenv.Redis(t)
+	s.b.reg.Stop()
+	s.b.reg = testenv.StartRegistry(t, testenv.RegistryOptions{Version: testenv.RegistryV28,
+		Storage: s.b.registry + "cache:\n  blobdescriptor: redis\n",
+		Extra:   fmt.Sprintf("redis:\n  addr: %s\n  db: %d\n", addr, redisDB)})
+	rc := redis.NewClient(&redis.Options{Addr: addr, DB: redisDB})
+	t.Cleanup(func() { rc.Close() })
+	if err := rc.FlushDB(context.Background()).Err(); err != nil {
+		t.Fatalf("flushing the test's Redis DB: %v", err)
+	}
+	return s, fmt.Sprintf("redis://%s/%d", addr, redisDB)
+}
+
+// runWhen runs regsweep; the first request the rule's gate sees once the
+// run's stderr matches when is held while land runs.
+func (s *harborS3Setup) runWhen(t *testing.T, when *regexp.Regexp, rules func(faultproxy.Fault) []faultproxy.Rule, land func(), args ...string) (string, string, int) {
+	t.Helper()
+	var stdout, stderr lockedBuffer
+	reached, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.proxy.SetRules(rules(faultproxy.Before("gate", func() {
+		if !when.MatchString(stderr.String()) {
+			return
+		}
+		once.Do(func() {
+			close(reached)
+			<-resume
+		})
+	}))...)
+	cmd := exec.Command(regsweepBinary(t), append(args, s.b.flags...)...)
+	cmd.Env = append(os.Environ(), s.b.env...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case <-reached:
+		land()
+		close(resume)
+		err = <-done
+	case err = <-done:
+		t.Fatalf("regsweep ended before the gate was reached (%v):\n%s", err, stderr.String())
+	}
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// deleteRequests matches every delete regsweep sends to S3 under the
+// registry's tree: a multi-object delete, or a DELETE of one key.
+func deleteRequests(f faultproxy.Fault) []faultproxy.Rule {
+	return []faultproxy.Rule{
+		{Name: "delete", Method: "POST", Query: regexp.MustCompile(`(^|&)delete(=|&|$)`), Fault: f},
+		{Name: "delete", Method: "DELETE", Path: regexp.MustCompile(`docker/registry/v2/`), Fault: f},
+	}
+}
+
+// blobPhase matches gc's log line that starts the blob phase (phase 3).
+var blobPhase = regexp.MustCompile(`sweeping.*phase["=:]+3\b`)
+
+// TestReviewHarborRepushFoundInRegistryCache: Harbor's registry caches
+// blob descriptors in Redis, per repository. regsweep deletes a
+// repository's layer links in the link phase but purges the cache only at
+// the end of the run. A client re-pushing the same image into that
+// repository after the recheck before the blobs (here: during the blob
+// phase) is told by the registry that the blobs are there (HEAD 200 from
+// the cache); the registry accepts the manifest on the cache's word too.
+// The blobs stay (another repository uses them, and the rows were
+// touched), but the repository's layer links are gone and no recheck
+// heals them: once the cache is purged, pulls answer BLOB_UNKNOWN. Harbor's
+// own GC never deletes layer links.
+func TestReviewHarborRepushFoundInRegistryCache(t *testing.T) {
+	const cacheDB = 8
+	s, redisURL := newHarborS3RedisSetup(t, cacheDB)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	layer := r(1500)
+	// The same image in two repositories: live in lib/app, deleted in
+	// lib/old (an image is a function of its layers).
+	dA := testenv.PushRandomImage(t, reg, "lib/app", layer)
+	img := describe(t, reg, "lib/app", dA, "v1")
+	h.PushImage("lib/app", img)
+	if dX := testenv.PushRandomImage(t, reg, "lib/old", layer); dX != dA {
+		t.Fatalf("lib/old got %s, want %s", dX, dA)
+	}
+	h.DeleteArtifact(h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers}))
+	// A blob Harbor has no row for: the run has a blob to delete.
+	testenv.UploadBlob(t, reg, "lib/app", r(700))
+
+	out, stderr, code := s.runWhen(t, blobPhase, deleteRequests, func() {
+		// Re-push lib/old through Harbor: each HEAD touches the row
+		// (status none), then the registry answers.
+		for _, b := range img.Blobs() {
+			if b.Digest != img.Manifest.Digest {
+				h.Touch(b.Digest)
+			}
+		}
+		if again := testenv.PushRandomImage(t, reg, "lib/old", layer); again != dA {
+			t.Fatalf("the re-push made %s, not %s", again, dA)
+		}
+		h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers})
+		pull(t, reg, "lib/old", dA) // accepted and pulling while the cache answers
+	}, s.gcArgs(t, "--harbor-redis", redisURL, "--delete-batch-size", "1", "--concurrency", "1")...)
+	if code != 0 {
+		t.Fatalf("gc --delete exited %d: %s\n%s", code, out, stderr)
+	}
+	reg.Restart()
+	pull(t, reg, "lib/app", dA)
+	pull(t, reg, "lib/old", dA)
+}
+
+// TestReviewHarborFinishFailureLeavesRowsDeleting: the database fails
+// while regsweep brings it in line after the sweep (a failover, a
+// statement timeout). The blobs are gone from storage, but their rows stay
+// in `deleting`: Harbor's push path refuses those digests ("the asking
+// blob is in GC") until the window has passed, and a run soon after does
+// not finish the database side either (RecoverStuck waits for the window).
+// docs/harbor.md says claimed blobs are never left deleting, and
+// exit-codes.md says to re-run to finish the database side; Harbor's own
+// GC marks such a row deletefailed.
+func TestReviewHarborFinishFailureLeavesRowsDeleting(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Latest)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	dA := testenv.PushRandomImage(t, reg, "lib/app", r(1000))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", dA, "v1"))
+	dG := testenv.PushRandomImage(t, reg, "lib/old", r(1100))
+	imgG := describe(t, reg, "lib/old", dG)
+	h.DeleteArtifact(h.PushImage("lib/old", imgG))
+	ageStorage(t, s.b.fsRoot, 3*time.Hour)
+	h.Age(3 * time.Hour)
+	// The database fails as soon as regsweep deletes blob rows.
+	h.Exec(`CREATE FUNCTION fail_blob_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'injected failure deleting blob %', OLD.id; END $$`)
+	h.Exec(`CREATE TRIGGER fail_blob_delete BEFORE DELETE ON blob FOR EACH ROW EXECUTE FUNCTION fail_blob_delete()`)
+
+	args := []string{"gc", "--delete", "--grace", "2h", "--cache-dir", t.TempDir(), "--format", "json", "--harbor-db", h.DSN, "--harbor-redis", s.redisURL}
+	out, code := s.b.regsweep(t, args...)
+	if code != 10 {
+		t.Fatalf("gc --delete with the database failing in Finish exited %d, want 10: %s", code, out)
+	}
+	if code, _, _ := testenv.Get(t, reg, "/v2/lib/old/blobs/"+string(imgG.Layers[0].Digest), ""); code != 404 {
+		t.Fatalf("the garbage layer answers %d: the sweep did not delete it, nothing to check", code)
+	}
+	deleting := h.Strings(`SELECT digest FROM blob WHERE status = 'deleting' ORDER BY digest`)
+	if len(deleting) > 0 {
+		t.Errorf("%d blob row(s) left in deleting after the run (Harbor refuses pushes of them): %v", len(deleting), deleting)
+	}
+
+	// The database is back: a re-run finishes the database side.
+	h.Exec(`DROP TRIGGER fail_blob_delete ON blob`)
+	if out, code := s.b.regsweep(t, args...); code != 0 {
+		t.Fatalf("the re-run exited %d: %s", code, out)
+	}
+	for _, b := range imgG.Blobs() {
+		if row := h.Blob(b.Digest); row.Exists {
+			t.Errorf("after the re-run, the row of deleted blob %s is still there: %+v", b.Digest, row)
+		}
+	}
+}
+
+// TestReviewHarborBehindDatabaseWithGraceZero: the database is a backup
+// restored from before the last push (10 minutes ago). With --grace 2h
+// CheckBehind refuses (exit 10); with --grace 0s, which docs/harbor.md
+// gives as the mirror of GC_TIME_WINDOW_HOURS=0, it judges no link at all
+// (its lookback is the grace), and the image the backup lacks is deleted
+// from storage. Harbor's own GC never deletes what it has no row for.
+func TestReviewHarborBehindDatabaseWithGraceZero(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Latest)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	for _, repo := range []string{"lib/app", "lib/web"} {
+		d := testenv.PushRandomImage(t, reg, repo, r(1000))
+		h.PushImage(repo, describe(t, reg, repo, d, "v1"))
+	}
+	// Pushed after the backup was taken: storage has it, the database not.
+	dNew := testenv.PushRandomImage(t, reg, "lib/app", r(1200))
+	ageStorage(t, s.b.fsRoot, 10*time.Minute)
+	h.Age(10 * time.Minute)
+
+	args := []string{"gc", "--delete", "--cache-dir", t.TempDir(), "--format", "json", "--harbor-db", h.DSN, "--harbor-redis", s.redisURL}
+	if out, code := s.b.regsweep(t, append(args, "--grace", "2h")...); code != 10 {
+		t.Fatalf("with --grace 2h gc --delete exited %d, want 10 (database behind storage): %s", code, out)
+	}
+	out, code := s.b.regsweep(t, append(args, "--grace", "0s", "--upload-grace", "0s")...)
+	if code != 10 {
+		t.Errorf("with --grace 0s gc --delete exited %d, want 10 (database behind storage): %s", code, out)
+	}
+	reg.Restart()
+	pull(t, reg, "lib/app", dNew)
+}
+
+// TestReviewHarborRowsWithoutDataStay: a garbage blob row whose data is
+// no longer in storage (a run cancelled while its delete request was in
+// flight releases the row as deletefailed; registryctl answered 404 to an
+// earlier collector) is a candidate of Harbor's own GC, which deletes the
+// row (its storage delete ignores not-found). regsweep plans only what the
+// walk found, so such a row stays forever: the database never ends as
+// Harbor's GC leaves it, and audit reports the deletefailed one on every
+// run.
+func TestReviewHarborRowsWithoutDataStay(t *testing.T) {
+	s := newHarborSetup(t, harbortest.Latest)
+	reg, h := s.b.reg, s.h
+	h.Project("lib")
+	d := testenv.PushRandomImage(t, reg, "lib/app", testenv.RandomBytes(t, 1000))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", d, "v1"))
+	h.GarbageBlobs(2) // rows no artifact or project uses, no data in storage
+	h.Exec(`UPDATE blob SET status = 'deletefailed' WHERE id = (SELECT max(id) FROM blob)`)
+	ageStorage(t, s.b.fsRoot, 3*time.Hour)
+	h.Age(3 * time.Hour)
+
+	out, code := s.b.regsweep(t, "gc", "--delete", "--grace", "2h", "--cache-dir", t.TempDir(), "--format", "json",
+		"--harbor-db", h.DSN, "--harbor-redis", s.redisURL)
+	if code != 0 {
+		t.Fatalf("gc --delete exited %d: %s", code, out)
+	}
+	if left := h.Strings(`SELECT digest || ' ' || status FROM blob WHERE content_type = $1 ORDER BY id`, harbortest.MediaTypeOCILayer); len(left) > 0 {
+		t.Errorf("garbage rows whose data is gone are still there (Harbor's GC deletes them): %v", left)
+	}
+}
