@@ -16,6 +16,8 @@ import (
 	"github.com/regsweep/regsweep/harbordb/harbortest"
 	"github.com/regsweep/regsweep/internal/faultproxy"
 	"github.com/regsweep/regsweep/internal/testenv"
+	"github.com/regsweep/regsweep/layout"
+	"github.com/regsweep/regsweep/storage"
 )
 
 // Holes found in review of Harbor mode with Harbor online. Each test
@@ -112,18 +114,16 @@ func deleteRequests(f faultproxy.Fault) []faultproxy.Rule {
 // blobPhase matches gc's log line that starts the blob phase (phase 3).
 var blobPhase = regexp.MustCompile(`sweeping.*phase["=:]+3\b`)
 
-// TestReviewHarborRepushFoundInRegistryCache: Harbor's registry caches
-// blob descriptors in Redis, per repository. regsweep deletes a
-// repository's layer links in the link phase but purges the cache only at
-// the end of the run. A client re-pushing the same image into that
-// repository after the recheck before the blobs (here: during the blob
-// phase) is told by the registry that the blobs are there (HEAD 200 from
-// the cache); the registry accepts the manifest on the cache's word too.
-// The blobs stay (another repository uses them, and the rows were
-// touched), but the repository's layer links are gone and no recheck
-// heals them: once the cache is purged, pulls answer BLOB_UNKNOWN. Harbor's
-// own GC never deletes layer links.
-func TestReviewHarborRepushFoundInRegistryCache(t *testing.T) {
+// TestHarborRepushAfterLinkPhaseIsNotServedFromStaleCache: Harbor's
+// registry caches blob descriptors in Redis, per repository. A client
+// re-pushing an image into a repository whose layer links the run just
+// deleted, after the recheck before the blobs (here: during the blob
+// phase), must not be told by the cache that the blobs are there (HEAD
+// 200) and have its manifest accepted on the cache's word: no recheck
+// would heal those links, and once the cache went, pulls would answer
+// BLOB_UNKNOWN. The cache is purged once the links are gone, before that
+// recheck. (Review of Harbor mode: it was purged only at the end.)
+func TestHarborRepushAfterLinkPhaseIsNotServedFromStaleCache(t *testing.T) {
 	const cacheDB = 8
 	s, redisURL := newHarborS3RedisSetup(t, cacheDB)
 	reg, h := s.b.reg, s.h
@@ -156,6 +156,70 @@ func TestReviewHarborRepushFoundInRegistryCache(t *testing.T) {
 		h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers})
 		pull(t, reg, "lib/old", dA) // accepted and pulling while the cache answers
 	}, s.gcArgs(t, "--harbor-redis", redisURL, "--delete-batch-size", "1", "--concurrency", "1")...)
+	if code != 0 {
+		t.Fatalf("gc --delete exited %d: %s\n%s", code, out, stderr)
+	}
+	reg.Restart()
+	pull(t, reg, "lib/app", dA)
+	pull(t, reg, "lib/old", dA)
+}
+
+// TestHarborRepushAfterKilledRunIsNotServedFromStaleCache: a run killed
+// in its link phase leaves the registry's cache answering for links it
+// deleted. The next deleting run purges the cache before its walk, so a
+// re-push during that run uploads what the repository lacks instead of
+// relying on the cache, and pulls afterwards.
+func TestHarborRepushAfterKilledRunIsNotServedFromStaleCache(t *testing.T) {
+	const cacheDB = 7
+	s, redisURL := newHarborS3RedisSetup(t, cacheDB)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	layer := r(1500)
+	dA := testenv.PushRandomImage(t, reg, "lib/app", layer)
+	img := describe(t, reg, "lib/app", dA, "v1")
+	h.PushImage("lib/app", img)
+	if dX := testenv.PushRandomImage(t, reg, "lib/old", layer); dX != dA {
+		t.Fatalf("lib/old got %s, want %s", dX, dA)
+	}
+	h.DeleteArtifact(h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers}))
+	pull(t, reg, "lib/old", dA) // the cache holds lib/old's blobs
+
+	// What a run killed after deleting lib/old's links leaves: the links
+	// gone from storage, the cache not purged.
+	d := lockDriver(t, s.b)
+	var links []string
+	if err := d.Walk(context.Background(), layout.RepoPrefix("lib/old"), func(oi storage.ObjectInfo) error {
+		links = append(links, oi.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d.Delete(context.Background(), links); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("deleting %s: %v", r.Key, r.Err)
+			}
+		}
+	}
+
+	g := newGate()
+	s.proxy.SetRules(faultproxy.Rule{Name: "walk", Method: "GET", Query: repositoriesListing, Times: 1, Fault: g.fault("first listing of the repository tree")})
+	out, stderr, code := s.runGated(t, g, func() {
+		// The image is pushed to lib/old again while the run walks: Harbor
+		// touches the rows a client finds and records the artifact.
+		for _, b := range img.Blobs() {
+			if b.Digest != img.Manifest.Digest {
+				h.Touch(b.Digest)
+			}
+		}
+		if again := testenv.PushRandomImage(t, reg, "lib/old", layer); again != dA {
+			t.Fatalf("the re-push made %s, not %s", again, dA)
+		}
+		h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers})
+	}, s.gcArgs(t, "--harbor-redis", redisURL)...)
 	if code != 0 {
 		t.Fatalf("gc --delete exited %d: %s\n%s", code, out, stderr)
 	}

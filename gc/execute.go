@@ -67,12 +67,12 @@ const mtimeSlack = 2 * time.Second
 //     repositories still to be removed whole are listed on their own;
 //  4. the links are deleted, each batch checked first (StatLinks, the
 //     participants);
-//  5. the repository tree is listed again, until a listing finds no link
-//     written since the previous one began (at most maxRecheckWalks), the
-//     rest of the plan is rechecked against it, and every link this run
-//     deleted that a link written since needs is written again: a push
-//     that landed during the link phase loses nothing (its blobs are still
-//     there);
+//  5. participants take part (LinksDeleted); the repository tree is
+//     listed again, until a listing finds no link written since the
+//     previous one began (at most maxRecheckWalks), the rest of the plan
+//     is rechecked against it, and every link this run deleted that a
+//     link written since needs is written again: a push that landed
+//     during the link phase loses nothing (its blobs are still there);
 //  6. the blobs go, then segments, uploads and emptied repositories, each
 //     batch checked first; participants finish (Executed), also after a
 //     partial sweep.
@@ -164,6 +164,9 @@ func (a *Analysis) execute(ctx context.Context, held *lock.Held, o ExecOptions) 
 			}
 		}}
 	exec.BeforeBlobs = func(ctx context.Context, p *sweep.Plan) error {
+		if err := a.at(ctx, LinksDeleted); err != nil {
+			return err
+		}
 		if o.AfterLinks != nil {
 			if err := o.AfterLinks(ctx); err != nil {
 				return err

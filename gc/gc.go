@@ -98,6 +98,12 @@ const (
 	Planned
 	// Executing: the lock is held and nothing is deleted yet.
 	Executing
+	// LinksDeleted: the link phase is over and no blob is deleted yet; the
+	// recheck that precedes the blobs has not listed storage. A participant
+	// drops what still says the deleted links are there (the registry's
+	// blob-descriptor cache), so that the recheck sees what pushes do from
+	// now on. An error ends the sweep before the blobs.
+	LinksDeleted
 	// Executed: the sweep ended, completely or not (Analysis.Result and
 	// Analysis.Err say how).
 	Executed

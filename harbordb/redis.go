@@ -30,6 +30,7 @@ const scanCount = 1000
 // _REDIS_URL_REG: redis://[user:password@]host:port/db (rediss:// for TLS,
 // ?db=N also accepted) or redis+sentinel://[:password@]host:port[,host:port...]/master/db.
 // Harbor's own query parameters (idle_timeout_seconds, ...) are ignored.
+// A Redis that does not answer is said so before any key is scanned.
 // Errors never contain the password.
 func PurgeRegistryCache(ctx context.Context, redisURL string) (deleted int, err error) {
 	client, target, secrets, err := openRedis(redisURL)
@@ -37,6 +38,9 @@ func PurgeRegistryCache(ctx context.Context, redisURL string) (deleted int, err 
 		return 0, err
 	}
 	defer client.Close()
+	if err := client.Ping(ctx).Err(); err != nil {
+		return 0, fmt.Errorf("harbordb: the registry's Redis %s does not answer: %s", target, scrub(err.Error(), secrets))
+	}
 	for _, pattern := range [...]string{CacheBlobsPattern, CacheRepositoryPattern} {
 		var cursor uint64
 		for {
@@ -184,19 +188,4 @@ func openRedis(raw string) (redis.UniversalClient, string, []string, error) {
 		return redis.NewFailoverClient(o), target, secrets, nil
 	}
 	return nil, "", nil, bad("scheme %q is not redis, rediss or redis+sentinel", u.Scheme)
-}
-
-// PingRegistryCache checks, before anything is deleted, that the cache a
-// sweep must purge afterwards answers: a sweep whose cache cannot be
-// purged leaves entries that make pulls fail.
-func PingRegistryCache(ctx context.Context, redisURL string) error {
-	client, target, secrets, err := openRedis(redisURL)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	if err := client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("harbordb: the registry's Redis %s does not answer: %s", target, scrub(err.Error(), secrets))
-	}
-	return nil
 }

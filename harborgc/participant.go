@@ -19,8 +19,10 @@ type Options struct {
 	DB             harbordb.Config
 	Window         time.Duration // --grace: Harbor's GC_TIME_WINDOW_HOURS
 	DeleteUntagged bool
-	// Redis is the registry's cache, purged after a deleting run ("" for
-	// none); it must answer before a deleting run begins.
+	// Redis is the registry's blob-descriptor cache ("" for none). A
+	// deleting run purges it when it starts (a killed run may have deleted
+	// links without purging), once the links are deleted (before the
+	// recheck that precedes the blobs) and at its end.
 	Redis string
 	// History records a deleting run in Harbor's GC history.
 	History  bool
@@ -78,15 +80,35 @@ func Open(ctx context.Context, o Options) (*Participant, error) {
 		return nil, Error{err}
 	}
 	o.Log.Info("harbor snapshot", "projects", len(snap.Projects), "artifacts", len(snap.Artifacts), "blob_rows", len(snap.Blobs), "trash", len(snap.Trash))
-	if o.Deleting && o.Redis != "" {
-		if err := harbordb.PingRegistryCache(ctx, o.Redis); err != nil {
+	live := NewLiveness(snap, o.DeleteUntagged)
+	p := &Participant{o: o, db: db, snap: snap, live: live,
+		proto: &Protocol{DB: db, Snap: snap, Live: live, Window: o.Window, Log: o.Log}}
+	if o.Deleting {
+		// Before the walk: entries a killed run left (links it deleted and
+		// never purged) would let a push during this run rely on links
+		// that are gone. A cache that cannot be purged now could not be
+		// after the links either.
+		if err := p.purgeCache(ctx, "before the walk"); err != nil {
 			db.Close()
-			return nil, Error{err}
+			return nil, err
 		}
 	}
-	live := NewLiveness(snap, o.DeleteUntagged)
-	return &Participant{o: o, db: db, snap: snap, live: live,
-		proto: &Protocol{DB: db, Snap: snap, Live: live, Window: o.Window, Log: o.Log}}, nil
+	return p, nil
+}
+
+// purgeCache purges the registry's blob-descriptor cache, if it has one:
+// it answers for a repository's blobs from its entries without reading the
+// links regsweep deleted.
+func (p *Participant) purgeCache(ctx context.Context, when string) error {
+	if p.o.Redis == "" {
+		return nil
+	}
+	n, err := harbordb.PurgeRegistryCache(ctx, p.o.Redis)
+	if err != nil {
+		return Error{fmt.Errorf("purging the registry's Redis cache %s: %w", when, err)}
+	}
+	p.o.Log.Info("purged the registry's Redis cache", "when", when, "keys", n)
+	return nil
 }
 
 // Close closes the database.
@@ -138,6 +160,11 @@ func (p *Participant) At(ctx context.Context, stage gc.Stage, a *gc.Analysis) er
 		}
 	case gc.Executing:
 		return p.begin(ctx, a)
+	case gc.LinksDeleted:
+		// The cache still answers HEAD 200 for the links just deleted: a
+		// push relying on it during the blob phase would write a manifest
+		// whose layer links are gone, after the recheck that heals them.
+		return p.purgeCache(ctx, "after the links")
 	case gc.Executed:
 		return p.finish(ctx, a)
 	}
@@ -172,15 +199,7 @@ func (p *Participant) begin(ctx context.Context, a *gc.Analysis) error {
 // finish brings the database in line with what storage really lost, also
 // after a partial sweep, purges the cache and ends the history record.
 func (p *Participant) finish(ctx context.Context, a *gc.Analysis) error {
-	err := harborErr(p.proto.Finish(ctx))
-	if p.o.Redis != "" {
-		n, perr := harbordb.PurgeRegistryCache(ctx, p.o.Redis)
-		if perr != nil {
-			err = errors.Join(err, Error{fmt.Errorf("purging the registry's Redis cache: %w", perr)})
-		} else {
-			p.o.Log.Info("purged the registry's Redis cache", "keys", n)
-		}
-	}
+	err := errors.Join(harborErr(p.proto.Finish(ctx)), p.purgeCache(ctx, "after the sweep"))
 	if p.exec != nil {
 		status := harbordb.StatusSuccess
 		if err != nil || a.Err != nil {

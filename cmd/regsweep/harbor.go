@@ -23,7 +23,7 @@ type harborOptions struct {
 func (h *harborOptions) addFlags(f *pflag.FlagSet, deleting bool) {
 	f.StringVar(&h.db, "harbor-db", "", "Harbor mode: Harbor's PostgreSQL, postgres://user:pass@host:5432/registry (or harbor-core's POSTGRESQL_* env); prefer REGSWEEP_HARBOR_DB")
 	if deleting {
-		f.StringVar(&h.redis, "harbor-redis", "", "Harbor mode: the registry's Redis, redis://host:6379/1, whose blobs::* and repository::* keys are purged after a sweep")
+		f.StringVar(&h.redis, "harbor-redis", "", "Harbor mode: the registry's Redis, redis://host:6379/1, whose blobs::* and repository::* keys a deleting run purges before its walk, after the links and after the sweep")
 		f.BoolVar(&h.history, "harbor-history", true, "Harbor mode: record a deleting run in Harbor's GC history (execution, task and job log)")
 	}
 }
