@@ -20,8 +20,8 @@ import (
 	"github.com/regsweep/regsweep/storage"
 )
 
-// Holes found in review of Harbor mode with Harbor online. Each test
-// fails on the code it was written against; see the report.
+// Promises of Harbor mode with Harbor online that a review found broken
+// (issue 16): each test failed on the code it was written against.
 
 // lockedBuffer is a bytes.Buffer a gate may read while the run writes it.
 type lockedBuffer struct {
@@ -228,16 +228,16 @@ func TestHarborRepushAfterKilledRunIsNotServedFromStaleCache(t *testing.T) {
 	pull(t, reg, "lib/old", dA)
 }
 
-// TestReviewHarborFinishFailureLeavesRowsDeleting: the database fails
+// TestHarborFinishFailureReleasesRowsAndRerunFinishes: the database fails
 // while regsweep brings it in line after the sweep (a failover, a
-// statement timeout). The blobs are gone from storage, but their rows stay
-// in `deleting`: Harbor's push path refuses those digests ("the asking
-// blob is in GC") until the window has passed, and a run soon after does
-// not finish the database side either (RecoverStuck waits for the window).
-// docs/harbor.md says claimed blobs are never left deleting, and
-// exit-codes.md says to re-run to finish the database side; Harbor's own
-// GC marks such a row deletefailed.
-func TestReviewHarborFinishFailureLeavesRowsDeleting(t *testing.T) {
+// statement timeout). The blobs are gone from storage; their rows must not
+// stay in `deleting` (Harbor's push path refuses those digests, "the
+// asking blob is in GC"): they become deletefailed, as Harbor's own GC
+// marks a row it cannot delete. A run soon after, the database back,
+// finishes the database side without waiting for the window: the rows'
+// data is gone. (Review of Harbor mode: the rows stayed deleting, and the
+// re-run left them.)
+func TestHarborFinishFailureReleasesRowsAndRerunFinishes(t *testing.T) {
 	s := newHarborSetup(t, harbortest.Latest)
 	reg, h := s.b.reg, s.h
 	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
@@ -279,13 +279,14 @@ BEGIN RAISE EXCEPTION 'injected failure deleting blob %', OLD.id; END $$`)
 	}
 }
 
-// TestReviewHarborBehindDatabaseWithGraceZero: the database is a backup
-// restored from before the last push (10 minutes ago). With --grace 2h
-// CheckBehind refuses (exit 10); with --grace 0s, which docs/harbor.md
-// gives as the mirror of GC_TIME_WINDOW_HOURS=0, it judges no link at all
-// (its lookback is the grace), and the image the backup lacks is deleted
-// from storage. Harbor's own GC never deletes what it has no row for.
-func TestReviewHarborBehindDatabaseWithGraceZero(t *testing.T) {
+// TestHarborBehindDatabaseRefusedWithGraceZero: the database is a backup
+// restored from before the last push (10 minutes ago). The run refuses
+// (exit 10) with --grace 2h and with --grace 0s, which docs/harbor.md
+// gives as the mirror of GC_TIME_WINDOW_HOURS=0: the check has a lookback
+// of its own (--harbor-behind-lookback, at least --grace), and the image
+// the backup lacks stays. (Review of Harbor mode: the lookback was the
+// grace, so with 0s the check judged no link and the image was deleted.)
+func TestHarborBehindDatabaseRefusedWithGraceZero(t *testing.T) {
 	s := newHarborSetup(t, harbortest.Latest)
 	reg, h := s.b.reg, s.h
 	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
@@ -311,15 +312,15 @@ func TestReviewHarborBehindDatabaseWithGraceZero(t *testing.T) {
 	pull(t, reg, "lib/app", dNew)
 }
 
-// TestReviewHarborRowsWithoutDataStay: a garbage blob row whose data is
-// no longer in storage (a run cancelled while its delete request was in
-// flight releases the row as deletefailed; registryctl answered 404 to an
-// earlier collector) is a candidate of Harbor's own GC, which deletes the
-// row (its storage delete ignores not-found). regsweep plans only what the
-// walk found, so such a row stays forever: the database never ends as
-// Harbor's GC leaves it, and audit reports the deletefailed one on every
-// run.
-func TestReviewHarborRowsWithoutDataStay(t *testing.T) {
+// TestHarborGarbageRowsWithoutDataAreRemoved: a garbage blob row whose
+// data is no longer in storage (a run cancelled while its delete request
+// was in flight releases the row as deletefailed; registryctl answered 404
+// to an earlier collector) is a candidate of Harbor's own GC, which
+// deletes the row (its storage delete ignores not-found) and counts it in
+// its history. regsweep removes it too, so the database ends as Harbor's
+// GC leaves it. (Review of Harbor mode: regsweep planned only what the
+// walk found, and such rows stayed forever.)
+func TestHarborGarbageRowsWithoutDataAreRemoved(t *testing.T) {
 	s := newHarborSetup(t, harbortest.Latest)
 	reg, h := s.b.reg, s.h
 	h.Project("lib")
@@ -338,4 +339,9 @@ func TestReviewHarborRowsWithoutDataStay(t *testing.T) {
 	if left := h.Strings(`SELECT digest || ' ' || status FROM blob WHERE content_type = $1 ORDER BY id`, harbortest.MediaTypeOCILayer); len(left) > 0 {
 		t.Errorf("garbage rows whose data is gone are still there (Harbor's GC deletes them): %v", left)
 	}
+	// Harbor counts a row it deletes as purged, bytes apart.
+	if got := h.Strings(`SELECT (extra_attrs->>'purged_blobs') || ' ' || (extra_attrs->>'freed_space') FROM execution WHERE vendor_type = 'GARBAGE_COLLECTION'`); len(got) != 1 || got[0] != "2 0" {
+		t.Errorf("the run's history (purged_blobs freed_space): %v, want [2 0]", got)
+	}
+	pull(t, s.b.reg, "lib/app", d)
 }

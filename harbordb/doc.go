@@ -46,7 +46,8 @@
 // ErrNotReadOnly and claims nothing; when Harbor is read-only it re-checks,
 // in one transaction, that each blob is still not referenced and older than
 // the window by creation_time, and writes nothing (there is no status to
-// write). ReleaseFailed and RecoverStuck have nothing to do there. Finish
+// write). ReleaseFailed, RecoverStuck and RemoveRowsWithoutData have nothing
+// to do there. Finish
 // deletes the blob rows of swept blobs (Harbor 1.x never did, so its blob
 // table only grew) after the same re-check. For Harbor 1.x the storage tags
 // still mean something, so the caller should keep what they reference too.
@@ -60,8 +61,10 @@
 // quota_usage with Harbor's formula; PruneProjectBlobs drops project_blob
 // rows no artifact of their project uses, as Harbor's GC does first;
 // LinksInUse answers, just before links are deleted, whether Harbor needs
-// them now or a push touched their blobs; RecoverStuck repairs blobs left in
-// deleting by a killed run, which Harbor never does. Every status change bumps
+// them now or a push touched their blobs; RecoverStuck resets blobs left in
+// deleting by a killed run whose data is still in storage, which Harbor never
+// does; RemoveRowsWithoutData deletes garbage rows whose data a walk did not
+// find, as Harbor's GC does. Every status change bumps
 // version and update_time as Harbor's does, so a concurrent push (which
 // touches the row) makes the claim fail and the blob is kept.
 //

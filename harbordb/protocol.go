@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,17 +229,15 @@ WHERE b.id = c.id AND b.version = c.version AND b.status = 'deleting'`, ids, ver
 	return nil
 }
 
-// RecoverStuck repairs blob rows left in deleting for longer than window (a
-// GC killed between claiming and deleting; Harbor never repairs them and they
-// block pushes of the digest): a row whose data inStorage still finds is
-// reset to none, one whose data is gone is deleted with its project_blob,
-// artifact_blob and artifact_trash leftovers, and the quota of the projects
-// it was associated with is recomputed. Each change is a compare-and-set, so
-// a row changed meanwhile is left to its new owner. inStorage must answer
-// true when it cannot tell: that keeps the row.
-func (db *DB) RecoverStuck(ctx context.Context, window time.Duration, inStorage func(digest.Digest) bool) (reset, removed int, err error) {
+// RecoverStuck resets to none the blob rows left in deleting for longer
+// than window whose data inStorage still finds (a GC killed between
+// claiming and deleting; Harbor never repairs them and they block pushes of
+// the digest), a compare-and-set on version, so a row changed meanwhile is
+// left to its new owner. inStorage answers for a complete walk of storage.
+// A stuck row whose data is gone is RemoveRowsWithoutData's.
+func (db *DB) RecoverStuck(ctx context.Context, window time.Duration, inStorage func(digest.Digest) bool) (reset int, err error) {
 	if !db.schema.HasBlobStatus() {
-		return 0, 0, nil
+		return 0, nil
 	}
 	rows, _ := db.pool.Query(ctx, `
 SELECT id, digest, version FROM blob WHERE status = 'deleting' AND `+olderThan("update_time", 1)+` ORDER BY id`, micros(window))
@@ -252,53 +251,99 @@ SELECT id, digest, version FROM blob WHERE status = 'deleting' AND `+olderThan("
 		found = append(found, s)
 		return nil
 	}); err != nil {
-		return 0, 0, db.fail("listing blobs stuck in deleting", err)
+		return 0, db.fail("listing blobs stuck in deleting", err)
 	}
 	for _, s := range found {
 		d, err := parseDigest("blob", s.id, s.dg)
 		if err != nil {
-			return reset, removed, db.fail("recovering stuck blobs", err)
+			return reset, db.fail("recovering stuck blobs", err)
 		}
-		if inStorage(d) {
-			tag, err := db.pool.Exec(ctx, `
-UPDATE blob SET status = 'none', version = version + 1, update_time = LOCALTIMESTAMP
-WHERE id = $1 AND version = $2 AND status = 'deleting'`, s.id, s.version)
-			if err != nil {
-				return reset, removed, db.fail(fmt.Sprintf("resetting stuck blob %s to none", d), err)
-			}
-			reset += int(tag.RowsAffected())
+		if !inStorage(d) {
 			continue
 		}
-		gone := false
-		err = db.inTx(ctx, fmt.Sprintf("removing stuck blob %s", d), func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, `DELETE FROM blob WHERE id = $1 AND version = $2 AND status = 'deleting'`, s.id, s.version)
-			if err != nil {
-				return db.fail(fmt.Sprintf("deleting the row of stuck blob %s", d), err)
-			}
-			if tag.RowsAffected() == 0 {
-				return nil
-			}
-			gone = true
-			projects, err := deleteProjectBlobs(ctx, tx, []int64{s.id})
-			if err != nil {
-				return db.fail(fmt.Sprintf("deleting project_blob rows of stuck blob %s", d), err)
-			}
-			if _, _, err := cleanupDigests(ctx, tx, db.schema, []string{d.String()}, nil); err != nil {
-				return db.fail(fmt.Sprintf("deleting artifact_blob and artifact_trash rows of stuck blob %s", d), err)
-			}
-			for _, p := range projects {
-				if _, err := recomputeQuota(ctx, tx, db.schema, p); err != nil {
-					return db.fail(fmt.Sprintf("recomputing the quota of project %d", p), err)
-				}
-			}
-			return nil
-		})
+		tag, err := db.pool.Exec(ctx, `
+UPDATE blob SET status = 'none', version = version + 1, update_time = LOCALTIMESTAMP
+WHERE id = $1 AND version = $2 AND status = 'deleting'`, s.id, s.version)
 		if err != nil {
-			return reset, removed, err
+			return reset, db.fail(fmt.Sprintf("resetting stuck blob %s to none", d), err)
 		}
-		if gone {
-			removed++
-		}
+		reset += int(tag.RowsAffected())
 	}
-	return reset, removed, nil
+	return reset, nil
+}
+
+// RemoveRowsWithoutData deletes the rows of blobs whose data a complete walk
+// of storage did not find, as Harbor's GC deletes a candidate whose data is
+// already gone (registryctl answers a missing blob as deleted). blobs are
+// rows as read before that walk; a row goes only if, when it is deleted, it
+// still has that version, no artifact of a live project and no system
+// artifact references its digest, and:
+//
+//   - it is deleting or deletefailed, whatever its age: a collector claimed
+//     it (a run whose database side failed after the sweep leaves such
+//     rows). Harbor's push path refuses to upload a digest in deleting and
+//     moves a deletefailed row to none (a new version) before it writes the
+//     data again, so a row unchanged since before the walk has no data to
+//     protect;
+//   - or it is none or delete, older than window by update_time and no
+//     project_blob row names it: Harbor's GC's own candidates
+//     (PruneProjectBlobs runs first).
+//
+// In one transaction with the project_blob, artifact_blob and artifact_trash
+// rows Finish deletes with a row, and the quotas of the projects they were
+// in recomputed. It returns the rows deleted. Without blob status it does
+// nothing: no version protects a row there.
+func (db *DB) RemoveRowsWithoutData(ctx context.Context, blobs []Blob, window time.Duration) ([]Blob, error) {
+	if !db.schema.HasBlobStatus() || len(blobs) == 0 {
+		return nil, nil
+	}
+	var removed []Blob
+	err := db.inTx(ctx, "removing blob rows whose data is gone", func(tx pgx.Tx) error {
+		removed = removed[:0]
+		byID := map[int64]Blob{}
+		for _, b := range blobs {
+			byID[b.ID] = b
+		}
+		for start := 0; start < len(blobs); start += claimChunk {
+			ids, versions := idsAndVersions(blobs[start:min(start+claimChunk, len(blobs))])
+			rows, _ := tx.Query(ctx, `
+DELETE FROM blob AS b USING unnest($1::bigint[], $2::bigint[]) AS c(id, version)
+WHERE b.id = c.id AND b.version = c.version
+  AND (b.status IN ('deleting', 'deletefailed')
+       OR (b.status IN ('none', 'delete') AND `+olderThan("b.update_time", 3)+`
+           AND NOT EXISTS (SELECT 1 FROM project_blob pb WHERE pb.blob_id = b.id)))
+  AND NOT `+liveNow(db.schema)+`
+RETURNING b.id`, ids, versions, micros(window))
+			var id int64
+			if _, err := pgx.ForEachRow(rows, []any{&id}, func() error {
+				removed = append(removed, byID[id])
+				return nil
+			}); err != nil {
+				return db.fail("deleting blob rows whose data is gone", err)
+			}
+		}
+		ids := make([]int64, len(removed))
+		digests := make([]string, len(removed))
+		for i, b := range removed {
+			ids[i], digests[i] = b.ID, b.Digest.String()
+		}
+		projects, err := deleteProjectBlobs(ctx, tx, ids)
+		if err != nil {
+			return db.fail("deleting project_blob rows of blobs whose data is gone", err)
+		}
+		if _, _, err := cleanupDigests(ctx, tx, db.schema, digests, nil); err != nil {
+			return db.fail("deleting artifact_blob and artifact_trash rows of blobs whose data is gone", err)
+		}
+		slices.Sort(projects)
+		for _, p := range slices.Compact(projects) {
+			if _, err := recomputeQuota(ctx, tx, db.schema, p); err != nil {
+				return db.fail(fmt.Sprintf("recomputing the quota of project %d", p), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return removed, nil
 }

@@ -151,33 +151,25 @@ func TestClaimBlobsRefusesLiveAndYoung(t *testing.T) {
 func TestRecoverStuck(t *testing.T) {
 	ctx := context.Background()
 	h, db := newHarbor(t, harbortest.Latest)
-	p := h.Project("library")
+	h.Project("library")
 	live := harbortest.FakeBlob("stuck-in-storage", 100, harbortest.MediaTypeOCILayer)
 	gone := harbortest.FakeBlob("stuck-data-gone", 200, harbortest.MediaTypeOCIManifest)
 	fresh := harbortest.FakeBlob("stuck-recently", 300, harbortest.MediaTypeOCILayer)
 	h.StuckDeleting(live, 3*time.Hour)
 	h.StuckDeleting(gone, 3*time.Hour)
 	h.StuckDeleting(fresh, 10*time.Minute) // a running GC's claim: not stuck yet
-	// Leftovers of the killed run around the gone manifest.
-	h.Exec(`INSERT INTO project_blob (project_id, blob_id) SELECT $1, id FROM blob WHERE digest = $2`, p, gone.Digest.String())
-	h.Exec(`INSERT INTO artifact_blob (digest_af, digest_blob) VALUES ($1, $1)`, gone.Digest.String())
-	h.Exec(`INSERT INTO artifact_trash (media_type, manifest_media_type, repository_name, digest) VALUES ('m', 'mm', 'library/app', $1)`, gone.Digest.String())
-	h.SyncQuota(p)
-	if h.QuotaUsed(p) != 200 {
-		t.Fatalf("quota %d", h.QuotaUsed(p))
-	}
 	before := h.Blob(live.Digest)
 
 	asked := map[digest.Digest]bool{}
-	reset, removed, err := db.RecoverStuck(ctx, window, func(d digest.Digest) bool {
+	reset, err := db.RecoverStuck(ctx, window, func(d digest.Digest) bool {
 		asked[d] = true
 		return d == live.Digest || d == fresh.Digest
 	})
 	if err != nil {
 		t.Fatalf("RecoverStuck: %v", err)
 	}
-	if reset != 1 || removed != 1 {
-		t.Errorf("reset %d removed %d, want 1 and 1", reset, removed)
+	if reset != 1 {
+		t.Errorf("reset %d, want 1", reset)
 	}
 	if asked[fresh.Digest] {
 		t.Error("asked storage about a blob claimed inside the window")
@@ -185,26 +177,94 @@ func TestRecoverStuck(t *testing.T) {
 	if r := h.Blob(live.Digest); r.Status != harbordb.StatusNone || r.Version != before.Version+1 {
 		t.Errorf("blob still in storage: %+v, want none at version %d", r, before.Version+1)
 	}
-	if h.Blob(gone.Digest).Exists {
-		t.Error("row of a blob whose data is gone still exists")
+	// A row whose data is gone is RemoveRowsWithoutData's.
+	if r := h.Blob(gone.Digest); r.Status != harbordb.StatusDeleting {
+		t.Errorf("stuck row whose data is gone: %+v, want it left deleting", r)
 	}
 	if r := h.Blob(fresh.Digest); r.Status != harbordb.StatusDeleting {
 		t.Errorf("fresh claim touched: %+v", r)
 	}
-	for table, n := range map[string]int64{
-		"project_blob":   h.Count(`SELECT count(*) FROM project_blob`),
-		"artifact_blob":  h.Count(`SELECT count(*) FROM artifact_blob`),
-		"artifact_trash": h.Count(`SELECT count(*) FROM artifact_trash`),
-	} {
-		if n != 0 {
-			t.Errorf("%s keeps %d rows of the removed blob", table, n)
+}
+
+// TestRemoveRowsWithoutData: rows whose data a walk did not find go when
+// Harbor's GC would delete them (claimed rows at any age, unclaimed ones
+// older than the window and in no project), with their leftovers and the
+// quota; every other row stays as it was.
+func TestRemoveRowsWithoutData(t *testing.T) {
+	ctx := context.Background()
+	h, db := newHarbor(t, harbortest.Latest)
+	p := h.Project("library")
+	blob := func(seed, status string, age time.Duration) harbortest.Blob {
+		b := harbortest.FakeBlob(seed, 100, harbortest.MediaTypeOCILayer)
+		h.Exec(`INSERT INTO blob (digest, content_type, size, creation_time, update_time, status, version)
+VALUES ($1, $2, $3, LOCALTIMESTAMP - make_interval(secs => $4), LOCALTIMESTAMP - make_interval(secs => $4), $5, 3)`,
+			b.Digest.String(), b.MediaType, b.Size, age.Seconds(), status)
+		return b
+	}
+	inProject := func(b harbortest.Blob) {
+		h.Exec(`INSERT INTO project_blob (project_id, blob_id) SELECT $1, id FROM blob WHERE digest = $2`, p, b.Digest.String())
+	}
+	// Removed: a claim whose database side failed (any age), released or
+	// not; Harbor's GC's own candidates.
+	deleting := blob("deleting, recent", harbordb.StatusDeleting, time.Minute)
+	inProject(deleting)
+	released := blob("deletefailed, recent", harbordb.StatusDeleteFailed, time.Minute)
+	inProject(released)
+	stale := blob("none, old", harbordb.StatusNone, 3*time.Hour)
+	marked := blob("delete, old", harbordb.StatusDelete, 3*time.Hour)
+	// Kept: inside the window, in a project, referenced, or changed since
+	// the rows were read.
+	young := blob("none, young", harbordb.StatusNone, 10*time.Minute)
+	counted := blob("none, old, in a project", harbordb.StatusNone, 3*time.Hour)
+	inProject(counted)
+	referenced := blob("deletefailed, referenced", harbordb.StatusDeleteFailed, 3*time.Hour)
+	img := harbortest.FakeImage("uses it", 0, "v1")
+	img.Layers = []harbortest.Blob{referenced}
+	h.PushImage("library/app", img)
+	touched := blob("deletefailed, touched", harbordb.StatusDeleteFailed, 3*time.Hour)
+	// Leftovers of the removed rows.
+	h.Exec(`INSERT INTO artifact_blob (digest_af, digest_blob) VALUES ($1, $1)`, released.Digest.String())
+	h.Exec(`INSERT INTO artifact_trash (media_type, manifest_media_type, repository_name, digest) VALUES ('m', 'mm', 'library/old', $1)`, released.Digest.String())
+	h.SyncQuota(p)
+
+	snap, err := db.Snapshot(ctx, window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []harbordb.Blob
+	for _, b := range []harbortest.Blob{deleting, released, stale, marked, young, counted, referenced, touched} {
+		rows = append(rows, snap.Blobs[b.Digest])
+	}
+	h.Touch(touched.Digest) // a push, after the rows were read
+	removed, err := db.RemoveRowsWithoutData(ctx, rows, window)
+	if err != nil {
+		t.Fatalf("RemoveRowsWithoutData: %v", err)
+	}
+	got := digestsOf(removed)
+	for _, b := range []harbortest.Blob{deleting, released, stale, marked} {
+		if _, ok := got[b.Digest]; !ok || h.Blob(b.Digest).Exists {
+			t.Errorf("row %s (%s) stays", b.Digest, snap.Blobs[b.Digest].Status)
 		}
 	}
-	if h.QuotaUsed(p) != 0 {
-		t.Errorf("quota %d after removing the stuck blob's association, want 0", h.QuotaUsed(p))
+	for _, b := range []harbortest.Blob{young, counted, referenced, touched} {
+		if _, ok := got[b.Digest]; ok || !h.Blob(b.Digest).Exists {
+			t.Errorf("row %s was removed", b.Digest)
+		}
 	}
-	if n := h.Count(`SELECT count(*) FROM blob WHERE status = 'deleting' AND update_time < LOCALTIMESTAMP - interval '2 hours'`); n != 0 {
-		t.Errorf("%d rows left stuck in deleting", n)
+	if len(removed) != 4 {
+		t.Errorf("%d rows removed, want 4", len(removed))
+	}
+	for table, n := range map[string]int64{
+		"project_blob":   h.Count(`SELECT count(*) FROM project_blob pb JOIN blob b ON b.id = pb.blob_id WHERE b.digest = ANY($1)`, []string{deleting.Digest.String(), released.Digest.String()}),
+		"artifact_blob":  h.Count(`SELECT count(*) FROM artifact_blob WHERE digest_blob = $1`, released.Digest.String()),
+		"artifact_trash": h.Count(`SELECT count(*) FROM artifact_trash WHERE digest = $1`, released.Digest.String()),
+	} {
+		if n != 0 {
+			t.Errorf("%s keeps %d rows of the removed blobs", table, n)
+		}
+	}
+	if want := h.ComputedUsage(p); h.QuotaUsed(p) != want {
+		t.Errorf("quota %d after removing the rows, want %d", h.QuotaUsed(p), want)
 	}
 }
 
@@ -261,7 +321,10 @@ func TestClaimBlobsWithoutStatus(t *testing.T) {
 	if err := db.ReleaseFailed(ctx, claimed); err != nil {
 		t.Error(err)
 	}
-	if reset, removed, err := db.RecoverStuck(ctx, window, func(digest.Digest) bool { return true }); reset+removed != 0 || err != nil {
-		t.Errorf("RecoverStuck on 1.10: %d %d %v", reset, removed, err)
+	if reset, err := db.RecoverStuck(ctx, window, func(digest.Digest) bool { return true }); reset != 0 || err != nil {
+		t.Errorf("RecoverStuck on 1.10: %d %v", reset, err)
+	}
+	if removed, err := db.RemoveRowsWithoutData(ctx, cands, window); len(removed) != 0 || err != nil {
+		t.Errorf("RemoveRowsWithoutData on 1.10: %v %v", removed, err)
 	}
 }

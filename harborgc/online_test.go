@@ -229,6 +229,11 @@ func TestHistoryCountsRowlessBlobs(t *testing.T) {
 	inv.Repo("lib/app").Revisions.Set(gone.Manifest.Digest, blobindex.Link{ModTime: 1})
 	inv.Repo("lib/old").Revisions.Set(rowlessManifest.Digest, blobindex.Link{ModTime: 1})
 
+	// The walk found every blob the sweep deletes.
+	for _, b := range append(gone.Blobs(), rowlessManifest, rowlessLayer) {
+		inv.Blobs.Set(b.Digest, blobindex.Blob{Size: b.Size, ModTime: 1})
+	}
+
 	p := &harborgc.Protocol{DB: db, Snap: snap, Live: harborgc.NewLiveness(snap, false), Window: window}
 	if err := p.Prepare(ctx, inv); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package harborgc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,11 +21,13 @@ import (
 
 // Protocol runs one deleting gc inside Harbor's deletion protocol:
 //
-//  1. Prepare: blobs stuck in `deleting` are resolved, untagged artifacts
-//     (with --delete-untagged) go to Harbor's trash by Harbor's own delete
-//     path, so the database never names what storage is about to lose, and
-//     project_blob rows no artifact of their project uses are pruned, as
-//     Harbor's GC does;
+//  1. Prepare: blobs stuck in `deleting` whose data is still in storage
+//     are reset, untagged artifacts (with --delete-untagged) go to Harbor's
+//     trash by Harbor's own delete path, so the database never names what
+//     storage is about to lose, project_blob rows no artifact of their
+//     project uses are pruned, as Harbor's GC does, and garbage rows whose
+//     data the walk did not find are removed (a run whose database side
+//     failed leaves some);
 //  2. CheckBatch, just before each batch of links: a link whose artifact
 //     the database has now, or whose blob row a push touched, stays; so
 //     does a storage-only blob that gained a row;
@@ -35,7 +38,8 @@ import (
 //     blob that gained a row since the snapshot (CheckBatch);
 //  4. Finish, after the sweep: rows of deleted blobs, artifact_blob and
 //     trash rows of swept manifests go, quotas are recomputed, claimed
-//     blobs whose deletion failed become deletefailed.
+//     blobs whose deletion failed become deletefailed, and so do the rows
+//     of deleted blobs when the database cannot delete them.
 type Protocol struct {
 	DB     *harbordb.DB
 	Snap   *harbordb.Snapshot
@@ -62,13 +66,17 @@ type blobOutcome struct {
 
 // Stats are what the protocol did in the database.
 type Stats struct {
-	StuckReset      int `json:"stuck_reset"`
-	StuckRemoved    int `json:"stuck_removed"`
-	TrashedUntagged int `json:"trashed_untagged"`
-	Claimed         int `json:"claimed"`
-	LostRace        int `json:"lost_race"`
-	NewRows         int `json:"gained_row"`
-	DeletedBlobRows int `json:"deleted_blob_rows"`
+	StuckReset int `json:"stuck_reset"`
+	// StuckRemoved counts rows in deleting whose data was gone, removed;
+	// RemovedWithoutData the other garbage rows whose data was gone
+	// (deletefailed, or none and older than the window).
+	StuckRemoved       int `json:"stuck_removed"`
+	RemovedWithoutData int `json:"removed_without_data"`
+	TrashedUntagged    int `json:"trashed_untagged"`
+	Claimed            int `json:"claimed"`
+	LostRace           int `json:"lost_race"`
+	NewRows            int `json:"gained_row"`
+	DeletedBlobRows    int `json:"deleted_blob_rows"`
 	// PrunedProjectBlobs counts project_blob rows no artifact of their
 	// project used.
 	PrunedProjectBlobs int64 `json:"pruned_project_blobs"`
@@ -111,13 +119,13 @@ func (p *Protocol) Prepare(ctx context.Context, inv *walker.Inventory) error {
 	if err := p.DB.CheckCanClaim(ctx); err != nil {
 		return err
 	}
-	reset, removed, err := p.DB.RecoverStuck(ctx, p.Window, inv.Blobs.Has)
+	reset, err := p.DB.RecoverStuck(ctx, p.Window, inv.Blobs.Has)
 	if err != nil {
 		return err
 	}
-	p.Stats.StuckReset, p.Stats.StuckRemoved = reset, removed
-	if reset+removed > 0 {
-		p.logf("recovered %d blob(s) stuck in deleting: %d reset to none (still in storage), %d removed (data gone)", reset+removed, reset, removed)
+	p.Stats.StuckReset = reset
+	if reset > 0 {
+		p.logf("reset %d blob(s) stuck in deleting to none: their data is still in storage", reset)
 	}
 	p.noteManifests(inv)
 	if err := p.trashUntagged(ctx); err != nil {
@@ -130,6 +138,35 @@ func (p *Protocol) Prepare(ctx context.Context, inv *walker.Inventory) error {
 	p.Stats.PrunedProjectBlobs = n
 	if n > 0 {
 		p.logf("removed %d project_blob row(s) no artifact of their project uses, in %d project(s)", n, len(projects))
+	}
+	return p.removeRowsWithoutData(ctx, inv)
+}
+
+// removeRowsWithoutData removes the garbage rows whose data the walk did
+// not find, as Harbor's GC does; they count as Harbor counts a row it
+// deletes (no bytes: storage lost nothing now).
+func (p *Protocol) removeRowsWithoutData(ctx context.Context, inv *walker.Inventory) error {
+	var gone []harbordb.Blob
+	for d, b := range p.Snap.Blobs {
+		if _, live := p.Live.live[d]; !live && !inv.Blobs.Has(d) {
+			gone = append(gone, b)
+		}
+	}
+	slices.SortFunc(gone, func(a, b harbordb.Blob) int { return cmp.Compare(a.ID, b.ID) })
+	removed, err := p.DB.RemoveRowsWithoutData(ctx, gone, p.Window)
+	if err != nil {
+		return err
+	}
+	for _, b := range removed {
+		if b.Status == harbordb.StatusDeleting {
+			p.Stats.StuckRemoved++
+		} else {
+			p.Stats.RemovedWithoutData++
+		}
+		p.count(b.IsManifest(), 0)
+	}
+	if len(removed) > 0 {
+		p.logf("removed %d blob row(s) whose data is gone from storage: %d stuck in deleting, %d other garbage", len(removed), p.Stats.StuckRemoved, p.Stats.RemovedWithoutData)
 	}
 	return nil
 }
@@ -264,11 +301,9 @@ func (p *Protocol) Finish(ctx context.Context) error {
 		}
 	}
 	// Harbor's counts, row-less blobs included: a claimed blob counts once
-	// its row goes (as Harbor's does, even if its data was already gone),
-	// a row-less one once its data did; bytes count only what storage lost.
-	for _, b := range deleted {
-		p.count(b.IsManifest(), 0)
-	}
+	// its row goes (as Harbor's does, even if its data was already gone:
+	// below), a row-less one once its data did; bytes count only what
+	// storage lost.
 	for _, b := range freed {
 		if !b.IsForeignLayer() {
 			p.Stats.FreedBytes += b.Size
@@ -297,13 +332,34 @@ func (p *Protocol) Finish(ctx context.Context) error {
 		}
 	}
 	slices.Sort(projects)
-	_, err := p.DB.Finish(ctx, harbordb.Finish{DeletedBlobs: deleted, FreedBlobs: freed, SweptManifests: swept, AffectedProjects: projects})
+	st, err := p.DB.Finish(ctx, harbordb.Finish{DeletedBlobs: deleted, FreedBlobs: freed, SweptManifests: swept, AffectedProjects: projects})
+	p.Stats.SweptRevisionLinks = len(swept)
 	if err != nil {
 		errs = append(errs, err)
+		// The transaction rolled back: the rows of blobs storage lost are
+		// still deleting, which makes Harbor refuse pushes of them. As
+		// Harbor's GC does when it cannot delete a row, they become
+		// deletefailed (a statement of its own); the next run removes them,
+		// their data being gone (RemoveRowsWithoutData).
+		if rerr := p.DB.ReleaseFailed(ctx, deleted); rerr != nil {
+			errs = append(errs, rerr)
+		} else if len(deleted) > 0 {
+			p.Stats.DeleteFailedRows += len(deleted)
+			p.logf("the database side failed: %d row(s) of blobs deleted from storage are marked deletefailed; the next run removes them", len(deleted))
+		}
+	} else {
+		kept := map[int64]bool{}
+		for _, b := range st.KeptBlobs {
+			kept[b.ID] = true
+		}
+		for _, b := range deleted {
+			if !kept[b.ID] {
+				p.Stats.DeletedBlobRows++
+				p.count(b.IsManifest(), 0)
+			}
+		}
+		p.logf("%d blob row(s) deleted, %d revision link(s) swept, quotas recomputed for %d project(s)", p.Stats.DeletedBlobRows, len(swept), len(projects))
 	}
-	p.Stats.DeletedBlobRows = len(deleted)
-	p.Stats.SweptRevisionLinks = len(swept)
-	p.logf("%d blob row(s) deleted, %d revision link(s) swept, quotas recomputed for %d project(s)", len(deleted), len(swept), len(projects))
 	p.logf("%d blobs and %d manifests are actually deleted", p.Stats.PurgedBlobs, p.Stats.PurgedManifests)
 	p.logf("The GC job actual frees up %d bytes space.", p.Stats.FreedBytes)
 	return errors.Join(errs...)
