@@ -71,6 +71,11 @@ func TestBadInputHarbor(t *testing.T) {
 		args := gcDeleteArgs(behind.root, "--harbor-db", h.DSN, "--grace", "2h")
 		t.Log(expectRefusal(t, behind.root, 10, []string{"behind storage", "app@" + behind.image.Digest.String(), "restored backup"}, args...))
 	})
+	t.Run("lookback shorter than an hour", func(t *testing.T) {
+		h := fresh(harbortest.Latest)
+		expectRefusal(t, b.root, 2, []string{"--harbor-behind-lookback 10m0s", "at least 1h0m0s"},
+			gcDeleteArgs(b.root, "--harbor-db", h.DSN, "--harbor-behind-lookback", "10m")...)
+	})
 	t.Run("Harbor 1.10 not read-only", func(t *testing.T) {
 		h := fresh(harbortest.Harbor110)
 		h.Project("lib")

@@ -271,14 +271,19 @@ var ErrDatabaseBehind = errors.New("the database is behind storage")
 // the registry has accepted and harbor-core has not recorded yet.
 const behindSettle = time.Minute
 
+// MinBehindLookback is the shortest lookback of the check for a database
+// behind storage, whatever the grace: with --grace 0s (Harbor's
+// GC_TIME_WINDOW_HOURS=0) the grace would leave it no link to judge by.
+const MinBehindLookback = time.Hour
+
 // CheckBehind cross-checks the database with the walk: a revision link
-// written within grace of the snapshot (and before it by more than a
+// written within lookback of the snapshot (and before it by more than a
 // minute) whose manifest has no artifact row in any project, no trash row,
 // no blob row and is no system artifact means the database has missed
-// pushes. Harbor writes those rows as it accepts each push. With a grace of
-// a minute or less there is no such link to judge by.
-func (l *Liveness) CheckBehind(inv *walker.Inventory, grace time.Duration) error {
-	from, to := l.snap.Taken.Add(-grace).Unix(), l.snap.Taken.Add(-behindSettle).Unix()
+// pushes. Harbor writes those rows as it accepts each push. A lookback of a
+// minute or less judges no link.
+func (l *Liveness) CheckBehind(inv *walker.Inventory, lookback time.Duration) error {
+	from, to := l.snap.Taken.Add(-lookback).Unix(), l.snap.Taken.Add(-behindSettle).Unix()
 	if from >= to {
 		return nil
 	}
@@ -311,5 +316,5 @@ func (l *Liveness) CheckBehind(inv *walker.Inventory, grace time.Duration) error
 		return nil
 	}
 	return fmt.Errorf("%w: %d revision link(s) written in the %s before the snapshot name manifests with no artifact, trash or blob row in the database (%s): "+
-		"is --harbor-db the primary of this registry's database, and not a restored backup?", ErrDatabaseBehind, n, grace, strings.Join(examples, ", "))
+		"is --harbor-db the primary of this registry's database, and not a restored backup?", ErrDatabaseBehind, n, lookback, strings.Join(examples, ", "))
 }

@@ -16,8 +16,12 @@ import (
 
 // Options are Harbor mode's settings.
 type Options struct {
-	DB             harbordb.Config
-	Window         time.Duration // --grace: Harbor's GC_TIME_WINDOW_HOURS
+	DB     harbordb.Config
+	Window time.Duration // --grace: Harbor's GC_TIME_WINDOW_HOURS
+	// BehindLookback is how far before the snapshot revision links are
+	// checked against the database (CheckBehind): the longest of it,
+	// Window and MinBehindLookback.
+	BehindLookback time.Duration
 	DeleteUntagged bool
 	// Redis is the registry's blob-descriptor cache ("" for none). A
 	// deleting run purges it when it starts (a killed run may have deleted
@@ -144,7 +148,7 @@ func (p *Participant) At(ctx context.Context, stage gc.Stage, a *gc.Analysis) er
 		// An artifact pushed while the walk ran is a root.
 		p.live.Refresh(newer)
 		p.o.Log.Info("harbor artifacts read again after the walk", "artifacts", len(newer.Artifacts))
-		if err := p.live.CheckBehind(a.Inventory, p.o.Window); err != nil {
+		if err := p.live.CheckBehind(a.Inventory, max(p.o.BehindLookback, p.o.Window, MinBehindLookback)); err != nil {
 			return Error{err}
 		}
 		if p.snap.Schema.Harbor1 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -15,13 +16,16 @@ import (
 
 // harborOptions are the Harbor-mode flags of gc and audit.
 type harborOptions struct {
-	db      string
-	redis   string
-	history bool
+	db             string
+	redis          string
+	history        bool
+	behindLookback time.Duration
 }
 
 func (h *harborOptions) addFlags(f *pflag.FlagSet, deleting bool) {
 	f.StringVar(&h.db, "harbor-db", "", "Harbor mode: Harbor's PostgreSQL, postgres://user:pass@host:5432/registry (or harbor-core's POSTGRESQL_* env); prefer REGSWEEP_HARBOR_DB")
+	f.DurationVar(&h.behindLookback, "harbor-behind-lookback", harborgc.MinBehindLookback,
+		"Harbor mode: refuse (exit 10) when revision links written this long (or --grace, if longer) before the snapshot name manifests the database has no row for (a restored backup); at least 1h")
 	if deleting {
 		f.StringVar(&h.redis, "harbor-redis", "", "Harbor mode: the registry's Redis, redis://host:6379/1, whose blobs::* and repository::* keys a deleting run purges before its walk, after the links and after the sweep")
 		f.BoolVar(&h.history, "harbor-history", true, "Harbor mode: record a deleting run in Harbor's GC history (execution, task and job log)")
@@ -42,7 +46,10 @@ func openHarbor(ctx context.Context, h *harborOptions, window time.Duration, del
 	if !ok {
 		return nil, nil
 	}
-	return harborgc.Open(ctx, harborgc.Options{DB: cfg, Window: window, DeleteUntagged: deleteUntagged, Redis: h.redis,
+	if h.behindLookback < harborgc.MinBehindLookback {
+		return nil, usageError{fmt.Errorf("--harbor-behind-lookback %s: at least %s (it can only widen the check for a database behind storage)", h.behindLookback, harborgc.MinBehindLookback)}
+	}
+	return harborgc.Open(ctx, harborgc.Options{DB: cfg, Window: window, BehindLookback: h.behindLookback, DeleteUntagged: deleteUntagged, Redis: h.redis,
 		History: h.history, Deleting: deleting, Log: log})
 }
 
