@@ -46,6 +46,13 @@ type storageOpenError struct{ err error }
 func (s storageOpenError) Error() string { return "opening storage: " + s.err.Error() }
 func (s storageOpenError) Unwrap() error { return s.err }
 
+// exitCode classifies err. A run can fail in several ways at once (gc
+// --delete joins the sweep's error with its participants' after it): the
+// cases are tried in the order of docs/exit-codes.md, most urgent first. A
+// Harbor failure comes before what storage or the sweep says: Harbor keeps
+// serving from a database or cache that is then out of line with storage
+// (rows refusing pushes, a cache answering for deleted links), while failed
+// deletions only leave garbage for the next run.
 func exitCode(err error) int {
 	var (
 		usage       usageError
@@ -66,6 +73,8 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &findings):
 		return exitFindings
+	case errors.As(err, &harbor):
+		return exitHarbor
 	case errors.As(err, &open), errors.Is(err, storage.ErrAccessDenied):
 		return exitStorage
 	case errors.Is(err, walker.ErrWalk), errors.Is(err, sweep.ErrWalkIncomplete):
@@ -78,8 +87,6 @@ func exitCode(err error) int {
 		return exitPartial
 	case errors.As(err, &badPlan):
 		return exitPlan
-	case errors.As(err, &harbor):
-		return exitHarbor
 	case errors.As(err, &storagePath):
 		// A storage operation that failed after its retries, outside a
 		// walk or a sweep (the lock, a probe): the storage is unreachable.
