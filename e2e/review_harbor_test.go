@@ -7,10 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/regsweep/regsweep/harbordb/harbortest"
@@ -344,4 +346,68 @@ func TestHarborGarbageRowsWithoutDataAreRemoved(t *testing.T) {
 		t.Errorf("the run's history (purged_blobs freed_space): %v, want [2 0]", got)
 	}
 	pull(t, s.b.reg, "lib/app", d)
+}
+
+// TestHarborQueryErrorMidSweepStopsTheRun: a query that fails once the
+// sweep has begun (here the check of a batch of links, as a failover or a
+// statement timeout would) cannot undo what earlier batches deleted: the
+// run stops after the batches in flight, deletes no blob, exits 10, and
+// leaves only garbage; the next run, the database back, collects the rest.
+// (Review of Harbor mode: the docs said every query error ends the run
+// before anything is deleted.)
+func TestHarborQueryErrorMidSweepStopsTheRun(t *testing.T) {
+	s := newHarborS3Setup(t)
+	reg, h := s.b.reg, s.h
+	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
+	h.Project("lib")
+	dA := testenv.PushRandomImage(t, reg, "lib/app", r(1000))
+	h.PushImage("lib/app", describe(t, reg, "lib/app", dA, "v1"))
+	dX := testenv.PushRandomImage(t, reg, "lib/aaa", r(1100))
+	imgX := describe(t, reg, "lib/aaa", dX)
+	h.DeleteArtifact(h.PushImage("lib/aaa", imgX))
+	dZ := testenv.PushRandomImage(t, reg, "lib/zzz", r(1200))
+	h.DeleteArtifact(h.PushImage("lib/zzz", describe(t, reg, "lib/zzz", dZ)))
+
+	g := newGate()
+	s.proxy.SetRules(deleteRequests(g.fault("first link batch"))...)
+	args := s.gcArgs(t, "--delete-batch-size", "1", "--concurrency", "1")
+	out, stderr, code := s.runGated(t, g, func() {
+		h.Exec(`ALTER TABLE artifact RENAME TO artifact_gone`)
+	}, args...)
+	if code != 10 {
+		t.Fatalf("gc --delete whose database fails mid-sweep exited %d, want 10: %s\n%s", code, out, stderr)
+	}
+	if !strings.Contains(stderr, `relation "artifact" does not exist`) {
+		t.Errorf("the error does not say what failed:\n%s", stderr)
+	}
+	inv := s.b.inventory(t)
+	if !inv.Blobs.Has(digest.Digest(dX)) || !inv.Blobs.Has(digest.Digest(dZ)) {
+		t.Error("a blob was deleted although the run stopped in the link phase")
+	}
+	linksLeft := 0
+	for _, repo := range []string{"lib/aaa", "lib/zzz"} {
+		if r := inv.Repositories[repo]; r != nil {
+			linksLeft += r.Revisions.Len() + r.Layers.Len()
+		}
+	}
+	if linksLeft == 0 {
+		t.Fatal("every link was deleted: the failure came too late to show a run stopped mid-sweep")
+	}
+	if n := h.Count(`SELECT count(*) FROM blob WHERE status IN ('delete', 'deleting')`); n != 0 {
+		t.Errorf("%d blob row(s) left claimed", n)
+	}
+	pull(t, reg, "lib/app", dA)
+
+	h.Exec(`ALTER TABLE artifact_gone RENAME TO artifact`)
+	s.proxy.SetRules()
+	if out, code := s.b.regsweep(t, s.gcArgs(t)...); code != 0 {
+		t.Fatalf("the re-run exited %d: %s", code, out)
+	}
+	reg.Restart()
+	pull(t, reg, "lib/app", dA)
+	for _, d := range []string{dX, dZ} {
+		if s.b.inventory(t).Blobs.Has(digest.Digest(d)) {
+			t.Errorf("garbage manifest %s is still in storage after the re-run", d)
+		}
+	}
 }
