@@ -116,6 +116,46 @@ func deleteRequests(f faultproxy.Fault) []faultproxy.Rule {
 // blobPhase matches gc's log line that starts the blob phase (phase 3).
 var blobPhase = regexp.MustCompile(`sweeping.*phase["=:]+3\b`)
 
+// sameImageLiveAndDeleted pushes one image of one layer into two
+// repositories (an image is a function of its layers): live in lib/app,
+// deleted in Harbor from lib/old.
+func (s *harborS3Setup) sameImageLiveAndDeleted(t *testing.T) (layer []byte, d string, img harbortest.Image) {
+	t.Helper()
+	reg, h := s.b.reg, s.h
+	h.Project("lib")
+	layer = testenv.RandomBytes(t, 1500)
+	d = testenv.PushRandomImage(t, reg, "lib/app", layer)
+	img = describe(t, reg, "lib/app", d, "v1")
+	h.PushImage("lib/app", img)
+	if dX := testenv.PushRandomImage(t, reg, "lib/old", layer); dX != d {
+		t.Fatalf("lib/old got %s, want %s", dX, d)
+	}
+	h.DeleteArtifact(h.PushImage("lib/old", untagged(img)))
+	return layer, d, img
+}
+
+// untagged is img without its tags.
+func untagged(img harbortest.Image) harbortest.Image {
+	return harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers}
+}
+
+// repushThroughHarbor pushes img (made of layer) into repo again as a
+// client does through Harbor: each blob the client asks for has its row
+// touched (Harbor's HEAD middleware, before the registry answers), and the
+// artifact is recorded once the registry took the manifest.
+func repushThroughHarbor(t *testing.T, reg *testenv.Registry, h *harbortest.Harbor, repo string, layer []byte, img harbortest.Image) {
+	t.Helper()
+	for _, b := range img.Blobs() {
+		if b.Digest != img.Manifest.Digest {
+			h.Touch(b.Digest)
+		}
+	}
+	if again := testenv.PushRandomImage(t, reg, repo, layer); again != string(img.Manifest.Digest) {
+		t.Fatalf("the re-push into %s made %s, not %s", repo, again, img.Manifest.Digest)
+	}
+	h.PushImage(repo, untagged(img))
+}
+
 // TestHarborRepushAfterLinkPhaseIsNotServedFromStaleCache: Harbor's
 // registry caches blob descriptors in Redis, per repository. A client
 // re-pushing an image into a repository whose layer links the run just
@@ -129,33 +169,12 @@ func TestHarborRepushAfterLinkPhaseIsNotServedFromStaleCache(t *testing.T) {
 	const cacheDB = 8
 	s, redisURL := newHarborS3RedisSetup(t, cacheDB)
 	reg, h := s.b.reg, s.h
-	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
-	h.Project("lib")
-	layer := r(1500)
-	// The same image in two repositories: live in lib/app, deleted in
-	// lib/old (an image is a function of its layers).
-	dA := testenv.PushRandomImage(t, reg, "lib/app", layer)
-	img := describe(t, reg, "lib/app", dA, "v1")
-	h.PushImage("lib/app", img)
-	if dX := testenv.PushRandomImage(t, reg, "lib/old", layer); dX != dA {
-		t.Fatalf("lib/old got %s, want %s", dX, dA)
-	}
-	h.DeleteArtifact(h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers}))
+	layer, dA, img := s.sameImageLiveAndDeleted(t)
 	// A blob Harbor has no row for: the run has a blob to delete.
-	testenv.UploadBlob(t, reg, "lib/app", r(700))
+	testenv.UploadBlob(t, reg, "lib/app", testenv.RandomBytes(t, 700))
 
 	out, stderr, code := s.runWhen(t, blobPhase, deleteRequests, func() {
-		// Re-push lib/old through Harbor: each HEAD touches the row
-		// (status none), then the registry answers.
-		for _, b := range img.Blobs() {
-			if b.Digest != img.Manifest.Digest {
-				h.Touch(b.Digest)
-			}
-		}
-		if again := testenv.PushRandomImage(t, reg, "lib/old", layer); again != dA {
-			t.Fatalf("the re-push made %s, not %s", again, dA)
-		}
-		h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers})
+		repushThroughHarbor(t, reg, h, "lib/old", layer, img)
 		pull(t, reg, "lib/old", dA) // accepted and pulling while the cache answers
 	}, s.gcArgs(t, "--harbor-redis", redisURL, "--delete-batch-size", "1", "--concurrency", "1")...)
 	if code != 0 {
@@ -175,16 +194,7 @@ func TestHarborRepushAfterKilledRunIsNotServedFromStaleCache(t *testing.T) {
 	const cacheDB = 7
 	s, redisURL := newHarborS3RedisSetup(t, cacheDB)
 	reg, h := s.b.reg, s.h
-	r := func(n int) []byte { return testenv.RandomBytes(t, n) }
-	h.Project("lib")
-	layer := r(1500)
-	dA := testenv.PushRandomImage(t, reg, "lib/app", layer)
-	img := describe(t, reg, "lib/app", dA, "v1")
-	h.PushImage("lib/app", img)
-	if dX := testenv.PushRandomImage(t, reg, "lib/old", layer); dX != dA {
-		t.Fatalf("lib/old got %s, want %s", dX, dA)
-	}
-	h.DeleteArtifact(h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers}))
+	layer, dA, img := s.sameImageLiveAndDeleted(t)
 	pull(t, reg, "lib/old", dA) // the cache holds lib/old's blobs
 
 	// What a run killed after deleting lib/old's links leaves: the links
@@ -210,17 +220,7 @@ func TestHarborRepushAfterKilledRunIsNotServedFromStaleCache(t *testing.T) {
 	g := newGate()
 	s.proxy.SetRules(faultproxy.Rule{Name: "walk", Method: "GET", Query: repositoriesListing, Times: 1, Fault: g.fault("first listing of the repository tree")})
 	out, stderr, code := s.runGated(t, g, func() {
-		// The image is pushed to lib/old again while the run walks: Harbor
-		// touches the rows a client finds and records the artifact.
-		for _, b := range img.Blobs() {
-			if b.Digest != img.Manifest.Digest {
-				h.Touch(b.Digest)
-			}
-		}
-		if again := testenv.PushRandomImage(t, reg, "lib/old", layer); again != dA {
-			t.Fatalf("the re-push made %s, not %s", again, dA)
-		}
-		h.PushImage("lib/old", harbortest.Image{Manifest: img.Manifest, Config: img.Config, Layers: img.Layers})
+		repushThroughHarbor(t, reg, h, "lib/old", layer, img) // while the run walks
 	}, s.gcArgs(t, "--harbor-redis", redisURL)...)
 	if code != 0 {
 		t.Fatalf("gc --delete exited %d: %s\n%s", code, out, stderr)
