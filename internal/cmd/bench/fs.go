@@ -423,7 +423,8 @@ func walls(runs []fsRun) []time.Duration {
 	return out
 }
 
-// summarize is the median wall and CPU of runs and their highest peak RSS.
+// summarize is the median wall and CPU of runs, their highest peak RSS and
+// the most any of them read from disk.
 func summarize(runs []fsRun) result {
 	median := func(get func(fsRun) time.Duration) time.Duration {
 		var v []time.Duration
@@ -441,13 +442,14 @@ func summarize(runs []fsRun) result {
 	s.user, s.sys = cpus[len(cpus)/2].user, cpus[len(cpus)/2].sys
 	for _, r := range runs {
 		s.maxRSS = max(s.maxRSS, r.maxRSS)
+		s.diskRead = max(s.diskRead, r.diskRead)
 	}
 	return s
 }
 
 func fmtRun(r result) string {
-	return fmt.Sprintf("wall %7.2f s  CPU %7.2f s (user %.2f + sys %.2f)  peak RSS %6.1f MiB",
-		r.wall.Seconds(), r.cpu().Seconds(), r.user.Seconds(), r.sys.Seconds(), mib(r.maxRSS))
+	return fmt.Sprintf("wall %7.2f s  CPU %7.2f s (user %.2f + sys %.2f)  peak RSS %6.1f MiB  disk reads %.0f MiB",
+		r.wall.Seconds(), r.cpu().Seconds(), r.user.Seconds(), r.sys.Seconds(), mib(r.maxRSS), mib(r.diskRead))
 }
 
 // printGrowth prints how each tool's cost grew from tree a to tree b, and

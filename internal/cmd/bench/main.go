@@ -403,6 +403,7 @@ type result struct {
 	wall      time.Duration
 	user, sys time.Duration // the child's CPU, from wait4's rusage
 	maxRSS    int64
+	diskRead  int64 // bytes read from disk (rusage's blocks in): a tree the page cache does not hold
 	stdout    []byte
 }
 
@@ -447,6 +448,7 @@ func measureTo(stdout io.Writer, bin string, env []string, args ...string) (resu
 		r.maxRSS = ru.Maxrss * 1024
 		r.user = time.Duration(ru.Utime.Nano())
 		r.sys = time.Duration(ru.Stime.Nano())
+		r.diskRead = ru.Inblock * 512
 	}
 	if rssFile != "" {
 		if b, err := os.ReadFile(rssFile); err == nil {
