@@ -226,3 +226,55 @@ func TestPolicyUntaggedOlderThan(t *testing.T) {
 		t.Errorf("an untagged manifest of a repository no rule governs is planned without --delete-untagged")
 	}
 }
+
+// A rule with allow_empty: true may delete every tag of a repository: the
+// tags, the manifests they alone reached and then the repository go in
+// one run (its tags' index links are the tag items', not keys the walk
+// missed), and a second run plans nothing.
+func TestPolicyEmptiesARepositoryItAllows(t *testing.T) {
+	ctx := context.Background()
+	c := newClocked()
+	w := regtree.NewWriter(c, 1)
+	for i := 1; i <= 2; i++ {
+		img := w.Image("scratch/tmp", []byte(fmt.Sprintf(`{"s":%d}`, i)), []byte(fmt.Sprintf("s-%d", i)))
+		w.Tag("scratch/tmp", fmt.Sprintf("t%d", i), img.Digest)
+	}
+	keep := w.Image("app", []byte(`{"a":1}`), []byte("a-1"))
+	w.Tag("app", "v1", keep.Digest)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.at = time.Now()
+	policy := mustPolicy(t, "rules:\n  - repositories: [\"scratch/*\"]\n    keep: []\n    allow_empty: true\n")
+	run := func() (*gc.Analysis, error) {
+		a, err := gc.Analyze(ctx, c, mark.StorageSource(c, "", 0), gc.Options{Grace: time.Minute, MaxDeleteFraction: 1}, retention.NewParticipant(policy))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held, lctx, err := lock.Acquire(ctx, c, lock.Options{Settle: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Release(ctx)
+		_, err = gc.Execute(lctx, a, held, gc.ExecOptions{})
+		return a, err
+	}
+	a, err := run()
+	if err != nil {
+		t.Fatalf("execute: %v", err)
+	}
+	if a.Plan.Stats.Tags != 2 || a.Plan.Stats.Repositories != 1 {
+		t.Errorf("planned %d tags and %d repositories, want 2 and 1", a.Plan.Stats.Tags, a.Plan.Stats.Repositories)
+	}
+	inv := storecheck.Intact(t, c)
+	if _, ok := inv.Repositories["scratch/tmp"]; ok {
+		t.Errorf("the emptied repository still has keys")
+	}
+	if r := inv.Repositories["app"]; r == nil || r.Tags["v1"] == nil {
+		t.Errorf("a repository no rule governs lost its tag")
+	}
+	again, err := run()
+	if err != nil || len(again.Plan.Items) != 0 {
+		t.Errorf("a second run: %v, plans %v", err, again.Plan.Items)
+	}
+}

@@ -442,8 +442,18 @@ const walkSlack = 5 * time.Second
 // repository's items out of the plan instead; it returns how many went.
 func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (int, error) {
 	planned := make(map[string]bool, len(p.Items))
+	tags := map[string]bool{} // current links of tag items
 	for _, it := range p.Items {
 		planned[it.Key] = true
+		if it.Kind == KindTag {
+			tags[it.Key] = true
+		}
+	}
+	// A tag item deletes the tag's index links with its current link.
+	inPlannedTag := func(key string) bool {
+		l, err := layout.Parse(key)
+		tl, ok := l.(layout.TagIndexLink)
+		return err == nil && ok && tags[keyOf(tagCurrentSpec(tl.Repo, tl.Tag))]
 	}
 	filled := map[string]bool{}
 	for _, it := range p.Items {
@@ -456,6 +466,7 @@ func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (i
 			case planned[oi.Key]:
 			case p.writtenSinceWalk(oi.ModTime):
 				filled[it.Repo] = true
+			case inPlannedTag(oi.Key):
 			default:
 				return fmt.Errorf("%w: %s exists but the walk did not list it; refusing to remove repository %s", ErrWalkIncomplete, oi.Key, it.Repo)
 			}
