@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,10 +14,12 @@ import (
 	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/storecheck"
+	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/retention"
 	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/storage/filesystem"
 	"github.com/regsweep/regsweep/sweep"
 )
 
@@ -276,5 +281,54 @@ func TestPolicyEmptiesARepositoryItAllows(t *testing.T) {
 	again, err := run()
 	if err != nil || len(again.Plan.Items) != 0 {
 		t.Errorf("a second run: %v, plans %v", err, again.Plan.Items)
+	}
+}
+
+// On a filesystem a deleted tag leaves no directory behind: the registry
+// lists a repository's tags by the directories under _manifests/tags, so
+// an emptied one would still be listed, and answer 404 to a pull.
+func TestPolicyLeavesNoTagDirectoryOnAFilesystem(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	d, err := filesystem.New(root, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := regtree.NewWriter(d, 1)
+	for i := 1; i <= 3; i++ {
+		img := w.Image("team-a/app", []byte(fmt.Sprintf(`{"v":%d}`, i)), []byte(fmt.Sprintf("layer-%d", i)))
+		w.Tag("team-a/app", fmt.Sprintf("v%d", i), img.Digest)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	policy := mustPolicy(t, "rules:\n  - repositories: [\"team-a/**\"]\n    keep:\n      - tags: [\"v3\"]\n")
+	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), gc.Options{MaxDeleteFraction: 1}, retention.NewParticipant(policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	if _, err := gc.Execute(lctx, a, held, gc.ExecOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	current, err := layout.Path(layout.TagCurrentLink{Repo: "team-a/app", Tag: "v3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := filepath.Join(root, filepath.Dir(filepath.Dir(filepath.Dir(current))))
+	entries, err := os.ReadDir(tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"v3"}) {
+		t.Errorf("%s holds %v, want only the kept tag v3", tags, names)
 	}
 }

@@ -212,7 +212,9 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 // deleteTag deletes the tag whose current link is key: every key under
 // the tag's directory (its index), then the current link, so that a run
 // cut off in between leaves a tag the registry still serves, not one
-// without a current link.
+// without a current link. On a store with real directories the emptied
+// directory goes last: the registry lists a repository's tags by those
+// directories, so one left behind is listed but answers 404 to a pull.
 func deleteTag(ctx context.Context, d storage.Driver, key string) ([]storage.DeleteResult, error) {
 	dir := strings.TrimSuffix(key, "current/link")
 	var index []string
@@ -236,7 +238,16 @@ func deleteTag(ctx context.Context, d storage.Driver, key string) ([]storage.Del
 			}
 		}
 	}
-	return d.Delete(ctx, []string{key})
+	res, err := d.Delete(ctx, []string{key})
+	if err != nil || len(res) > 0 && res[0].Err != nil && !storage.IsNotFound(res[0].Err) {
+		return res, err
+	}
+	if dr, ok := storage.DirRemoverOf(d); ok {
+		if err := dr.RemoveEmptyDirs(ctx, dir); err != nil {
+			return []storage.DeleteResult{{Key: key, Err: fmt.Errorf("removing the tag's emptied directory: %w", err)}}, nil
+		}
+	}
+	return res, nil
 }
 
 // left is what of batch keep leaves out (keep is a subset of batch, in
