@@ -44,6 +44,25 @@ func mustPolicy(t *testing.T, text string) *retention.Policy {
 	return p
 }
 
+// gcWithPolicy is a gc run with policy as its participant, as gc --policy
+// --delete makes it: Analyze, then Execute under the storage lock.
+func gcWithPolicy(t *testing.T, d storage.Driver, policy *retention.Policy, o gc.Options) (*gc.Analysis, *retention.Participant, error) {
+	t.Helper()
+	ctx := context.Background()
+	part := retention.NewParticipant(policy)
+	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), o, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	_, err = gc.Execute(lctx, a, held, gc.ExecOptions{})
+	return a, part, err
+}
+
 // A policy in a gc run: the tags it does not keep go as tag items, the
 // manifests only they reached go with them, a digest a kept tag shares
 // stays, and a second run plans nothing.
@@ -85,18 +104,7 @@ func TestPolicyInAGCRun(t *testing.T) {
       - tags: ["latest"]
 `)
 	run := func() (*gc.Analysis, *retention.Participant, error) {
-		part := retention.NewParticipant(policy)
-		a, err := gc.Analyze(ctx, c, mark.StorageSource(c, "", 0), gc.Options{Grace: time.Minute, UploadGrace: time.Hour, MaxDeleteFraction: 1}, part)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held, lctx, err := lock.Acquire(ctx, c, lock.Options{Settle: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Release(ctx)
-		_, err = gc.Execute(lctx, a, held, gc.ExecOptions{})
-		return a, part, err
+		return gcWithPolicy(t, c, policy, gc.Options{Grace: time.Minute, UploadGrace: time.Hour, MaxDeleteFraction: 1})
 	}
 	a, part, err := run()
 	if err != nil {
@@ -252,16 +260,7 @@ func TestPolicyEmptiesARepositoryItAllows(t *testing.T) {
 	c.at = time.Now()
 	policy := mustPolicy(t, "rules:\n  - repositories: [\"scratch/*\"]\n    keep: []\n    allow_empty: true\n")
 	run := func() (*gc.Analysis, error) {
-		a, err := gc.Analyze(ctx, c, mark.StorageSource(c, "", 0), gc.Options{Grace: time.Minute, MaxDeleteFraction: 1}, retention.NewParticipant(policy))
-		if err != nil {
-			t.Fatal(err)
-		}
-		held, lctx, err := lock.Acquire(ctx, c, lock.Options{Settle: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Release(ctx)
-		_, err = gc.Execute(lctx, a, held, gc.ExecOptions{})
+		a, _, err := gcWithPolicy(t, c, policy, gc.Options{Grace: time.Minute, MaxDeleteFraction: 1})
 		return a, err
 	}
 	a, err := run()
@@ -303,16 +302,7 @@ func TestPolicyLeavesNoTagDirectoryOnAFilesystem(t *testing.T) {
 		t.Fatal(err)
 	}
 	policy := mustPolicy(t, "rules:\n  - repositories: [\"team-a/**\"]\n    keep:\n      - tags: [\"v3\"]\n")
-	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), gc.Options{MaxDeleteFraction: 1}, retention.NewParticipant(policy))
-	if err != nil {
-		t.Fatal(err)
-	}
-	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release(ctx)
-	if _, err := gc.Execute(lctx, a, held, gc.ExecOptions{}); err != nil {
+	if _, _, err := gcWithPolicy(t, d, policy, gc.Options{MaxDeleteFraction: 1}); err != nil {
 		t.Fatal(err)
 	}
 	current, err := layout.Path(layout.TagCurrentLink{Repo: "team-a/app", Tag: "v3"})
