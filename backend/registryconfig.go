@@ -417,3 +417,16 @@ var yamlQuoted = regexp.MustCompile(`'[^']*'`)
 func yamlError(err error) string {
 	return yamlQuoted.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "'…'")
 }
+
+// RegistryReadOnly reports whether distribution would serve read-only with
+// config.yml's content raw and the environment env, and if not, why. It
+// reads the storage section exactly as --registry-config does; a
+// configuration the registry would not start with counts as not
+// read-only.
+func RegistryReadOnly(raw []byte, env []string) (bool, string) {
+	s, err := ReadRegistryStorage(raw, env)
+	if err != nil {
+		return false, err.Error()
+	}
+	return s.ReadOnly()
+}

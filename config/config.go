@@ -1,11 +1,17 @@
-// Package config reads regsweep.yaml, the file that can hold every
-// command-line flag: global flags as top-level keys, a command's flags in a
-// mapping under the command's name (gc: {grace: 4h}), subcommands nested
-// the same way. The schema is the command tree's flags, so a flag added to
-// a command is a valid key without any change here.
+// Package config owns the layers beneath regsweep's command line:
+// REGSWEEP_* variables and regsweep.yaml, the file that can hold every
+// flag: global flags as top-level keys, a command's flags in a mapping
+// under the command's name (gc: {grace: 4h}), subcommands nested the same
+// way. The schema is the command tree's flags (Tree), so a flag added to a
+// command is a valid key and variable without any change here.
 //
-// The file only supplies values: it is a layer beneath flags and REGSWEEP_*
-// variables, applied by whoever owns the flags (Setting.Apply).
+// Tree.Resolve finds and validates the file and fills each flag not given
+// on the command line, from its variable, else from the file, and
+// remembers where each value came from; Tree.WriteTemplate prints every
+// key. It also redacts secrets from what is shown (RedactValue, Scrub).
+//
+// It may not define flags or print reports (cmd does) nor read the
+// storage's configuration (backend does).
 package config
 
 import (

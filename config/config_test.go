@@ -193,3 +193,27 @@ func TestRedactValue(t *testing.T) {
 		t.Errorf("an empty secret shows as %q; want empty (not set)", got)
 	}
 }
+
+// A secret that contains another is hidden whole, whichever comes first
+// in the list (an access key can be the start of a secret key).
+func TestScrubHidesASecretThatContainsAnother(t *testing.T) {
+	for _, secrets := range [][]string{{"AKIA1234", "AKIA1234-rest-of-secret"}, {"AKIA1234-rest-of-secret", "AKIA1234"}} {
+		if got := Scrub("key AKIA1234-rest-of-secret, id AKIA1234", secrets); got != "key <redacted>, id <redacted>" {
+			t.Errorf("Scrub with %q: %q", secrets, got)
+		}
+	}
+}
+
+func TestScrubErrorHidesAndUnwraps(t *testing.T) {
+	cause := errors.New("auth to http://u:Passw0rd-x@host failed, key Passw0rd-x; id abc")
+	err := ScrubError(cause, []string{"Passw0rd-x", "abc"})
+	if got := err.Error(); got != "auth to http://u:<redacted>@host failed, key <redacted>; id abc" {
+		t.Errorf("scrubbed: %q (values shorter than 4 are left)", got)
+	}
+	if !errors.Is(err, cause) {
+		t.Error("the scrubbed error does not unwrap to its cause")
+	}
+	if ScrubError(nil, []string{"x"}) != nil {
+		t.Error("no error scrubbed is an error")
+	}
+}

@@ -2,6 +2,8 @@ package config
 
 import (
 	"regexp"
+	"slices"
+	"sort"
 	"strings"
 )
 
@@ -46,3 +48,34 @@ func RedactValue(name, value string) string {
 	value = urlUserinfo.ReplaceAllString(value, "${1}"+Redacted+"@")
 	return secretParam.ReplaceAllString(value, "${1}"+Redacted)
 }
+
+// Scrub replaces every secret value in s, the longest first so a secret
+// that contains another is hidden whole. Very short values are left: they
+// would garble the output and cannot be meaningful secrets.
+func Scrub(s string, secrets []string) string {
+	secrets = slices.Clone(secrets)
+	sort.SliceStable(secrets, func(i, j int) bool { return len(secrets[i]) > len(secrets[j]) })
+	for _, sec := range secrets {
+		if len(sec) >= 4 {
+			s = strings.ReplaceAll(s, sec, Redacted)
+		}
+	}
+	return s
+}
+
+// ScrubError hides secrets in an error from elsewhere (a driver that
+// quotes its endpoint or its credentials); it unwraps to the error.
+func ScrubError(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	return scrubbed{err, secrets}
+}
+
+type scrubbed struct {
+	err     error
+	secrets []string
+}
+
+func (e scrubbed) Error() string { return Scrub(e.err.Error(), e.secrets) }
+func (e scrubbed) Unwrap() error { return e.err }

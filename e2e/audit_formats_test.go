@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/testenv"
@@ -63,7 +64,7 @@ func key(t *testing.T, s layout.Spec) string {
 type damagedCorpus struct {
 	b *backendUnderTest
 	// want is exactly the findings expected, by kind.
-	want map[string]int
+	want map[finding.Kind]int
 	// findings that must name a given object: kind -> digest or key.
 	wantObjects [][2]string
 	// expected accounting, computed from what the registry serves.
@@ -153,28 +154,28 @@ func buildDamagedCorpus(t *testing.T) *damagedCorpus {
 	data[len(data)/2] ^= 0xff
 	put(flippedKey, data)
 
-	c.want = map[string]int{
+	c.want = map[finding.Kind]int{
 		// The injected one, broken/img's link to the deleted layer (its
 		// kept manifest needs it) and the garbage link, whose path names a
 		// blob storage lacks.
-		reports.KindDanglingLayerLink:    3,
-		reports.KindMissingBlobReference: 1,
-		reports.KindDigestMismatch:       1,
-		reports.KindCorruptLink:          1,
-		reports.KindUnknownKey:           1,
-		reports.KindStaleUpload:          1,
+		finding.DanglingLayerLink:    3,
+		finding.MissingBlobReference: 1,
+		finding.DigestMismatch:       1,
+		finding.CorruptLink:          1,
+		finding.UnknownKey:           1,
+		finding.StaleUpload:          1,
 		// On S3 the abandoned upload is also an incomplete multipart upload.
-		reports.KindStaleMultipartUpload: 1,
+		finding.StaleMultipartUpload: 1,
 	}
 	c.wantObjects = [][2]string{
-		{reports.KindDanglingLayerLink, danglingKey},
-		{reports.KindDanglingLayerLink, key(t, layout.LayerLink{Repo: "broken/img", Digest: lostDigest})},
-		{reports.KindMissingBlobReference, lostDigest.String()},
-		{reports.KindDigestMismatch, flippedDigest.String()},
-		{reports.KindCorruptLink, garbageKey},
-		{reports.KindDanglingLayerLink, garbageKey},
-		{reports.KindUnknownKey, strayKey},
-		{reports.KindStaleUpload, layout.RepoPrefix("team/app") + "_uploads/" + upload + "/"},
+		{string(finding.DanglingLayerLink), danglingKey},
+		{string(finding.DanglingLayerLink), key(t, layout.LayerLink{Repo: "broken/img", Digest: lostDigest})},
+		{string(finding.MissingBlobReference), lostDigest.String()},
+		{string(finding.DigestMismatch), flippedDigest.String()},
+		{string(finding.CorruptLink), garbageKey},
+		{string(finding.DanglingLayerLink), garbageKey},
+		{string(finding.UnknownKey), strayKey},
+		{string(finding.StaleUpload), layout.RepoPrefix("team/app") + "_uploads/" + upload + "/"},
 	}
 	return c
 }
@@ -270,7 +271,7 @@ func TestAuditFormats(t *testing.T) {
 		for _, f := range doc.Findings {
 			have[[2]string{f.Kind, f.Digest}] = true
 			have[[2]string{f.Kind, f.Key}] = true
-			if f.Kind == reports.KindMissingBlobReference && (len(f.Tags) != 1 || f.Tags[0] != c.brokenTag || f.Repository != "broken/img") {
+			if f.Kind == string(finding.MissingBlobReference) && (len(f.Tags) != 1 || f.Tags[0] != c.brokenTag || f.Repository != "broken/img") {
 				t.Errorf("missing_blob_reference names tags %v in %s, want [%s] in broken/img", f.Tags, f.Repository, c.brokenTag)
 			}
 		}
@@ -299,7 +300,7 @@ func TestAuditFormats(t *testing.T) {
 		for _, line := range strings.Split(out, "\n") {
 			if f := strings.Fields(line); len(f) >= 2 && (f[0] == "!" || f[0] == "-") {
 				got[f[1]]++
-				if (f[0] == "!") != (reports.SeverityOf(f[1]) == reports.SeverityBroken) {
+				if (f[0] == "!") != (finding.Kind(f[1]).Severity() == finding.Broken) {
 					t.Errorf("wrong sigil: %s", line)
 				}
 			}
@@ -367,13 +368,13 @@ func TestAuditFormats(t *testing.T) {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["command"] != "audit" || labels["severity"] != reports.SeverityOf(labels["kind"]) {
+			if labels["command"] != "audit" || labels["severity"] != string(finding.Kind(labels["kind"]).Severity()) {
 				t.Errorf("labels %v", labels)
 			}
 			got[labels["kind"]] = int(m.GetGauge().GetValue())
 		}
-		if len(got) != len(reports.Kinds()) {
-			t.Errorf("findings metric has %d kinds, want every one of %d", len(got), len(reports.Kinds()))
+		if len(got) != len(finding.Kinds()) {
+			t.Errorf("findings metric has %d kinds, want every one of %d", len(got), len(finding.Kinds()))
 		}
 		checkByKind(t, "metrics", got, c.want)
 		if fams[reports.MetricLastSuccess] == nil || fams[reports.MetricLastSuccess].GetMetric()[0].GetGauge().GetValue() < float64(time.Now().Add(-time.Hour).Unix()) {
@@ -466,15 +467,15 @@ func renderInChromium(t *testing.T, page, shot string) (string, string) {
 	return dom, shot
 }
 
-func checkByKind(t *testing.T, format string, got, want map[string]int) {
+func checkByKind(t *testing.T, format string, got map[string]int, want map[finding.Kind]int) {
 	t.Helper()
-	for _, k := range reports.Kinds() {
-		if got[k] != want[k] {
-			t.Errorf("%s: %d %s findings, want %d", format, got[k], k, want[k])
+	for _, k := range finding.Kinds() {
+		if got[string(k)] != want[k] {
+			t.Errorf("%s: %d %s findings, want %d", format, got[string(k)], k, want[k])
 		}
 	}
 	for k := range got {
-		if reports.SeverityOf(k) == "" {
+		if finding.Kind(k).Severity() == "" {
 			t.Errorf("%s: unknown kind %q", format, k)
 		}
 	}
@@ -491,7 +492,7 @@ func checkPrivate(t *testing.T, path string) {
 	}
 }
 
-func sum(m map[string]int) int {
+func sum(m map[finding.Kind]int) int {
 	n := 0
 	for _, v := range m {
 		n += v
@@ -569,7 +570,7 @@ func TestAuditFormatsVerifyThroughput(t *testing.T) {
 		FindingsByKind map[string]int     `json:"findings_by_kind"`
 		Durations      map[string]float64 `json:"durations_seconds"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || doc.FindingsByKind[reports.KindDigestMismatch] != 0 {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || doc.FindingsByKind[string(finding.DigestMismatch)] != 0 {
 		t.Fatalf("audit --verify of intact blobs: exit %d, %v, %v", code, doc.FindingsByKind, err)
 	}
 	t.Logf("regsweep audit --verify (default --concurrency 32): %d MiB, verify phase %.2fs = %.0f MB/s; whole run %s",
@@ -595,7 +596,6 @@ func largeAudit(t *testing.T, repos int) *reports.Audit {
 		t.Fatal(err)
 	}
 	a := reports.BuildAudit(an.Inventory, an.Mark, an.Plan, reports.NewStorageInfo(mem.Name(), mem.Location()), map[string]int64{}, started, time.Now())
-	a.NameAffectedTags(an.Inventory, an.Mark)
 	return a
 }
 
@@ -614,7 +614,7 @@ func scaleAudit(a *reports.Audit, n int) *reports.Audit {
 	r := &b.Reclaimable
 	r.Blobs, r.Bytes, r.Manifests, r.LayerLinks = r.Blobs*n, r.Bytes*int64(n), r.Manifests*n, r.LayerLinks*n
 	r.Uploads, r.MultipartUploads, r.Segments, r.Repositories = r.Uploads*n, r.MultipartUploads*n, r.Segments*n, r.Repositories*n
-	b.FindingsByKind = map[string]int{}
+	b.FindingsByKind = map[finding.Kind]int{}
 	for k, v := range a.FindingsByKind {
 		b.FindingsByKind[k] = v * n
 	}
@@ -761,8 +761,8 @@ func TestAuditFormatsLargeHTML(t *testing.T) {
 	}
 	// Findings: every kind counted, at most 10 of each listed, and the
 	// rest named with the command that lists them.
-	listed := map[string]int{}
-	var kinds []string
+	listed := map[finding.Kind]int{}
+	var kinds []finding.Kind
 	page.decode(t, `Array.from(document.querySelectorAll('#table-findings tbody tr')).map(r => r.getAttribute('data-kind'))`, &kinds)
 	for _, k := range kinds {
 		listed[k]++

@@ -1,13 +1,13 @@
 package e2e
 
-// Concurrent pushes while `regsweep gc --delete` runs (issue 6).
+// Concurrent pushes while `regsweep gc --delete` runs (issues 6 and 15).
 //
 // A registry has no lock regsweep can take, so in plain-registry mode a
 // window remains: a push that links a planned blob after the last recheck
-// and before the deletion lands can lose it (docs/safety.md). The tests
-// here therefore split in two:
+// listing has passed it and before the deletion lands can lose it
+// (docs/safety.md, section 10). The tests split in two:
 //
-//   - TestConcurrentPushesReadOnlyCycles* asserts. It runs the procedure
+//   - TestConcurrentPushesReadOnlyCycles* (here) run the procedure
 //     docs/safety.md calls safe: the registry is switched to read-only for
 //     every gc run (`--require-readonly` checks it) and back to writable
 //     between runs, while clients push, delete, re-push and mount the whole
@@ -16,17 +16,9 @@ package e2e
 //     storage gc is not changing; gc itself works on a frozen store. So
 //     every push that reported success, and every tag, must pull: by
 //     design, not by luck of timing.
-//   - TestConcurrentPushesMeasure measures. It leaves the registry writable
-//     and loops gc under the same random load, or fires re-pushes and
-//     mounts of garbage at the moment gc starts deleting, then counts
-//     pushes the registry accepted that no longer pull, and logs the
-//     figures. Only what holds in any mode is asserted: images tagged
-//     before the runs and never touched again pull (every run marks them,
-//     and a recheck only ever removes items from a plan).
-//
-// REGSWEEP_CONCURRENT_RUNS=n makes the measurement run every combination
-// (filesystem and S3, grace 0s and 5s, random and aimed) with n gc runs
-// each, for soak runs; make test runs two short ones.
+//   - busy_test.go leaves the registry writable and asserts what gc
+//     promises there: it finishes, and a push loses nothing unless it
+//     overlaps the window.
 
 import (
 	"archive/tar"
@@ -117,6 +109,12 @@ func newRawClient(reg *testenv.Registry) rawClient {
 }
 
 func (c rawClient) do(method, u, contentType string, body []byte) (int, http.Header, error) {
+	code, h, _, err := c.exchange(method, u, contentType, "", body)
+	return code, h, err
+}
+
+// exchange sends one request and returns the answer, its body read.
+func (c rawClient) exchange(method, u, contentType, accept string, body []byte) (int, http.Header, []byte, error) {
 	if strings.HasPrefix(u, "/") {
 		u = c.base + u
 	}
@@ -126,18 +124,21 @@ func (c rawClient) do(method, u, contentType string, body []byte) (int, http.Hea
 	}
 	req, err := http.NewRequest(method, u, rd)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, resp.Header, nil
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b, err
 }
 
 func statusErr(what string, code int, want int) error {
@@ -212,12 +213,74 @@ func (c rawClient) putManifest(repo, ref string, im *rawImage) error {
 	return statusErr("PUT manifest", code, http.StatusCreated)
 }
 
-func (c rawClient) deleteManifest(repo, digest string) error {
-	code, _, err := c.do(http.MethodDelete, "/v2/"+repo+"/manifests/"+digest, "", nil)
+// deleteManifest deletes a manifest (by digest) or a tag.
+func (c rawClient) deleteManifest(repo, ref string) error {
+	code, _, err := c.do(http.MethodDelete, "/v2/"+repo+"/manifests/"+ref, "", nil)
 	if err != nil {
 		return err
 	}
 	return statusErr("DELETE manifest", code, http.StatusAccepted)
+}
+
+// get fetches path and returns its status and body.
+func (c rawClient) get(path, accept string) (int, []byte, error) {
+	code, _, b, err := c.exchange(http.MethodGet, path, "", accept, nil)
+	return code, b, err
+}
+
+// pull fetches repo:ref and everything it references, verifying every
+// digest. lost says what the registry no longer has (404) or serves wrong;
+// err is a failure to ask (a registry restarting, a 5xx), which proves
+// nothing either way.
+func (c rawClient) pull(repo, ref, wantDigest string) (lost, err error) {
+	code, body, err := c.get("/v2/"+repo+"/manifests/"+ref, acceptAll)
+	switch {
+	case err != nil:
+		return nil, err
+	case code == http.StatusNotFound:
+		return fmt.Errorf("%s:%s: manifest: HTTP %d%s", repo, ref, code, registryErrorCode(body)), nil
+	case code != http.StatusOK:
+		return nil, fmt.Errorf("%s:%s: manifest: HTTP %d%s", repo, ref, code, registryErrorCode(body))
+	}
+	if d := sha(body); wantDigest != "" && d != wantDigest {
+		return fmt.Errorf("%s:%s: manifest %s, pushed %s", repo, ref, d, wantDigest), nil
+	}
+	var m manifestDoc
+	if err := json.Unmarshal(body, &m); err != nil {
+		return fmt.Errorf("%s:%s: %v", repo, ref, err), nil
+	}
+	for _, b := range m.blobs() {
+		code, data, err := c.get("/v2/"+repo+"/blobs/"+b, "")
+		switch {
+		case err != nil:
+			return nil, err
+		case code == http.StatusNotFound:
+			return fmt.Errorf("%s:%s: blob %s: HTTP %d%s", repo, ref, b, code, registryErrorCode(data)), nil
+		case code != http.StatusOK:
+			return nil, fmt.Errorf("%s:%s: blob %s: HTTP %d%s", repo, ref, b, code, registryErrorCode(data))
+		case sha(data) != b:
+			return fmt.Errorf("%s:%s: blob %s: served %s", repo, ref, b, sha(data)), nil
+		}
+	}
+	for _, child := range m.Manifests {
+		if lost, err := c.pull(repo, child.Digest, child.Digest); lost != nil || err != nil {
+			return lost, err
+		}
+	}
+	return nil, nil
+}
+
+// registryErrorCode is " (CODE)" for a registry's error body, or "".
+func registryErrorCode(body []byte) string {
+	var doc struct {
+		Errors []struct {
+			Code string `json:"code"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &doc) != nil || len(doc.Errors) == 0 {
+		return ""
+	}
+	return " (" + doc.Errors[0].Code + ")"
 }
 
 // ------------------------------------------------------------------ load ---
@@ -231,6 +294,23 @@ type loadStats struct {
 	MountPushes, MountPushFailed     int // manifests pushed into another repository over mounted blobs
 	Mounted, MountFallbacks          int // blobs mounted; mounts of a once-pushed source refused (collected) and uploaded instead
 	Deletes, DeleteFailed            int // manifest deletions (making garbage to re-push)
+	Accepted                         int // pushes the registry accepted (manifest PUT 201)
+	Unverified                       int // accepted pushes that could not be pulled just before their deletion (registry restarting)
+	Transient                        int // accepted pushes that did not pull during a gc run, just before their deletion, and pulled once it ended
+}
+
+// pushRecord is a push the registry accepted: what was pushed, and when,
+// from before its first request (which may write a link) to the answer to
+// its manifest PUT.
+type pushRecord struct {
+	ref, digest string
+	start, end  time.Time
+}
+
+// lostPush is an accepted push that did not pull afterwards.
+type lostPush struct {
+	pushRecord
+	why error
 }
 
 // recycled is an image a worker deletes and re-pushes, over and over.
@@ -246,7 +326,9 @@ func (r *recycled) ref() string { return r.repo + ":" + r.tag }
 
 // load is the concurrent client: workers push, delete, re-push and mount
 // until stopped. expected holds every push that reported success and was
-// not deleted since: each must pull afterwards (asserted or counted).
+// not deleted or overwritten since: each must pull afterwards. A push is
+// pulled just before a worker deletes it or moves its tag, so that a push
+// lost and then deleted is not missed.
 type load struct {
 	t     *testing.T
 	reg   *testenv.Registry
@@ -254,14 +336,19 @@ type load struct {
 	crane string
 	dir   string
 
+	// gc is held by the test while a gc run goes (runGC): a worker whose
+	// pull failed during a run waits for its end to pull again.
+	gc sync.RWMutex
+
 	mu       sync.Mutex
-	expected map[string]string // repo:tag -> manifest digest
+	expected map[string]pushRecord // by repo:tag
+	lost     []lostPush            // found when retired
 	stats    loadStats
 	problems []string // unexpected answers (not refusals): reported at the end
 }
 
 func newLoad(t *testing.T, reg *testenv.Registry) *load {
-	return &load{t: t, reg: reg, raw: newRawClient(reg), crane: testenv.Crane(t), dir: t.TempDir(), expected: map[string]string{}}
+	return &load{t: t, reg: reg, raw: newRawClient(reg), crane: testenv.Crane(t), dir: t.TempDir(), expected: map[string]pushRecord{}}
 }
 
 func (l *load) count(f func(s *loadStats)) {
@@ -270,14 +357,53 @@ func (l *load) count(f func(s *loadStats)) {
 	l.mu.Unlock()
 }
 
-func (l *load) setExpected(ref, digest string) {
+// accepted records a push the registry accepted, started at start.
+func (l *load) accepted(ref, digest string, start time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if digest == "" {
-		delete(l.expected, ref)
-	} else {
-		l.expected[ref] = digest
+	l.expected[ref] = pushRecord{ref: ref, digest: digest, start: start, end: time.Now()}
+	l.stats.Accepted++
+}
+
+// retire takes ref out of what must pull at the end, before a worker
+// deletes it or moves its tag, and pulls it first.
+func (l *load) retire(ref string) {
+	l.mu.Lock()
+	rec, ok := l.expected[ref]
+	delete(l.expected, ref)
+	l.mu.Unlock()
+	if !ok {
+		return
 	}
+	repo, tag, _ := strings.Cut(ref, ":")
+	lost, err := l.raw.pull(repo, tag, rec.digest)
+	transient := false
+	if lost != nil {
+		// During a run an image pushed again in the link phase does not
+		// pull for a moment: its links are deleted, then written again
+		// before the blobs go. What counts is whether it pulls after.
+		l.gc.RLock()
+		lost, err = l.raw.pull(repo, tag, rec.digest)
+		l.gc.RUnlock()
+		transient = lost == nil && err == nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case lost != nil:
+		l.lost = append(l.lost, lostPush{rec, lost})
+	case err != nil:
+		l.stats.Unverified++
+	case transient:
+		l.stats.Transient++
+	}
+}
+
+// runGC is runGCWatched with the load told that a run goes.
+func (l *load) runGC(t *testing.T, b *backendUnderTest, on func(ev gcEvent, p *gcProc)) watchedRun {
+	l.gc.Lock()
+	defer l.gc.Unlock()
+	return runGCWatched(t, b, on)
 }
 
 func (l *load) problem(format string, args ...any) {
@@ -348,7 +474,9 @@ func (l *load) worker(w int, stop <-chan struct{}) {
 // protects).
 func (l *load) pushNew(w, i int) bool {
 	ref := fmt.Sprintf("fresh/w%d:%d", w, i)
-	digest, err := l.craneAppend(layerTarball(l.t, l.dir, testenv.RandomBytes(l.t, 4096)), ref)
+	tarball := layerTarball(l.t, l.dir, testenv.RandomBytes(l.t, 4096))
+	start := time.Now()
+	digest, err := l.craneAppend(tarball, ref)
 	l.count(func(s *loadStats) {
 		s.CranePushes++
 		if err != nil {
@@ -356,7 +484,7 @@ func (l *load) pushNew(w, i int) bool {
 		}
 	})
 	if err == nil {
-		l.setExpected(ref, digest)
+		l.accepted(ref, digest, start)
 	}
 	return err == nil
 }
@@ -367,7 +495,7 @@ func (l *load) recycle(r *recycled) bool {
 	if r.pushed {
 		// Forget it first: while its deletion is under way it may or may
 		// not be there.
-		l.setExpected(r.ref(), "")
+		l.retire(r.ref())
 		var err error
 		if r.raw != nil {
 			err = l.raw.deleteManifest(r.repo, r.digest)
@@ -385,6 +513,7 @@ func (l *load) recycle(r *recycled) bool {
 	}
 	var digest string
 	var err error
+	start := time.Now()
 	if r.raw != nil {
 		digest, err = r.raw.digest, l.rawPush(r.repo, r.tag, r.raw, r.digest != "")
 	} else {
@@ -410,7 +539,7 @@ func (l *load) recycle(r *recycled) bool {
 		l.problem("%s re-pushed as %s, first pushed as %s: the same bytes must give the same digest", r.ref(), digest, r.digest)
 	}
 	r.digest, r.pushed = digest, true
-	l.setExpected(r.ref(), digest)
+	l.accepted(r.ref(), digest, start)
 	return true
 }
 
@@ -434,7 +563,8 @@ func (l *load) rawPush(repo, tag string, im *rawImage, again bool) error {
 // each time, so earlier mounts turn into untagged garbage.
 func (l *load) mountPush(w int, src *recycled) bool {
 	dst, tag := fmt.Sprintf("mounted/w%d", w), "latest"
-	l.setExpected(dst+":"+tag, "")
+	l.retire(dst + ":" + tag)
+	start := time.Now()
 	err := func() error {
 		for _, b := range src.raw.blobs() {
 			mounted, err := l.raw.mountBlob(dst, src.repo, b)
@@ -461,7 +591,7 @@ func (l *load) mountPush(w int, src *recycled) bool {
 		}
 	})
 	if err == nil {
-		l.setExpected(dst+":"+tag, src.raw.digest)
+		l.accepted(dst+":"+tag, src.raw.digest, start)
 	}
 	return err == nil
 }
@@ -487,30 +617,12 @@ func (l *load) run(workers int) (stop func()) {
 
 // pullErr pulls repo:ref through the registry and verifies every digest,
 // returning what is wrong instead of failing the test.
-func pullErr(t *testing.T, reg *testenv.Registry, repo, ref, wantDigest string) error {
-	code, body, _ := testenv.Get(t, reg, "/v2/"+repo+"/manifests/"+ref, acceptAll)
-	if code != http.StatusOK {
-		return fmt.Errorf("%s:%s: manifest: HTTP %d", repo, ref, code)
+func pullErr(reg *testenv.Registry, repo, ref, wantDigest string) error {
+	lost, err := newRawClient(reg).pull(repo, ref, wantDigest)
+	if lost != nil {
+		return lost
 	}
-	if d := sha(body); wantDigest != "" && d != wantDigest {
-		return fmt.Errorf("%s:%s: manifest %s, pushed %s", repo, ref, d, wantDigest)
-	}
-	var m manifestDoc
-	if err := json.Unmarshal(body, &m); err != nil {
-		return fmt.Errorf("%s:%s: %v", repo, ref, err)
-	}
-	for _, b := range m.blobs() {
-		code, data, _ := testenv.Get(t, reg, "/v2/"+repo+"/blobs/"+b, "")
-		if code != http.StatusOK || sha(data) != b {
-			return fmt.Errorf("%s:%s: blob %s: HTTP %d", repo, ref, b, code)
-		}
-	}
-	for _, c := range m.Manifests {
-		if err := pullErr(t, reg, repo, c.Digest, c.Digest); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // allTags lists every repository:tag the registry serves.
@@ -553,10 +665,11 @@ func allTags(t *testing.T, reg *testenv.Registry) []string {
 
 // outcome is what a verification found.
 type outcome struct {
-	expected, lostExpected int      // successful pushes, and those that no longer pull
-	tags, brokenTags       int      // every tag served, and those that do not pull
-	dangling               int      // links to missing blobs in storage
-	details                []string // the first few of each
+	expected, lostExpected int        // successful pushes, and those that no longer pull
+	lost                   []lostPush // those, with the ones lost before a worker deleted them
+	tags, brokenTags       int        // every tag served, and those that do not pull
+	dangling               int        // links to missing blobs in storage
+	details                []string   // the first few of each
 }
 
 func (o *outcome) note(format string, args ...any) {
@@ -571,23 +684,28 @@ func verifyAfterLoad(t *testing.T, b *backendUnderTest, l *load) outcome {
 	b.reg.Restart()
 	var o outcome
 	l.mu.Lock()
-	expected := make(map[string]string, len(l.expected))
+	expected := make(map[string]pushRecord, len(l.expected))
 	for k, v := range l.expected {
 		expected[k] = v
 	}
+	o.lost = append(o.lost, l.lost...)
 	l.mu.Unlock()
-	for ref, digest := range expected {
+	for _, p := range o.lost {
+		o.note("pushed successfully, lost before it was deleted: %v", p.why)
+	}
+	for ref, rec := range expected {
 		o.expected++
 		repo, tag, _ := strings.Cut(ref, ":")
-		if err := pullErr(t, b.reg, repo, tag, digest); err != nil {
+		if err := pullErr(b.reg, repo, tag, rec.digest); err != nil {
 			o.lostExpected++
+			o.lost = append(o.lost, lostPush{rec, err})
 			o.note("pushed successfully, lost: %v", err)
 		}
 	}
 	for _, ref := range allTags(t, b.reg) {
 		o.tags++
 		repo, tag, _ := strings.Cut(ref, ":")
-		if err := pullErr(t, b.reg, repo, tag, ""); err != nil {
+		if err := pullErr(b.reg, repo, tag, ""); err != nil {
 			o.brokenTags++
 			o.note("tag does not pull: %v", err)
 		}
@@ -608,63 +726,6 @@ func verifyAfterLoad(t *testing.T, b *backendUnderTest, l *load) outcome {
 		}
 	}
 	return o
-}
-
-// ------------------------------------------------------------------- gc ---
-
-// gcRun is one gc --delete under load.
-type gcRun struct {
-	code           int
-	why            string // a short class of the error, when it failed
-	deletedBlobs   int
-	deletedLinks   int
-	recheckDropped int
-}
-
-func runGCDelete(t *testing.T, b *backendUnderTest, grace string, extra ...string) gcRun {
-	t.Helper()
-	args := append([]string{"gc", "--delete", "--delete-untagged", "--grace", grace, "--upload-grace", "0s",
-		"--max-delete-fraction", "1", "--cache-dir", t.TempDir(), "--format", "json", "--quiet"}, extra...)
-	stdout, stderr, code := runMayFail(t, b, args...)
-	r := gcRun{code: code}
-	var doc struct {
-		Result *struct {
-			Deleted map[string]int `json:"deleted"`
-		} `json:"result"`
-		Recheck *struct {
-			Dropped int `json:"dropped"`
-		} `json:"recheck"`
-	}
-	if err := json.Unmarshal([]byte(stdout), &doc); err != nil && code == 0 {
-		t.Fatalf("gc printed no JSON report: %v\n%s\n%s", err, stdout, stderr)
-	}
-	if doc.Result != nil {
-		r.deletedBlobs = doc.Result.Deleted["blob"]
-		for k, n := range doc.Result.Deleted {
-			if strings.HasSuffix(k, "_link") {
-				r.deletedLinks += n
-			}
-		}
-	}
-	if doc.Recheck != nil {
-		r.recheckDropped = doc.Recheck.Dropped
-	}
-	if code != 0 {
-		line := finalLine(stderr)
-		switch {
-		case strings.Contains(line, "listed but not found when read"):
-			r.why = "walk: a key vanished between listing and reading"
-		case strings.Contains(line, "exists but the walk did not list it"):
-			r.why = "recheck: a key appeared since the walk"
-		default:
-			r.why = line
-			if len(r.why) > 80 {
-				r.why = r.why[:80]
-			}
-		}
-		t.Logf("gc exited %d: %s", code, line)
-	}
-	return r
 }
 
 // ------------------------------------------------------- registry modes ---
@@ -720,7 +781,7 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 	// collected, every cycle, whatever the scheduling of the workers.
 	fixed := newRawImage(t)
 	stop := l.run(3)
-	var runs []gcRun
+	var runs []watchedRun
 	recollectedFixed, fallbacksFixed := 0, 0
 	for cycle := 0; cycle < cycles; cycle++ {
 		if cycle > 0 {
@@ -735,7 +796,7 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 		phase := time.Now()
 		setReadOnly(t, b.reg, true)
 		switched := time.Since(phase)
-		r := runGCDelete(t, b, "0s", "--require-readonly", "--registry-config", b.reg.ConfigPath)
+		r := runGCWatched(t, b, nil, "--require-readonly", "--registry-config", b.reg.ConfigPath)
 		if r.code != 0 {
 			t.Fatalf("cycle %d: gc --delete --require-readonly on a read-only registry exited %d", cycle, r.code)
 		}
@@ -743,7 +804,7 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 		ran := time.Since(phase) - switched
 		setReadOnly(t, b.reg, false)
 		t.Logf("cycle %d: switched to read-only in %s, gc took %s and deleted %d blobs, back to writable after %s in all",
-			cycle, switched.Round(time.Millisecond), ran.Round(time.Millisecond), r.deletedBlobs, time.Since(phase).Round(time.Millisecond))
+			cycle, switched.Round(time.Millisecond), ran.Round(time.Millisecond), r.deleted["blob"], time.Since(phase).Round(time.Millisecond))
 
 		for _, blob := range fixed.blobs() {
 			uploaded, err := raw.pushBlob("fixed/a", blob)
@@ -771,8 +832,8 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 		}
 	}
 	stop()
-	l.setExpected("fixed/a:v1", fixed.digest)
-	l.setExpected("fixed/b:v1", fixed.digest)
+	l.accepted("fixed/a:v1", fixed.digest, time.Now())
+	l.accepted("fixed/b:v1", fixed.digest, time.Now())
 
 	// The fixed image was garbage at every gc after the first (deleted,
 	// grace 0, nothing else uses its blobs) and the registry was frozen,
@@ -785,299 +846,23 @@ func runReadOnlyCycles(t *testing.T, b *backendUnderTest) {
 	}
 	deletedBlobs := 0
 	for _, r := range runs {
-		deletedBlobs += r.deletedBlobs
+		deletedBlobs += r.deleted["blob"]
 	}
 
 	o := verifyAfterLoad(t, b, l)
-	for _, k := range c.kept {
-		if err := pullErr(t, b.reg, k[0], k[1], ""); err != nil {
-			t.Errorf("corpus image: %v", err)
-		}
-	}
+	checkUntouched(t, b.reg, c)
 	t.Logf("%s, read-only cycles: %d gc runs deleted %d blobs; load %+v; verified %d successful pushes and %d tags",
 		b.name, len(runs), deletedBlobs, l.stats, o.expected, o.tags)
 	for _, p := range l.problems {
 		t.Error(p)
 	}
-	if o.lostExpected > 0 || o.brokenTags > 0 || o.dangling > 0 {
+	if len(o.lost) > 0 || o.brokenTags > 0 || o.dangling > 0 {
 		t.Errorf("with gc only while the registry is read-only: %d of %d successful pushes lost, %d of %d tags broken, %d dangling links:\n%s",
-			o.lostExpected, o.expected, o.brokenTags, o.tags, o.dangling, strings.Join(o.details, "\n"))
+			len(o.lost), l.stats.Accepted, o.brokenTags, o.tags, o.dangling, strings.Join(o.details, "\n"))
 	}
 	if l.stats.RawRepushes+l.stats.CraneRepushes == 0 || l.stats.MountPushes == 0 || l.stats.CranePushes == 0 {
 		t.Errorf("the load did not run every scenario: %+v", l.stats)
 	}
-}
-
-// TestConcurrentPushesMeasure measures, without asserting on the figures,
-// how often plain-registry mode loses a push: under a random load (workers
-// pushing, deleting, re-pushing and mounting while gc loops) and aimed at
-// the window (re-pushes fired the moment gc starts deleting). make test runs
-// two short configurations; REGSWEEP_CONCURRENT_RUNS=n runs every
-// combination of backend, grace (0s, 5s) and load with n gc runs each.
-func TestConcurrentPushesMeasure(t *testing.T) {
-	type config struct {
-		backend, grace, kind string
-		runs                 int
-	}
-	configs := []config{{"s3", "0s", "load", 4}, {"filesystem", "0s", "window", 4}}
-	if n, err := strconv.Atoi(os.Getenv("REGSWEEP_CONCURRENT_RUNS")); err == nil && n > 0 {
-		configs = nil
-		for _, kind := range []string{"load", "window"} {
-			for _, backend := range []string{"filesystem", "s3"} {
-				for _, grace := range []string{"0s", "5s"} {
-					configs = append(configs, config{backend, grace, kind, n})
-				}
-			}
-		}
-	}
-	opens := map[string]func(*testing.T) *backendUnderTest{"filesystem": filesystemBackend, "s3": minioBackend}
-	for _, c := range configs {
-		t.Run(c.kind+"/"+c.backend+"/grace="+c.grace, func(t *testing.T) {
-			if c.kind == "load" {
-				runMeasure(t, c.backend, c.grace, c.runs, opens[c.backend])
-			} else {
-				runWindow(t, c.backend, c.grace, c.runs, opens[c.backend])
-			}
-		})
-	}
-}
-
-// runMeasure loops gc on a writable registry under a random load and logs
-// how often a push was lost. It asserts only what holds in any mode.
-func runMeasure(t *testing.T, name, grace string, runs int, open func(*testing.T) *backendUnderTest) {
-	b := open(t)
-	c := pushCorpus(t, b.reg)
-	l := newLoad(t, b.reg)
-	stop := l.run(3)
-	codes, whys := map[int]int{}, map[string]int{}
-	var deletedBlobs, deletedLinks, dropped int
-	for i := 0; i < runs; i++ {
-		r := runGCDelete(t, b, grace)
-		codes[r.code]++
-		if r.why != "" {
-			whys[r.why]++
-		}
-		deletedBlobs += r.deletedBlobs
-		deletedLinks += r.deletedLinks
-		dropped += r.recheckDropped
-	}
-	stop()
-	o := verifyAfterLoad(t, b, l)
-	// Tagged before the runs and never touched: marked by every run.
-	for _, k := range c.kept {
-		if err := pullErr(t, b.reg, k[0], k[1], ""); err != nil {
-			t.Errorf("an image nobody touched during the runs: %v", err)
-		}
-	}
-	for _, p := range l.problems {
-		t.Error(p)
-	}
-	s := l.stats
-	pushes := s.CranePushes + s.CraneRepushes + s.RawRepushes + s.MountPushes
-	t.Logf("MEASURE %s grace=%s: %d gc runs (exit codes %v; failures %v) deleted %d blobs and %d links, rechecks dropped %d items; "+
-		"%d pushes (%d new, %d crane re-pushes, %d raw re-pushes, %d mount pushes; %d blobs found collected and re-uploaded, %d mounted, %d mounts refused), %d deletes; "+
-		"failed pushes (client saw an error): %d; LOST after a successful push: %d of %d; broken tags: %d of %d; dangling links: %d",
-		name, grace, runs, codes, whys, deletedBlobs, deletedLinks, dropped,
-		pushes, s.CranePushes, s.CraneRepushes, s.RawRepushes, s.MountPushes, s.Recollected, s.Mounted, s.MountFallbacks, s.Deletes,
-		s.CranePushFailed+s.CraneRepushFailed+s.RawRepushFailed+s.MountPushFailed, o.lostExpected, o.expected, o.brokenTags, o.tags, o.dangling)
-	for _, d := range o.details {
-		t.Logf("  %s", d)
-	}
-}
-
-// ------------------------------------------------- the window, targeted ---
-
-// runWindow aims at the window itself: before each gc run a few images are
-// pushed and deleted (garbage), and the moment gc logs that it starts
-// deleting links (the plan was rechecked just before), or that it rechecked
-// the plan before the blobs, they are re-pushed (HEAD, upload what is
-// missing, PUT) or mounted into another repository and pushed there. A
-// re-push that the registry accepted but that no longer pulls afterwards is
-// a bite. Logged, not asserted: this is the window docs/safety.md
-// documents, and read-only mode is the way to close it.
-func runWindow(t *testing.T, name, grace string, runs int, open func(*testing.T) *backendUnderTest) {
-	b := open(t)
-	c := pushCorpus(t, b.reg)
-	raw := newRawClient(b.reg)
-	age, _ := time.ParseDuration(grace)
-	type trial struct {
-		trigger       string
-		repushes, ok  int
-		lost          []string
-		failedPushes  int
-		deletedBlobs  int
-		triggerMissed bool
-	}
-	var trials []trial
-	for i := 0; i < runs; i++ {
-		tr := trial{trigger: []string{"links", "blobs"}[i%2]}
-		const k = 4
-		ims := make([]*rawImage, k)
-		for j := range ims {
-			ims[j] = newRawImage(t)
-			repo := fmt.Sprintf("window/%d-%d", i, j)
-			if err := rawPushImage(raw, repo, ims[j]); err != nil {
-				t.Fatalf("pushing %s: %v", repo, err)
-			}
-			if err := raw.deleteManifest(repo, ims[j].digest); err != nil {
-				t.Fatal(err)
-			}
-		}
-		// Garbage only once older than the grace: wait it out
-		// (less the time the run takes to its plan).
-		time.Sleep(age)
-
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		repush := func() {
-			for j, im := range ims {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					src := fmt.Sprintf("window/%d-%d", i, j)
-					repo, err := src, error(nil)
-					if j%2 == 0 {
-						err = rawPushImage(raw, repo, im)
-					} else {
-						repo = fmt.Sprintf("window-mount/%d-%d", i, j)
-						err = mountPushAll(raw, repo, src, im)
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					tr.repushes++
-					if err != nil {
-						tr.failedPushes++
-						return
-					}
-					tr.ok++
-					tr.lost = append(tr.lost, repo+"@"+im.digest)
-				}()
-			}
-		}
-		r := runGCTriggered(t, b, grace, tr.trigger, repush)
-		tr.triggerMissed = !r.triggered
-		tr.deletedBlobs = r.deletedBlobs
-		wg.Wait()
-		// Keep only the re-pushes that do not pull: the bites.
-		var lost []string
-		for _, ref := range tr.lost {
-			repo, digest, _ := strings.Cut(ref, "@")
-			if err := pullErr(t, b.reg, repo, digest, digest); err != nil {
-				lost = append(lost, err.Error())
-			}
-		}
-		tr.lost = lost
-		trials = append(trials, tr)
-	}
-	b.reg.Restart()
-	for _, k := range c.kept {
-		if err := pullErr(t, b.reg, k[0], k[1], ""); err != nil {
-			t.Errorf("an image nobody touched during the runs: %v", err)
-		}
-	}
-	byTrigger := map[string][4]int{} // runs, accepted re-pushes, lost, runs with a bite
-	for _, tr := range trials {
-		v := byTrigger[tr.trigger]
-		v[0]++
-		v[1] += tr.ok
-		v[2] += len(tr.lost)
-		if len(tr.lost) > 0 {
-			v[3]++
-		}
-		byTrigger[tr.trigger] = v
-		for _, l := range tr.lost {
-			t.Logf("  bite (re-push at the start of the %s phase): %s", tr.trigger, l)
-		}
-		if tr.triggerMissed {
-			t.Logf("  a run never reached its %s phase (nothing to delete there)", tr.trigger)
-		}
-	}
-	for _, trig := range []string{"links", "blobs"} {
-		v := byTrigger[trig]
-		t.Logf("WINDOW %s grace=%s, re-push at the start of the %s phase: %d runs, %d re-pushes accepted by the registry, %d of them LOST (%d runs with a bite)",
-			name, grace, trig, v[0], v[1], v[2], v[3])
-	}
-}
-
-// rawPushImage pushes im as repo:v1 the way clients do (HEAD, upload what
-// is missing, PUT).
-func rawPushImage(c rawClient, repo string, im *rawImage) error {
-	for _, b := range im.blobs() {
-		if _, err := c.pushBlob(repo, b); err != nil {
-			return err
-		}
-	}
-	return c.putManifest(repo, "v1", im)
-}
-
-func mountPushAll(c rawClient, repo, from string, im *rawImage) error {
-	for _, b := range im.blobs() {
-		if _, err := c.mountBlob(repo, from, b); err != nil {
-			return err
-		}
-	}
-	return c.putManifest(repo, "v1", im)
-}
-
-type triggeredRun struct {
-	gcRun
-	triggered bool
-}
-
-// runGCTriggered runs gc --delete and calls fire as soon as its log says
-// the link phase starts ("links": the first "sweeping") or the blob phase
-// is next ("blobs": the second "rechecked the plan").
-func runGCTriggered(t *testing.T, b *backendUnderTest, grace, at string, fire func()) triggeredRun {
-	t.Helper()
-	args := append([]string{"gc", "--delete", "--delete-untagged", "--grace", grace, "--upload-grace", "0s",
-		"--max-delete-fraction", "1", "--cache-dir", t.TempDir(), "--format", "json"}, b.flags...)
-	cmd := exec.Command(regsweepBinary(t), args...)
-	cmd.Env = append(os.Environ(), b.env...)
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	pipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var res triggeredRun
-	var lastErr string
-	rechecks := 0
-	buf := make([]byte, 0, 64<<10)
-	sc := bufioScanner(pipe, buf)
-	for sc.Scan() {
-		line := sc.Text()
-		lastErr = line
-		if res.triggered {
-			continue
-		}
-		switch {
-		case at == "links" && strings.Contains(line, "msg=sweeping"),
-			at == "blobs" && strings.Contains(line, "rechecked the plan") && func() bool { rechecks++; return rechecks == 2 }():
-			res.triggered = true
-			fire()
-		}
-	}
-	err = cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); ok {
-		res.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Result *struct {
-			Deleted map[string]int `json:"deleted"`
-		} `json:"result"`
-	}
-	if json.Unmarshal(stdout.Bytes(), &doc) == nil && doc.Result != nil {
-		res.deletedBlobs = doc.Result.Deleted["blob"]
-	}
-	if res.code != 0 {
-		t.Logf("gc exited %d: %s", res.code, lastErr)
-	}
-	return res
 }
 
 // ---------------------------------------------- --require-readonly, real ---
@@ -1091,7 +876,7 @@ func TestReadOnlyRequiredOnRealRegistry(t *testing.T) {
 			b := open(t)
 			c := pushCorpus(t, b.reg)
 			before := blobSet(b.inventory(t))
-			r := runGCDelete(t, b, "0s", "--require-readonly", "--registry-config", b.reg.ConfigPath)
+			r := runGCWatched(t, b, nil, "--require-readonly", "--registry-config", b.reg.ConfigPath)
 			if r.code != exitGuardCode {
 				t.Fatalf("writable registry: exit %d, want %d", r.code, exitGuardCode)
 			}
@@ -1104,9 +889,9 @@ func TestReadOnlyRequiredOnRealRegistry(t *testing.T) {
 				t.Fatalf("the read-only registry answered an upload with %d (%v), want 405", code, err)
 			}
 			b.reg = ro
-			r = runGCDelete(t, b, "0s", "--require-readonly", "--registry-config", ro.ConfigPath)
-			if r.code != 0 || r.deletedBlobs == 0 {
-				t.Fatalf("read-only registry: exit %d, %d blobs deleted; want 0 and the garbage deleted", r.code, r.deletedBlobs)
+			r = runGCWatched(t, b, nil, "--require-readonly", "--registry-config", ro.ConfigPath)
+			if r.code != 0 || r.deleted["blob"] == 0 {
+				t.Fatalf("read-only registry: exit %d, %d blobs deleted; want 0 and the garbage deleted", r.code, r.deleted["blob"])
 			}
 			ro.Restart()
 			for _, k := range c.kept {
@@ -1225,9 +1010,7 @@ func finalLine(s string) string {
 	return s[strings.LastIndex(s, "\n")+1:]
 }
 
-// runMayFail is backendUnderTest.run for runs that may fail: main prefixes
-// errors with "regsweep: ", which is also the test MinIO's access key, so
-// that prefix is taken out before outputs are searched for secrets.
+// runMayFail is backendUnderTest.run for runs that may fail.
 func runMayFail(t *testing.T, b *backendUnderTest, args ...string) (string, string, int) {
 	t.Helper()
 	cmd := exec.Command(regsweepBinary(t), append(args, b.flags...)...)
@@ -1242,13 +1025,21 @@ func runMayFail(t *testing.T, b *backendUnderTest, args ...string) (string, stri
 		}
 		code = ee.ExitCode()
 	}
-	out := stdout.String() + strings.ReplaceAll("\n"+stderr.String(), "\nregsweep: ", "\n")
+	refuseSecrets(t, b, args, stdout.String(), stderr.String())
+	return stdout.String(), stderr.String(), code
+}
+
+// refuseSecrets fails the test if regsweep printed one of b's secrets.
+// main prefixes errors with "regsweep: ", which is also the test MinIO's
+// access key, so that prefix is taken out first.
+func refuseSecrets(t *testing.T, b *backendUnderTest, args []string, stdout, stderr string) {
+	t.Helper()
+	out := stdout + strings.ReplaceAll("\n"+stderr, "\nregsweep: ", "\n")
 	for _, secret := range b.cfg.Secrets() {
 		if strings.Contains(out, secret) {
 			t.Fatalf("regsweep %v printed a secret", args)
 		}
 	}
-	return stdout.String(), stderr.String(), code
 }
 
 func panicLine(log string) string {

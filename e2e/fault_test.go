@@ -432,10 +432,9 @@ func TestFaultSilentShortListing(t *testing.T) {
 			// app2's manifests start: a page cut there loses the tags and
 			// revisions of app2 and keeps its layer links, as a listing
 			// that ends early does.
+			// Both stores list one level in a request, so the walk shards
+			// the repository tree by its top-level names.
 			shard := "docker/registry/v2/repositories/team2/"
-			if fs.name == "swift" {
-				shard = "docker/registry/v2/repositories/t"
-			}
 			cut := 0
 			for _, k := range before {
 				if strings.HasPrefix(k, shard) && !strings.HasPrefix(k, "docker/registry/v2/repositories/team2/app2/_manifests/") {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -67,11 +68,16 @@ func TestProgressAudit(t *testing.T) {
 	args := func(extra ...string) []string {
 		return append([]string{"audit", "--fs-root", root, "--cache-dir", t.TempDir(), "--verify", "--format", "json", "--fail-on", "none"}, extra...)
 	}
-	// What each stage's line says: its name, then its count and rate.
+	// What each stage's line says: its name, then its count and rate; the
+	// mark's also where its manifests came from (read during the walk by
+	// the prefetch, or from storage when asked).
 	lines := map[string][]string{
 		"walk":   {"keys, ", "keys/s"},
-		"mark":   {"manifests (", "manifests/s", "from storage "},
+		"mark":   {"manifests (", "manifests/s"},
 		"verify": {"iB of ", "iB/s"},
+	}
+	origin := func(line string) bool {
+		return strings.Contains(line, "from storage ") || strings.Contains(line, "prefetched ") || strings.Contains(line, "from cache ")
 	}
 
 	t.Run("terminal", func(t *testing.T) {
@@ -82,7 +88,7 @@ func TestProgressAudit(t *testing.T) {
 		for stage, parts := range lines {
 			found := false
 			for _, line := range strings.Split(term, "\n") {
-				if i := strings.Index(line, stage+" "); i >= 0 && containsAll(line[i:], parts) {
+				if i := strings.Index(line, stage+" "); i >= 0 && containsAll(line[i:], parts) && (stage != "mark" || origin(line[i:])) {
 					found = true
 				}
 			}
@@ -160,4 +166,88 @@ func containsAll(s string, parts []string) bool {
 		}
 	}
 	return true
+}
+
+// TestProgressGCAndSweep: gc --delete and sweep --plan --delete show a live
+// line for the walk, the mark (gc) and the sweep on a terminal, log each
+// stage's start and end elsewhere, and show neither with --quiet (issue 20).
+func TestProgressGCAndSweep(t *testing.T) {
+	type run struct {
+		name   string
+		args   func(root, plan string) []string
+		stages map[string][]string
+	}
+	runs := []run{
+		{"gc", func(root, _ string) []string {
+			return []string{"gc", "--fs-root", root, "--delete", "--delete-untagged", "--grace", "0s", "--upload-grace", "0s",
+				"--max-delete-fraction", "1", "--cache-dir", ""}
+		}, map[string][]string{"walk": {"keys, ", "keys/s"}, "mark": {"manifests (", "manifests/s"}, "sweep": {"items (", "items/s"}}},
+		{"sweep", func(root, plan string) []string {
+			return []string{"sweep", "--fs-root", root, "--plan", plan, "--delete", "--max-delete-fraction", "1", "--cache-dir", ""}
+		}, map[string][]string{"sweep": {"items (", "items/s"}}},
+	}
+	// prepare makes a tree with garbage and, for sweep, its plan.
+	prepare := func(t *testing.T) (root, plan string) {
+		root = progressTree(t)
+		plan = filepath.Join(t.TempDir(), "plan.json")
+		cmd := exec.Command(regsweepBinary(t), "gc", "--fs-root", root, "--delete-untagged", "--grace", "0s", "--upload-grace", "0s",
+			"--max-delete-fraction", "1", "--cache-dir", "", "--plan-out", plan, "--quiet")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("gc --plan-out: %v\n%s", err, out)
+		}
+		return root, plan
+	}
+	for _, r := range runs {
+		t.Run(r.name+"/terminal", func(t *testing.T) {
+			root, plan := prepare(t)
+			term, _ := runOnTerminal(t, r.args(root, plan)...)
+			for stage, parts := range r.stages {
+				found := false
+				for _, line := range strings.Split(term, "\n") {
+					if i := strings.Index(line, stage+" "); i >= 0 && containsAll(line[i:], parts) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("no progress line for %s (%q) on the terminal:\n%q", stage, parts, term)
+				}
+			}
+			if last := strings.LastIndex(term, "\x1b[J"); last < 0 || strings.Contains(term[last:], "items (") {
+				t.Errorf("the progress line was not erased at the end:\n%q", term)
+			}
+		})
+		t.Run(r.name+"/log", func(t *testing.T) {
+			root, plan := prepare(t)
+			cmd := exec.Command(regsweepBinary(t), append(r.args(root, plan), "--log-format", "json")...)
+			var stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%v\n%s", err, stderr.String())
+			}
+			states := map[string][]string{}
+			for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+				var rec map[string]any
+				if err := json.Unmarshal([]byte(line), &rec); err != nil {
+					t.Fatalf("stderr line is not a JSON log line: %q", line)
+				}
+				if rec["msg"] == "progress" {
+					stage, _ := rec["stage"].(string)
+					state, _ := rec["state"].(string)
+					states[stage] = append(states[stage], state)
+				}
+			}
+			for stage := range r.stages {
+				if s := states[stage]; len(s) < 2 || s[0] != "started" || s[len(s)-1] != "done" {
+					t.Errorf("%s logged %v, want started ... done", stage, s)
+				}
+			}
+		})
+		t.Run(r.name+"/quiet", func(t *testing.T) {
+			root, plan := prepare(t)
+			term, _ := runOnTerminal(t, append(r.args(root, plan), "--quiet")...)
+			if strings.Contains(term, "\x1b[") || strings.Contains(term, "items") || strings.Contains(term, "progress") {
+				t.Errorf("--quiet drew or logged progress:\n%q", term)
+			}
+		})
+	}
 }

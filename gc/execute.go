@@ -129,7 +129,7 @@ func (a *Analysis) execute(ctx context.Context, held *lock.Held, o ExecOptions) 
 	// After the recheck, which drops a repository that a push has filled
 	// since the plan: what is left to remove whole must be empty, or the
 	// walks missed keys.
-	if n, err := p.VerifyEmptyRepositories(ctx, a.Store); err != nil {
+	if n, err := p.VerifyEmptyRepositories(ctx, a.Store, lastStart); err != nil {
 		return nil, err
 	} else if n > 0 {
 		total.Dropped += n

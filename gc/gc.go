@@ -276,14 +276,35 @@ func manifestRoots(inv *walker.Inventory) int64 {
 	return int64(n)
 }
 
-// countingSource counts the manifests the mark reads.
+// countingSource counts the manifests the mark reads, and, from a source
+// that says, where each came from.
 type countingSource struct {
 	Source
 	stage progress.Stage
 }
 
+// originSource is a Source that says where a manifest came from
+// (mark.BlobSource).
+type originSource interface {
+	ManifestFrom(ctx context.Context, d digest.Digest) ([]byte, mark.Origin, error)
+}
+
 func (c countingSource) Manifest(ctx context.Context, d digest.Digest) ([]byte, error) {
-	b, err := c.Source.Manifest(ctx, d)
+	o, ok := c.Source.(originSource)
+	if !ok {
+		b, err := c.Source.Manifest(ctx, d)
+		c.stage.Add(1)
+		return b, err
+	}
+	b, origin, err := o.ManifestFrom(ctx, d)
 	c.stage.Add(1)
+	switch origin {
+	case mark.FromCache:
+		c.stage.Count("from_cache", 1)
+	case mark.FromPrefetch:
+		c.stage.Count("prefetched", 1)
+	default:
+		c.stage.Count("from_storage", 1)
+	}
 	return b, err
 }

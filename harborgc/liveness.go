@@ -6,7 +6,9 @@
 //
 // It adds to Harbor's GC what Harbor never collects: blobs in storage with
 // no database row, revision links of manifests no artifact names, layer
-// links, tags and emptied repositories.
+// links, tags and emptied repositories. Where the database and storage
+// disagree it says so as findings (Participant.Findings, the harbor_*
+// kinds).
 package harborgc
 
 import (

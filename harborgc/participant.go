@@ -23,7 +23,7 @@ type Options struct {
 	// none); it must answer before a deleting run begins.
 	Redis string
 	// History records a deleting run in Harbor's GC history.
-	History bool
+	History  bool
 	Deleting bool
 	Log      *slog.Logger
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
@@ -225,11 +226,12 @@ func keys(m *blobindex.Set) []string {
 }
 
 type problemID struct {
-	Kind, Repo string
-	Digest     digest.Digest
+	Kind   finding.Kind
+	Repo   string
+	Digest digest.Digest
 }
 
-func problemIDs(ps []mark.Problem) []problemID {
+func problemIDs(ps []finding.Finding) []problemID {
 	var out []problemID
 	for _, p := range ps {
 		out = append(out, problemID{p.Kind, p.Repo, p.Digest})

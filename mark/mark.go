@@ -15,6 +15,11 @@
 //
 // Mark fails closed: what it cannot read or cannot understand is kept and
 // reported as a blocking problem, never taken as referencing nothing.
+//
+// It owns what is live and the problems it meets on the way, as findings
+// (the walk's corrupt links among them; a problem that breaks pulls names
+// the tags it breaks). It may not plan or delete (sweep does), nor format
+// them (reports does).
 package mark
 
 import (
@@ -27,6 +32,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/walker"
 )
@@ -56,65 +62,6 @@ type Options struct {
 	Recheck bool
 }
 
-// Problem kinds.
-const (
-	// A manifest that cannot be parsed, is too large to be one, or whose
-	// stored content does not match its digest. Blocking: its references
-	// are unknown.
-	KindUnparseableManifest = "unparseable_manifest"
-	// An index or list child whose manifest blob is missing. Blocking.
-	KindMissingChildManifest = "missing_child_manifest"
-	// A kept manifest references a blob that storage lacks (foreign
-	// layers excepted). Reported.
-	KindMissingBlobReference = "missing_blob_reference"
-	// A revision link whose manifest blob is missing. Reported.
-	KindDanglingRevisionLink = "dangling_revision_link"
-	// A link whose content is not the digest it should hold, or a tag
-	// without a current link. Blocking.
-	KindCorruptLink = "corrupt_link"
-	// A tag whose current link points at a missing manifest. Reported.
-	KindMissingTaggedManifest = "missing_tagged_manifest"
-	// A root given by Options.Roots (a Harbor artifact) whose manifest
-	// blob storage lacks. Reported: the artifact is broken, and nothing
-	// else changes.
-	KindMissingRootManifest = "missing_root_manifest"
-)
-
-// Problem is something wrong found while marking.
-type Problem struct {
-	Kind   string
-	Repo   string        // "" when not tied to a repository
-	Digest digest.Digest // the manifest, blob or link target concerned
-	Key    string        // the storage key concerned
-	Err    error
-}
-
-func (p Problem) String() string {
-	s := p.Kind
-	if p.Repo != "" {
-		s += " repo=" + p.Repo
-	}
-	if p.Digest != "" {
-		s += " digest=" + p.Digest.String()
-	}
-	if p.Key != "" {
-		s += fmt.Sprintf(" key=%q", p.Key)
-	}
-	if p.Err != nil {
-		s += ": " + p.Err.Error()
-	}
-	return s
-}
-
-// Blocking reports whether the problem must stop a sweep.
-func (p Problem) Blocking() bool {
-	switch p.Kind {
-	case KindUnparseableManifest, KindMissingChildManifest, KindCorruptLink:
-		return true
-	}
-	return false
-}
-
 // RepoResult is what one repository needs.
 type RepoResult struct {
 	// KeptManifests are the repository's kept manifests, including kept
@@ -142,8 +89,10 @@ type Result struct {
 	KeptBlobs *blobindex.Set
 	// Repos has an entry for every repository of the inventory.
 	Repos map[string]*RepoResult
-	// Problems, sorted by repository, kind, digest and key.
-	Problems []Problem
+	// Problems, sorted by repository, kind, digest and key: the walk's
+	// corrupt links and what the mark found wrong. Those that break pulls
+	// of a manifest tree name the tags they break.
+	Problems []finding.Finding
 
 	g   *graph            // every manifest the mark parsed, for References and Extend
 	inv *walker.Inventory // the walk marked
@@ -209,14 +158,65 @@ func (r *Result) refs(d digest.Digest, blob func(id uint32)) (children []digest.
 // Blocking returns the problems that must stop a sweep: unparseable
 // manifests, missing index children and corrupt links. (A read error
 // other than not-found is not a problem: Run returns it.)
-func (r *Result) Blocking() []Problem {
-	var out []Problem
+func (r *Result) Blocking() []finding.Finding {
+	var out []finding.Finding
 	for _, p := range r.Problems {
-		if p.Blocking() {
+		if p.Kind.Blocking() {
 			out = append(out, p)
 		}
 	}
 	return out
+}
+
+// nameBrokenTags names, in each problem that breaks pulls of a manifest
+// tree (a missing blob or child, an unparseable or missing manifest), the
+// tags of its repository whose tree reaches the problem's digest, as the
+// mark parsed them.
+func (r *Result) nameBrokenTags() {
+	reach := map[string]map[digest.Digest]bool{} // "repo\x00tag" -> reached digests
+	reached := func(repo, tag string, root digest.Digest) map[digest.Digest]bool {
+		k := repo + "\x00" + tag
+		if m := reach[k]; m != nil {
+			return m
+		}
+		m := map[digest.Digest]bool{}
+		stack := []digest.Digest{root}
+		for len(stack) > 0 {
+			d := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if m[d] {
+				continue
+			}
+			m[d] = true
+			children, blobs, _, _, _ := r.References(d)
+			for _, b := range blobs {
+				m[b] = true
+			}
+			stack = append(stack, children...)
+		}
+		reach[k] = m
+		return m
+	}
+	for i := range r.Problems {
+		p := &r.Problems[i]
+		switch p.Kind {
+		case finding.MissingBlobReference, finding.MissingChildManifest, finding.UnparseableManifest, finding.MissingTaggedManifest:
+		default:
+			continue
+		}
+		repo := r.inv.Repositories[p.Repo]
+		if repo == nil || p.Digest == "" {
+			continue
+		}
+		var tags []string
+		for name, t := range repo.Tags {
+			if t.Current != "" && reached(p.Repo, name, t.Current)[p.Digest] {
+				tags = append(tags, name)
+			}
+		}
+		slices.Sort(tags)
+		p.Tags = tags
+	}
 }
 
 // Run marks inv, reading manifests from src.
@@ -303,7 +303,7 @@ func run(ctx context.Context, g *graph, inv *walker.Inventory, src Source, opts 
 		keptLayer:    make([]uint32, g.next),
 		global:       make([]bool, g.next),
 		signatures:   blobindex.NewMap[struct{}](),
-		problems:     map[problemKey]Problem{},
+		problems:     map[problemKey]finding.Finding{},
 	}
 	m.corruptLinks()
 	res := &Result{Repos: make(map[string]*RepoResult, len(names)), g: g, inv: inv}
@@ -323,20 +323,22 @@ func run(ctx context.Context, g *graph, inv *walker.Inventory, src Source, opts 
 	for d := range m.signatures.All() {
 		res.KeptBlobs.Add(d)
 	}
-	res.Problems = make([]Problem, 0, len(m.problems))
+	res.Problems = make([]finding.Finding, 0, len(m.problems))
 	for _, p := range m.problems {
 		res.Problems = append(res.Problems, p)
 	}
-	slices.SortFunc(res.Problems, func(a, b Problem) int {
+	slices.SortFunc(res.Problems, func(a, b finding.Finding) int {
 		return cmp.Or(cmp.Compare(a.Repo, b.Repo), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Digest, b.Digest), cmp.Compare(a.Key, b.Key))
 	})
+	res.nameBrokenTags()
 	return res, nil
 }
 
 type problemKey struct {
-	kind, repo string
-	digest     digest.Digest
-	key        string
+	kind   finding.Kind
+	repo   string
+	digest digest.Digest
+	key    string
 }
 
 type marker struct {
@@ -349,13 +351,23 @@ type marker struct {
 	keptManifest, keptLayer []uint32
 	global                  []bool
 	signatures              *blobindex.Map[struct{}]
-	problems                map[problemKey]Problem
+	problems                map[problemKey]finding.Finding
 }
 
-func (m *marker) report(p Problem) {
-	k := problemKey{p.Kind, p.Repo, p.Digest, p.Key}
+// report records a problem of kind about repo's digest at key, explained
+// by err.
+func (m *marker) report(kind finding.Kind, repo string, d digest.Digest, key string, err error) {
+	f := finding.Finding{Kind: kind, Repo: repo, Digest: d, Key: key, Err: err}
+	if err != nil {
+		f.Explanation = err.Error()
+	}
+	m.add(f)
+}
+
+func (m *marker) add(f finding.Finding) {
+	k := problemKey{f.Kind, f.Repo, f.Digest, f.Key}
 	if _, ok := m.problems[k]; !ok {
-		m.problems[k] = p
+		m.problems[k] = f
 	}
 }
 
@@ -370,8 +382,8 @@ func key(s layout.Spec) string {
 
 func (m *marker) corruptLinks() {
 	for _, e := range m.inv.Corrupt {
-		m.report(Problem{Kind: KindCorruptLink, Repo: e.Repo, Digest: e.Digest, Key: e.Key,
-			Err: fmt.Errorf("corrupt %s: %s", e.Kind, e.CorruptReason)})
+		f, _ := e.Finding()
+		m.add(f)
 	}
 }
 
@@ -423,8 +435,8 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			id, n := lookup(d)
 			if n.state == stateMissing && !m.opts.Recheck {
 				broken = true
-				m.report(Problem{Kind: KindMissingRootManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}),
-					Err: errors.New("a root of the repository (a database row, a link that stays) names this manifest, but storage lacks its blob")})
+				m.report(finding.MissingRootManifest, r.Name, d, key(layout.BlobData{Digest: d}),
+					errors.New("a root of the repository (a database row, a link that stays) names this manifest, but storage lacks its blob"))
 			}
 			keep(id)
 		}
@@ -441,8 +453,8 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			id, n := lookup(t.Current)
 			if n.state == stateMissing {
 				broken = true
-				m.report(Problem{Kind: KindMissingTaggedManifest, Repo: r.Name, Digest: t.Current, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
-					Err: fmt.Errorf("tag %q points at manifest %s, which storage lacks", name, t.Current)})
+				m.report(finding.MissingTaggedManifest, r.Name, t.Current, key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
+					fmt.Errorf("tag %q points at manifest %s, which storage lacks", name, t.Current))
 			}
 			keep(id)
 			continue
@@ -452,8 +464,8 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 			// delete, or a sweep, was cut off). Its index is history only.
 			continue
 		}
-		m.report(Problem{Kind: KindCorruptLink, Repo: r.Name, Key: key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
-			Err: fmt.Errorf("tag %q: %s; every manifest in its index is kept", name, t.CurrentCorrupt)})
+		m.report(finding.CorruptLink, r.Name, "", key(layout.TagCurrentLink{Repo: r.Name, Tag: name}),
+			fmt.Errorf("tag %q: %s; every manifest in its index is kept", name, t.CurrentCorrupt))
 		var index []digest.Digest
 		for d := range t.Index.All() {
 			index = append(index, d)
@@ -478,8 +490,8 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		switch n.state {
 		case stateMissing:
 			broken = true
-			m.report(Problem{Kind: KindDanglingRevisionLink, Repo: r.Name, Digest: d, Key: key(layout.RevisionLink{Repo: r.Name, Digest: d}),
-				Err: errors.New("revision link to a manifest blob storage lacks")})
+			m.report(finding.DanglingRevisionLink, r.Name, d, key(layout.RevisionLink{Repo: r.Name, Digest: d}),
+				errors.New("revision link to a manifest blob storage lacks"))
 		case stateOK:
 			if n.subject != noID {
 				referrers[n.subject] = append(referrers[n.subject], id)
@@ -500,21 +512,21 @@ func (m *marker) repo(gen uint32, r *walker.Repository) *RepoResult {
 		n := g.nodes[id]
 		switch n.state {
 		case stateBad:
-			m.report(Problem{Kind: KindUnparseableManifest, Repo: r.Name, Digest: d, Key: key(layout.BlobData{Digest: d}), Err: n.err})
+			m.report(finding.UnparseableManifest, r.Name, d, key(layout.BlobData{Digest: d}), n.err)
 		case stateOK:
 			for _, b := range n.blobs() {
 				bd := g.digest(b)
 				keepLayer(b, bd)
 				if !m.inv.Blobs.Has(bd) && !slices.Contains(n.foreign(), b) {
-					m.report(Problem{Kind: KindMissingBlobReference, Repo: r.Name, Digest: bd, Key: key(layout.BlobData{Digest: bd}),
-						Err: fmt.Errorf("referenced by manifest %s, but storage lacks it", d)})
+					m.report(finding.MissingBlobReference, r.Name, bd, key(layout.BlobData{Digest: bd}),
+						fmt.Errorf("referenced by manifest %s, but storage lacks it", d))
 				}
 			}
 			for _, c := range n.children() {
 				if g.nodes[c].state == stateMissing {
 					cd := g.digest(c)
-					m.report(Problem{Kind: KindMissingChildManifest, Repo: r.Name, Digest: cd, Key: key(layout.BlobData{Digest: cd}),
-						Err: fmt.Errorf("listed by index %s, but storage lacks it", d)})
+					m.report(finding.MissingChildManifest, r.Name, cd, key(layout.BlobData{Digest: cd}),
+						fmt.Errorf("listed by index %s, but storage lacks it", d))
 				}
 				keep(c)
 			}

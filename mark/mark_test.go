@@ -3,12 +3,14 @@ package mark_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
@@ -63,10 +65,10 @@ func noProblems(t *testing.T, res *mark.Result) {
 func onlyProblems(t *testing.T, res *mark.Result, want ...problemID) {
 	t.Helper()
 	got := problemIDs(res.Problems)
-	want = problemIDs(func() []mark.Problem {
-		var ps []mark.Problem
+	want = problemIDs(func() []finding.Finding {
+		var ps []finding.Finding
 		for _, w := range want {
-			ps = append(ps, mark.Problem{Kind: w.Kind, Repo: w.Repo, Digest: w.Digest})
+			ps = append(ps, finding.Finding{Kind: w.Kind, Repo: w.Repo, Digest: w.Digest})
 		}
 		return ps
 	}())
@@ -252,7 +254,7 @@ func TestUnparseableBlocks(t *testing.T) {
 	f.push("u", "", junk) // untagged: fail closed even with DeleteUntagged
 	for _, opts := range bothModes {
 		res := f.run(opts)
-		onlyProblems(t, res, problemID{mark.KindUnparseableManifest, "u", bad}, problemID{mark.KindUnparseableManifest, "u", junk})
+		onlyProblems(t, res, problemID{finding.UnparseableManifest, "u", bad}, problemID{finding.UnparseableManifest, "u", junk})
 		if got := len(res.Blocking()); got != 2 {
 			t.Errorf("Blocking() = %d problems, want 2", got)
 		}
@@ -277,7 +279,7 @@ func TestMissingChildBlocks(t *testing.T) {
 	f.push("m", "", present)
 	f.push("m", "v1", list)
 	res := f.run(untagged)
-	onlyProblems(t, res, problemID{mark.KindMissingChildManifest, "m", missing})
+	onlyProblems(t, res, problemID{finding.MissingChildManifest, "m", missing})
 	if len(res.Blocking()) != 1 {
 		t.Errorf("missing child does not block")
 	}
@@ -302,7 +304,7 @@ func TestMissingLayerReportedForeignNot(t *testing.T) {
 	}))
 	f.push("w", "ltsc", img)
 	res := f.run(untagged)
-	onlyProblems(t, res, problemID{mark.KindMissingBlobReference, "w", lost})
+	onlyProblems(t, res, problemID{finding.MissingBlobReference, "w", lost})
 	if len(res.Blocking()) != 0 {
 		t.Errorf("a missing layer blocks: %v", res.Blocking())
 	}
@@ -331,7 +333,7 @@ func TestBrokenTagCurrentKeepsIndex(t *testing.T) {
 			manifestNotKept(t, res, "t", v1, v2, other)
 			continue
 		}
-		onlyProblems(t, res, problemID{mark.KindCorruptLink, "t", ""})
+		onlyProblems(t, res, problemID{finding.CorruptLink, "t", ""})
 		if b := res.Blocking(); len(b) != 1 || b[0].Key != currentKey {
 			t.Errorf("corrupt=%v: Blocking() = %v", corrupt, b)
 		}
@@ -349,9 +351,40 @@ func TestCorruptLinksFromInventory(t *testing.T) {
 	f.inv.Add(walker.Entry{Kind: walker.KindLayerLink, Repo: "r", Digest: layer, Key: key, Corrupt: true,
 		CorruptReason: "link holds sha256:00 but its path names " + layer.String()})
 	res := f.run(untagged)
-	onlyProblems(t, res, problemID{mark.KindCorruptLink, "r", layer})
+	onlyProblems(t, res, problemID{finding.CorruptLink, "r", layer})
 	if b := res.Blocking(); len(b) != 1 || b[0].Key != key {
 		t.Errorf("Blocking() = %v", b)
+	}
+}
+
+// A problem that breaks pulls names the tags of its repository whose
+// manifest tree reaches it (through an index too), and only those; the
+// explanation stays its cause.
+func TestProblemsNameTheTagsTheyBreak(t *testing.T) {
+	f := newFixture(t)
+	lost, missingChild := f.absentBlob(), f.absentBlob()
+	broken := f.image(f.blob(), lost)
+	list := f.index(broken, f.image(f.blob()), missingChild)
+	f.push("r", "v1", broken)
+	f.push("r", "multi", list)
+	f.push("r", "ok", f.image(f.blob()))
+	f.push("r", "gone", f.absentBlob())
+	res := f.run(untagged)
+	tags := map[finding.Kind][]string{}
+	for _, p := range res.Problems {
+		tags[p.Kind] = p.Tags
+		if len(p.Tags) > 0 && strings.Contains(p.Explanation, "tags") {
+			t.Errorf("%s: the explanation names the tags: %q", p.Kind, p.Explanation)
+		}
+	}
+	want := map[finding.Kind][]string{
+		finding.MissingBlobReference:  {"multi", "v1"},
+		finding.MissingChildManifest:  {"multi"},
+		finding.MissingTaggedManifest: {"gone"},
+		finding.DanglingRevisionLink:  nil, // not one of those that name tags
+	}
+	if !reflect.DeepEqual(tags, want) {
+		t.Errorf("tags named %v, want %v", tags, want)
 	}
 }
 
@@ -363,15 +396,15 @@ func TestDanglingAndMissingTagged(t *testing.T) {
 	f.push("d", "v", goneTagged)
 	res := f.run(keepAll)
 	onlyProblems(t, res,
-		problemID{mark.KindDanglingRevisionLink, "d", gone},
-		problemID{mark.KindDanglingRevisionLink, "d", goneTagged},
-		problemID{mark.KindMissingTaggedManifest, "d", goneTagged})
+		problemID{finding.DanglingRevisionLink, "d", gone},
+		problemID{finding.DanglingRevisionLink, "d", goneTagged},
+		problemID{finding.MissingTaggedManifest, "d", goneTagged})
 	if len(res.Blocking()) != 0 {
 		t.Errorf("dangling links block: %v", res.Blocking())
 	}
 	for _, p := range res.Problems {
 		want := mustKey(t, layout.RevisionLink{Repo: "d", Digest: p.Digest})
-		if p.Kind == mark.KindMissingTaggedManifest {
+		if p.Kind == finding.MissingTaggedManifest {
 			want = mustKey(t, layout.TagCurrentLink{Repo: "d", Tag: "v"})
 		}
 		if p.Key != want {

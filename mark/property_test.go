@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/manifest"
 	"github.com/regsweep/regsweep/mark"
 )
@@ -94,12 +95,12 @@ func (m *model) expect(deleteUntagged bool) (keptM, keptL map[string]set, blobs 
 			for _, b := range mm.blobs {
 				layers[b] = true
 				if !m.storedBlobs[b] && !slices.Contains(mm.foreign, b) {
-					problems = append(problems, problemID{mark.KindMissingBlobReference, name, b})
+					problems = append(problems, problemID{finding.MissingBlobReference, name, b})
 				}
 			}
 			for _, c := range mm.children {
 				if !m.manifests[c].stored {
-					problems = append(problems, problemID{mark.KindMissingChildManifest, name, c})
+					problems = append(problems, problemID{finding.MissingChildManifest, name, c})
 				}
 			}
 		}
@@ -108,12 +109,12 @@ func (m *model) expect(deleteUntagged bool) (keptM, keptL map[string]set, blobs 
 		}
 		for _, d := range r.revs {
 			if !m.manifests[d].stored {
-				problems = append(problems, problemID{mark.KindDanglingRevisionLink, name, d})
+				problems = append(problems, problemID{finding.DanglingRevisionLink, name, d})
 			}
 		}
 		for _, d := range r.tags {
 			if !m.manifests[d].stored {
-				perTag = append(perTag, problemID{mark.KindMissingTaggedManifest, name, d})
+				perTag = append(perTag, problemID{finding.MissingTaggedManifest, name, d})
 			}
 		}
 		keptM[name], keptL[name] = kept, layers

@@ -5,6 +5,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
@@ -41,7 +42,7 @@ func TestRootsReplaceTagsAndRevisions(t *testing.T) {
 	if res.KeptBlobs.Has(trashed) || res.KeptBlobs.Has(f.blobsOf(trashed)[2]) {
 		t.Errorf("a manifest only a storage tag names is kept in Harbor mode")
 	}
-	want := []problemID{{mark.KindMissingRootManifest, "lib/app", absent}}
+	want := []problemID{{finding.MissingRootManifest, "lib/app", absent}}
 	if got := problemIDs(res.Problems); len(got) != 1 || got[0] != want[0] {
 		t.Errorf("problems = %v, want %v", got, want)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/manifestcache"
 	"github.com/regsweep/regsweep/mark"
@@ -204,7 +205,7 @@ func TestStorageSourceDigestMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	onlyProblems(t, res, problemID{mark.KindUnparseableManifest, "app", manifests[0]})
+	onlyProblems(t, res, problemID{finding.UnparseableManifest, "app", manifests[0]})
 	if b := res.Blocking(); len(b) != 1 || !errors.As(b[0].Err, &mm) || b[0].Key != key {
 		t.Fatalf("Blocking() = %v", b)
 	}
@@ -218,7 +219,7 @@ func TestStorageSourceTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range res.Blocking() {
-		if p.Kind != mark.KindUnparseableManifest || !errors.Is(p.Err, storage.ErrTooLarge) {
+		if p.Kind != finding.UnparseableManifest || !errors.Is(p.Err, storage.ErrTooLarge) {
 			t.Errorf("problem %v", p)
 		}
 	}

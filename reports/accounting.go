@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/sweep"
 	"github.com/regsweep/regsweep/walker"
@@ -272,7 +273,7 @@ func Account(inv *walker.Inventory, res *mark.Result, plan *sweep.Plan) Accounti
 
 // countFindings fills the findings columns from findings naming a
 // repository.
-func (acc *Accounting) countFindings(findings []Finding) {
+func (acc *Accounting) countFindings(findings []finding.Finding) {
 	for i := range acc.Repositories {
 		acc.Repositories[i].Findings, acc.Repositories[i].BrokenFindings = 0, 0
 	}
@@ -289,7 +290,7 @@ func (acc *Accounting) countFindings(findings []Finding) {
 	}
 	for _, f := range findings {
 		broken := 0
-		if f.Severity == SeverityBroken {
+		if f.Severity() == finding.Broken {
 			broken = 1
 		}
 		if i, ok := repoIndex[f.Repo]; ok && f.Repo != "" {

@@ -173,6 +173,9 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 			failed += n
 		}
 		fmt.Fprintf(w, "Deleted:           %d objects, %s freed (%d already gone, %d failed)\n", deleted, HumanBytes(r.Result.FreedBytes), notFound, failed)
+		if r.Result.RemovedDirectories > 0 {
+			fmt.Fprintf(w, "Directories:       %d left empty and removed\n", r.Result.RemovedDirectories)
+		}
 	}
 	if m := r.ManifestSources; m != nil {
 		fmt.Fprintf(w, "Manifests:         %d read: %d from storage, %d prefetched from storage during the walk, %d from the local cache of earlier runs\n",

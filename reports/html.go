@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/regsweep/regsweep/finding"
 )
 
 // The HTML report is one self-contained file: inline CSS, inline SVG
@@ -102,15 +104,16 @@ type htmlView struct {
 	Charts                   []chart
 	Kinds                    []kindRow
 	// Findings are those listed: the largest PerKind of each kind.
-	Findings     []Finding
+	Findings     []finding.Finding
 	PerKind      int
 	Shown, Total int
 	Omitted      []kindRow // kinds with findings left out, Count is how many
 }
 
 type kindRow struct {
-	Kind, Severity string
-	Count, Shown   int
+	Kind         finding.Kind
+	Severity     finding.Severity
+	Count, Shown int
 }
 
 // WriteHTML writes the report as one self-contained HTML file, with the
@@ -124,7 +127,7 @@ func (a *Audit) WriteHTMLOpts(w io.Writer, o HTMLOptions) error {
 	a.tally()
 	v := htmlView{A: a, Took: a.FinishedAt.Sub(a.StartedAt).Round(time.Millisecond).String(),
 		TotalBytes: HumanBytes(a.Totals.BlobBytes), Reclaimable: HumanBytes(a.Reclaimable.Bytes),
-		Broken: a.Count(SeverityBroken), ReclaimableCount: a.Count(SeverityReclaimable), PerKind: o.FindingsPerKind}
+		Broken: a.Count(finding.Broken), ReclaimableCount: a.Count(finding.Reclaimable), PerKind: o.FindingsPerKind}
 
 	var projectBars, repoBars, reclaimBars, kindBars []bar
 	for _, p := range a.TopProjects(chartBars, ByTotal) {
@@ -144,10 +147,10 @@ func (a *Audit) WriteHTMLOpts(w io.Writer, o HTMLOptions) error {
 	shown := findingsToShow(a.Findings, o.FindingsPerKind)
 	for _, k := range kindOrder(a.FindingsByKind) {
 		n := a.FindingsByKind[k]
-		row := kindRow{Kind: k, Severity: severity[k], Count: n, Shown: shown.perKind[k]}
+		row := kindRow{Kind: k, Severity: k.Severity(), Count: n, Shown: shown.perKind[k]}
 		v.Kinds = append(v.Kinds, row)
 		if n > 0 {
-			kindBars = append(kindBars, bar{Label: k, Value: int64(n), Text: group(int64(n)), Parts: []barPart{{Class: severity[k], Value: int64(n)}}})
+			kindBars = append(kindBars, bar{Label: string(k), Value: int64(n), Text: group(int64(n)), Parts: []barPart{{Class: string(k.Severity()), Value: int64(n)}}})
 		}
 		if row.Shown < n {
 			v.Omitted = append(v.Omitted, kindRow{Kind: k, Severity: row.Severity, Count: n - row.Shown, Shown: row.Shown})
@@ -167,16 +170,16 @@ func (a *Audit) WriteHTMLOpts(w io.Writer, o HTMLOptions) error {
 
 // kindOrder lists the kinds broken first, then by name (the order of the
 // findings).
-func kindOrder(byKind map[string]int) []string {
-	kinds := Kinds()
+func kindOrder(byKind map[finding.Kind]int) []finding.Kind {
+	kinds := finding.Kinds()
 	for k := range byKind {
 		if !slices.Contains(kinds, k) {
 			kinds = append(kinds, k)
 		}
 	}
-	slices.SortStableFunc(kinds, func(a, b string) int {
-		if (severity[a] == SeverityBroken) != (severity[b] == SeverityBroken) {
-			if severity[a] == SeverityBroken {
+	slices.SortStableFunc(kinds, func(a, b finding.Kind) int {
+		if (a.Severity() == finding.Broken) != (b.Severity() == finding.Broken) {
+			if a.Severity() == finding.Broken {
 				return -1
 			}
 			return 1
@@ -187,14 +190,14 @@ func kindOrder(byKind map[string]int) []string {
 }
 
 type shownFindings struct {
-	findings []Finding
-	perKind  map[string]int
+	findings []finding.Finding
+	perKind  map[finding.Kind]int
 }
 
 // findingsToShow picks the perKind largest findings of each kind (by
 // size, then key), all when perKind <= 0, in the order of the findings.
-func findingsToShow(all []Finding, perKind int) shownFindings {
-	s := shownFindings{perKind: map[string]int{}}
+func findingsToShow(all []finding.Finding, perKind int) shownFindings {
+	s := shownFindings{perKind: map[finding.Kind]int{}}
 	if perKind <= 0 {
 		s.findings = all
 		for _, f := range all {
@@ -207,7 +210,7 @@ func findingsToShow(all []Finding, perKind int) shownFindings {
 	}
 	// The largest so far of each kind, largest first: a few each, so an
 	// insertion is cheap and a million findings are read once.
-	top := map[string][]int{}
+	top := map[finding.Kind][]int{}
 	for i, f := range all {
 		t := top[f.Kind]
 		if len(t) == perKind && !larger(i, t[len(t)-1]) {
@@ -333,7 +336,7 @@ for one kind, e.g. <code>--format json | jq '.findings[] | select(.kind == "orph
 <thead><tr><th data-key="kind">kind</th><th data-key="repository">repository</th><th data-key="object">digest / key</th><th class="n" data-key="size">size</th><th data-key="explanation">explanation</th></tr></thead>
 <tbody>{{range .Findings}}<tr class="{{.Severity}}" data-kind="{{.Kind}}">
 <td data-value="{{.Kind}}">{{.Kind}}</td><td data-value="{{.Repo}}">{{.Repo}}</td><td data-value="{{.Key}}">{{if .Digest}}<code>{{.Digest}}</code><br>{{end}}<code>{{.Key}}</code></td>
-<td class="n" data-value="{{.Size}}">{{human .Size}}</td><td data-value="{{.Explanation}}">{{.Explanation}}</td></tr>
+<td class="n" data-value="{{.Size}}">{{human .Size}}</td><td data-value="{{.Explain}}">{{.Explain}}</td></tr>
 {{end}}</tbody></table>
 
 <script>

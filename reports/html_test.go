@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/regsweep/regsweep/finding"
 )
 
 // syntheticAudit has repos repositories and perRepo orphan blobs and
@@ -17,9 +19,9 @@ import (
 func syntheticAudit(repos, perRepo int) *Audit {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	a := &Audit{SchemaVersion: AuditSchemaVersion, StartedAt: start, FinishedAt: start.Add(time.Minute),
-		Storage: NewStorageInfo("memory", "memory://"), Findings: []Finding{}, Requests: map[string]int64{}}
-	a.FindingsByKind = map[string]int{}
-	for k := range severity {
+		Storage: NewStorageInfo("memory", "memory://"), Findings: []finding.Finding{}, Requests: map[string]int64{}}
+	a.FindingsByKind = map[finding.Kind]int{}
+	for _, k := range finding.Kinds() {
 		a.FindingsByKind[k] = 0
 	}
 	for r := range repos {
@@ -28,9 +30,9 @@ func syntheticAudit(repos, perRepo int) *Audit {
 			Space: Space{TotalBytes: int64(1000 + r), ReclaimableBytes: int64(100 * (r + 1))}})
 		for i := range perRepo {
 			d := digest.FromString(fmt.Sprint(r, i))
-			a.add(Finding{Kind: KindOrphanBlob, Digest: d, Key: "docker/registry/v2/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded() + "/data",
+			a.Add(finding.Finding{Kind: finding.OrphanBlob, Digest: d, Key: "docker/registry/v2/blobs/sha256/" + d.Encoded()[:2] + "/" + d.Encoded() + "/data",
 				Size: int64(r*perRepo + i), Explanation: "no kept manifest references this blob"})
-			a.add(Finding{Kind: KindUnusedLayerLink, Repo: name, Digest: d, Key: "docker/registry/v2/repositories/" + name + "/_layers/sha256/" + d.Encoded() + "/link",
+			a.Add(finding.Finding{Kind: finding.UnusedLayerLink, Repo: name, Digest: d, Key: "docker/registry/v2/repositories/" + name + "/_layers/sha256/" + d.Encoded() + "/link",
 				Explanation: "no kept manifest of this repository uses the blob"})
 		}
 	}

@@ -1,5 +1,10 @@
 // Package reports turns results into what operators and their scripts
-// read: text for people, JSON with stable keys for scripts.
+// read: text for people, JSON with stable keys for scripts, CSV, HTML and
+// Prometheus metrics, and the space accounting per repository and project.
+//
+// It collects the findings the walk, the mark, the plan, verify and
+// Harbor mode emit (package finding) and formats them. It may not decide
+// what a finding is, its kind or its severity, nor read storage.
 package reports
 
 import (
@@ -14,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/walker"
 )
 
@@ -39,12 +45,13 @@ type RepositoryCounts struct {
 	Counts
 }
 
-// Problem is a finding the inventory could not count as healthy storage.
+// Problem is a finding the inventory could not count as healthy storage,
+// as the inventory document has it.
 type Problem struct {
-	Kind   string `json:"kind"`
-	Key    string `json:"key"`
-	Repo   string `json:"repository,omitempty"`
-	Reason string `json:"reason"`
+	Kind   finding.Kind `json:"kind"`
+	Key    string       `json:"key"`
+	Repo   string       `json:"repository,omitempty"`
+	Reason string       `json:"reason"`
 }
 
 // StorageInfo names the storage a report is about (never credentials).
@@ -118,10 +125,10 @@ func BuildInventory(inv *walker.Inventory, storage StorageInfo, requests map[str
 		rep.Repositories = append(rep.Repositories, RepositoryCounts{Name: name, Counts: c})
 	}
 	for _, e := range inv.Corrupt {
-		rep.Problems = append(rep.Problems, Problem{Kind: "corrupt_link", Key: e.Key, Repo: e.Repo, Reason: e.CorruptReason})
+		rep.Problems = append(rep.Problems, Problem{Kind: finding.CorruptLink, Key: e.Key, Repo: e.Repo, Reason: e.CorruptReason})
 	}
 	for _, e := range inv.Unknown {
-		rep.Problems = append(rep.Problems, Problem{Kind: "unknown_key", Key: e.Key, Reason: "key under docker/registry/v2/ fits no registry layout"})
+		rep.Problems = append(rep.Problems, Problem{Kind: finding.UnknownKey, Key: e.Key, Reason: "key under docker/registry/v2/ fits no registry layout"})
 	}
 	sort.Slice(rep.Problems, func(i, j int) bool { return rep.Problems[i].Key < rep.Problems[j].Key })
 	return rep

@@ -15,6 +15,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/regsweep/regsweep/finding"
 )
 
 // Metric names: a contract (docs/report-schema.md, "Metrics"). Added,
@@ -120,8 +122,8 @@ func (r Run) Registry(commandLabel bool) (*prometheus.Registry, error) {
 		})
 		gauge(MetricReclaimableBytes, "Bytes a gc with the run's options would free.", float64(rc.Bytes))
 		vec(MetricFindings, "Findings of the last run, by kind (every kind, 0 included) and severity.", []string{"kind", "severity"}, func(g *prometheus.GaugeVec) {
-			for _, kind := range Kinds() {
-				g.WithLabelValues(kind, severity[kind]).Set(float64(s.FindingsByKind[kind]))
+			for _, kind := range finding.Kinds() {
+				g.WithLabelValues(string(kind), string(kind.Severity())).Set(float64(s.FindingsByKind[kind]))
 			}
 		})
 		vec(MetricProjectBytes, "Space per project (the first component of repository names), by type: total, unique, shared, reclaimable.",

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/mark"
@@ -179,7 +180,7 @@ func sampleAudit(t *testing.T) (*Audit, handTree) {
 	h := buildHandTree(t)
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	a := BuildAudit(h.inv, h.res, h.plan, NewStorageInfo("memory", "memory://"), map[string]int64{"list": 3, "get": 9}, start, start.Add(2*time.Second))
-	a.Add(Finding{Kind: KindDigestMismatch, Digest: digest.FromString("x"), Key: "docker/registry/v2/blobs/x", Explanation: "flipped"})
+	a.Add(finding.Finding{Kind: finding.DigestMismatch, Digest: digest.FromString("x"), Key: "docker/registry/v2/blobs/x", Explanation: "flipped"})
 	return a, h
 }
 

@@ -76,8 +76,8 @@ func (f *fullStore) DeleteSegments(ctx context.Context, names []string) ([]Delet
 	return nil, f.note("DeleteSegments")
 }
 
-func (f *fullStore) RemoveEmptyDirs(ctx context.Context, prefix string) error {
-	return f.note("RemoveEmptyDirs")
+func (f *fullStore) RemoveEmptyDirs(context.Context, []string, func(string) bool) (int, error) {
+	return 0, f.note("RemoveEmptyDirs")
 }
 
 func (f *fullStore) Create(ctx context.Context, key string, data []byte) error {
@@ -136,7 +136,8 @@ var capabilityCalls = map[string][]capabilityCall{
 		}},
 	},
 	"DirRemover": {{method: "RemoveEmptyDirs", write: true, invoke: func(ctx context.Context, c Capabilities) error {
-		return c.DirRemover.RemoveEmptyDirs(ctx, "k/")
+		_, err := c.DirRemover.RemoveEmptyDirs(ctx, []string{"k/"}, func(string) bool { return false })
+		return err
 	}}},
 	"Creator": {{method: "Create", write: true, invoke: func(ctx context.Context, c Capabilities) error {
 		return c.Creator.Create(ctx, fmt.Sprintf("k/created-%p", &ctx), []byte("x"))

@@ -127,9 +127,16 @@ type LargeObjects interface {
 // DirRemover is implemented by stores with real directories, which stay
 // behind when the last key under them is deleted (filesystem).
 type DirRemover interface {
-	// RemoveEmptyDirs removes every empty directory under prefix, deepest
-	// first, and prefix itself if it ends empty.
-	RemoveEmptyDirs(ctx context.Context, prefix string) error
+	// RemoveEmptyDirs removes the directories that deleting keys left
+	// empty: each key's directory (a key ending in "/" is a directory,
+	// whose empty subdirectories go too, and so does a key's directory
+	// when it holds only empty ones) and then its parents while they are
+	// empty, bottom up. A directory is removed only if it is empty at
+	// that instant, so one a writer has just filled stays; a symlink is
+	// neither removed nor followed; the walk up from a key stops at the
+	// first directory keep reports (a key ending in "/"), and never
+	// reaches the root. It returns how many directories it removed.
+	RemoveEmptyDirs(ctx context.Context, keys []string, keep func(dir string) bool) (removed int, err error)
 }
 
 // Volumer is implemented by stores whose Location (a path) does not say

@@ -180,8 +180,13 @@ type dirRemover struct {
 	b behaviour
 }
 
-func (x dirRemover) RemoveEmptyDirs(ctx context.Context, prefix string) error {
-	return x.b.do(ctx, call{op: "rmdir", key: prefix, write: true}, func() error { return x.c.RemoveEmptyDirs(ctx, prefix) })
+func (x dirRemover) RemoveEmptyDirs(ctx context.Context, keys []string, keep func(string) bool) (removed int, err error) {
+	err = x.b.do(ctx, call{op: "rmdir", write: true}, func() error {
+		n, err := x.c.RemoveEmptyDirs(ctx, keys, keep)
+		removed += n // a retry removes what the failed attempt left
+		return err
+	})
+	return removed, err
 }
 
 type creator struct {

@@ -41,6 +41,9 @@ type Result struct {
 	// took out of the plan (ExecOptions.CheckBatch).
 	Kept   map[string]int `json:"kept,omitempty"`
 	Errors []string       `json:"errors"`
+	// RemovedDirectories counts the directories the deletions left empty
+	// and the run removed (filesystem; 0 on object stores).
+	RemovedDirectories int `json:"removed_directories"`
 
 	goneKeys map[string]bool // blob digests deleted or found gone
 }
@@ -56,9 +59,10 @@ type ExecOptions struct {
 	// BeforePhase, if set, runs before each phase (tests use it to stop a
 	// run between phases).
 	BeforePhase func(phase int) error
-	// BeforeBlobs, if set, runs after the links are gone and before any
-	// blob is: gc re-lists the repository tree there and rechecks the
-	// rest of the plan, shrinking the window for concurrent pushes.
+	// BeforeBlobs, if set, runs after the links are gone (also when no
+	// blob is planned) and before any blob is: gc re-lists the repository
+	// tree there, rechecks the rest of the plan and heals, shrinking the
+	// window for concurrent pushes.
 	BeforeBlobs func(ctx context.Context, p *Plan) error
 	// OnItem, if set, is told each attempted deletion's result (nil,
 	// not-found or the error): Harbor mode updates its rows from it.
@@ -98,6 +102,8 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	r := &Result{Deleted: map[string]int{}, NotFound: map[string]int{}, Failed: map[string]int{}, Kept: map[string]int{}, Errors: []string{}}
 	var mu sync.Mutex
 	r.goneKeys = map[string]bool{}
+	dirs, hasDirs := storage.DirRemoverOf(d)
+	var phaseGone []string // keys of this phase deleted or found gone, where directories stay behind
 	record := func(it Item, err error) {
 		if o.OnItem != nil {
 			o.OnItem(it, err)
@@ -106,6 +112,9 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 		defer mu.Unlock()
 		if it.Kind == KindBlob && (err == nil || storage.IsNotFound(err)) {
 			r.goneKeys[it.Digest.String()] = true
+		}
+		if hasDirs && (err == nil || storage.IsNotFound(err)) {
+			phaseGone = append(phaseGone, it.Key)
 		}
 		switch {
 		case err == nil:
@@ -125,6 +134,12 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 	maxPhase := 0
 	for _, it := range p.Items {
 		maxPhase = max(maxPhase, phase[it.Kind])
+	}
+	if o.BeforeBlobs != nil && maxPhase > 0 {
+		// It runs after the links even when no blob is planned: gc's
+		// recheck there writes again what a push during the link phase
+		// needs.
+		maxPhase = max(maxPhase, phase[KindBlob])
 	}
 	blobsGone := map[string]bool{} // digests whose blob this run deleted or found gone
 	for ph := 0; ph <= maxPhase; ph++ {
@@ -188,8 +203,25 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 			mu.Unlock()
 			return keep, nil
 		}
+		phaseGone = phaseGone[:0]
 		if err := p.runPhase(ctx, d, items, o, check, record); err != nil {
 			return r, err
+		}
+		if hasDirs {
+			n, err := dirs.RemoveEmptyDirs(ctx, phaseGone, keepDir)
+			r.RemovedDirectories += n
+			if n > 0 {
+				o.Log.Info("removed empty directories", "phase", ph, "directories", n)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					return r, ctx.Err()
+				}
+				r.Failed["directory"]++
+				if len(r.Errors) < maxReportedErrors {
+					r.Errors = append(r.Errors, fmt.Sprintf("removing empty directories: %v", err))
+				}
+			}
 		}
 		failed := 0
 		for _, n := range r.Failed {
@@ -242,8 +274,10 @@ func deleteTag(ctx context.Context, d storage.Driver, key string) ([]storage.Del
 	if err != nil || len(res) > 0 && res[0].Err != nil && !storage.IsNotFound(res[0].Err) {
 		return res, err
 	}
+	// At once, not with the phase's directories: the window in which the
+	// registry lists a tag it cannot serve is one call, not the phase.
 	if dr, ok := storage.DirRemoverOf(d); ok {
-		if err := dr.RemoveEmptyDirs(ctx, dir); err != nil {
+		if _, err := dr.RemoveEmptyDirs(ctx, []string{dir}, keepDir); err != nil {
 			return []storage.DeleteResult{{Key: key, Err: fmt.Errorf("removing the tag's emptied directory: %w", err)}}, nil
 		}
 	}
@@ -343,17 +377,22 @@ func (p *Plan) runPhase(ctx context.Context, d storage.Driver, items []Item, o E
 	if err != nil {
 		return err
 	}
-	if dr, ok := storage.DirRemoverOf(d); ok {
-		for _, it := range repos {
-			record(it, dr.RemoveEmptyDirs(ctx, it.Key))
-		}
-	} else {
-		// On object stores a repository is only its keys, already gone.
-		for _, it := range repos {
-			record(it, nil)
-		}
+	// A repository is only its keys, already gone; on a filesystem its
+	// directory goes with the phase's empty directories (Execute).
+	for _, it := range repos {
+		record(it, nil)
 	}
 	return ctx.Err()
+}
+
+// keepDir reports the directories the layout needs even when empty:
+// everything down to blobs/<algorithm>/ and repositories/ itself, and
+// all outside the blob and repository trees.
+func keepDir(dir string) bool {
+	if rest, ok := strings.CutPrefix(dir, layout.BlobsPrefix); ok {
+		return strings.Count(rest, "/") <= 1
+	}
+	return dir == layout.RepositoriesPrefix || !strings.HasPrefix(dir, layout.RepositoriesPrefix)
 }
 
 func deleteBatches(ctx context.Context, items []Item, o ExecOptions, check checkFunc, del func(context.Context, []string) ([]storage.DeleteResult, error), record func(Item, error)) error {
@@ -410,7 +449,7 @@ func (p *Plan) VerifyDangling(ctx context.Context, d storage.Driver) (int, error
 		case storage.IsNotFound(err):
 		case err != nil:
 			return 0, fmt.Errorf("checking that %s is missing: %w", key, err)
-		case p.writtenSinceWalk(oi.ModTime):
+		case writtenSince(oi.ModTime, p.WalkStartedAt):
 			drop[it.Key] = true
 		default:
 			return 0, fmt.Errorf("%w: blob %s (written %s) exists but the walk did not list it; refusing to delete %s",
@@ -433,25 +472,24 @@ func (p *Plan) repoLoses(repo string, keys map[string]bool) bool {
 	return false
 }
 
-// writtenSinceWalk says whether a storage mtime is too recent for the walk
-// to have listed it. Without the walk's start (a plan from an older
-// regsweep) nothing is: every key the walk lacks is one it missed.
-func (p *Plan) writtenSinceWalk(mtime time.Time) bool {
-	return !p.WalkStartedAt.IsZero() && !mtime.Before(p.WalkStartedAt.Add(-walkSlack))
+// writtenSince says whether a storage mtime is too recent for a listing
+// that began at since to have shown it. Stores keep whole seconds, so the
+// second since began in counts. Without a time (a plan from an older
+// regsweep) nothing is: every key a listing lacks is one it missed. A
+// store whose clock is behind ours makes a new key look missed: the run
+// then fails closed.
+func writtenSince(mtime, since time.Time) bool {
+	return !since.IsZero() && !mtime.Before(since.Truncate(time.Second))
 }
-
-// walkSlack widens "written since the walk began" by a store's whole-second
-// mtimes and a little clock skew. A store whose clock is further behind
-// makes a new key look missed: the run then fails closed.
-const walkSlack = 5 * time.Second
 
 // VerifyEmptyRepositories lists the manifests of each repository the
 // plan removes whole, on its own: a store whose listing silently ended
 // early would show a live repository as one with only layer links, and
 // this listing of another prefix would show what the walk missed. A key
-// written since the walk began (a push into the repository) takes the
-// repository's items out of the plan instead; it returns how many went.
-func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (int, error) {
+// written since the last listing of the tree began (since: a push into the
+// repository) takes the repository's items out of the plan instead; it
+// returns how many went.
+func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver, since time.Time) (int, error) {
 	planned := make(map[string]bool, len(p.Items))
 	tags := map[string]bool{} // current links of tag items
 	for _, it := range p.Items {
@@ -475,7 +513,7 @@ func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver) (i
 		err := d.Walk(ctx, prefix, func(oi storage.ObjectInfo) error {
 			switch {
 			case planned[oi.Key]:
-			case p.writtenSinceWalk(oi.ModTime):
+			case writtenSince(oi.ModTime, since):
 				filled[it.Repo] = true
 			case inPlannedTag(oi.Key):
 			default:

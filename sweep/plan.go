@@ -1,6 +1,11 @@
 // Package sweep turns a walk and a mark into a plan of deletions, a value
 // that can be printed, saved as JSON and reviewed, and executes a plan
 // under a held lock in an order that leaves only garbage if cut off.
+//
+// It owns the plan file's format and what a plan finds (Plan.Findings:
+// what it reclaims, the layer links to missing blobs); the mark's findings
+// are recorded in the plan file as Problems. It may not decide what is
+// live (mark does) nor format reports (reports does).
 package sweep
 
 import (
@@ -15,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
@@ -168,14 +174,19 @@ type Plan struct {
 	Items    []Item            `json:"items"`
 }
 
-// Problem is a mark problem as the plan records it.
+// Problem is a mark problem as the plan file records it (problemOf).
 type Problem struct {
-	Kind     string        `json:"kind"`
+	Kind     finding.Kind  `json:"kind"`
 	Repo     string        `json:"repository,omitempty"`
 	Digest   digest.Digest `json:"digest,omitempty"`
 	Key      string        `json:"key,omitempty"`
 	Error    string        `json:"error,omitempty"`
 	Blocking bool          `json:"blocking"`
+}
+
+// problemOf is a finding of the mark as the plan file records it.
+func problemOf(f finding.Finding) Problem {
+	return Problem{Kind: f.Kind, Repo: f.Repo, Digest: f.Digest, Key: f.Key, Error: f.Explanation, Blocking: f.Kind.Blocking()}
 }
 
 // Build computes the candidates of a plan and their stats. It never reads
@@ -185,12 +196,8 @@ type Problem struct {
 // runs the three in turn (Build, Recheck, Judge).
 func Build(inv *walker.Inventory, res *mark.Result, storage StorageRef, o Options) *Plan {
 	p := &Plan{Version: PlanVersion, CreatedAt: o.Now.UTC(), WalkStartedAt: o.WalkStarted.UTC(), Storage: storage, Guards: []Guard{}, Problems: []Problem{}, Items: []Item{}}
-	for _, mp := range res.Problems {
-		pr := Problem{Kind: mp.Kind, Repo: mp.Repo, Digest: mp.Digest, Key: mp.Key, Blocking: mp.Blocking()}
-		if mp.Err != nil {
-			pr.Error = mp.Err.Error()
-		}
-		p.Problems = append(p.Problems, pr)
+	for _, f := range res.Problems {
+		p.Problems = append(p.Problems, problemOf(f))
 	}
 	p.Options.DeleteUntagged, p.Options.Grace, p.Options.UploadGrace = o.DeleteUntagged, o.Grace.String(), o.UploadGrace.String()
 	p.Options.MaxDeleteFraction = o.MaxDeleteFraction
@@ -506,7 +513,7 @@ func guards(inv *walker.Inventory, res *mark.Result, s Stats, o Options) []Guard
 		g = append(g, Guard{GuardDeleteFraction, fmt.Sprintf("%d of %d blobs (%.0f%%) would be deleted, more than --max-delete-fraction %.2f", s.Blobs, blobs, 100*float64(s.Blobs)/float64(blobs), o.MaxDeleteFraction)})
 	}
 	if b := res.Blocking(); len(b) > 0 {
-		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d problem(s) make liveness unprovable (first: %s %s): %v", len(b), b[0].Kind, b[0].Key, b[0].Err)})
+		g = append(g, Guard{GuardBlockingProblems, fmt.Sprintf("%d problem(s) make liveness unprovable (first: %s %s): %s", len(b), b[0].Kind, b[0].Key, b[0].Explanation)})
 	}
 	g = append(g, WalkGuards(inv)...)
 	return g

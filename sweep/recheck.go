@@ -7,6 +7,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/walker"
@@ -188,7 +189,7 @@ func (p *Plan) drop(fresh *walker.Inventory, blobsListed bool, kept *mark.Result
 	// blob goes.
 	unreadable := map[string]bool{}
 	for _, pr := range kept.Problems {
-		if pr.Kind == mark.KindUnparseableManifest {
+		if pr.Kind == finding.UnparseableManifest {
 			unreadable[pr.Repo] = true
 		}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/storecheck"
 	"github.com/regsweep/regsweep/layout"
@@ -33,6 +34,20 @@ type gcRun struct {
 func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration, exec sweep.ExecOptions) gcRun {
 	t.Helper()
 	ctx := context.Background()
+	_, plan := walkAndPlan(t, d, deleteUntagged, grace)
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	result, err := plan.Execute(lctx, d, held, exec)
+	return gcRun{plan, result, err}
+}
+
+// walkAndPlan walks d, marks it and plans, as gc does before it deletes.
+func walkAndPlan(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration) (*walker.Inventory, *sweep.Plan) {
+	t.Helper()
+	ctx := context.Background()
 	walked := time.Now()
 	inv, err := walker.Collect(ctx, d, walker.DefaultOptions())
 	if err != nil {
@@ -44,14 +59,7 @@ func gc(t *testing.T, d storage.Driver, deleteUntagged bool, grace time.Duration
 		t.Fatal(err)
 	}
 	o := sweep.Options{Now: time.Now(), WalkStarted: walked, Grace: grace, UploadGrace: grace, DeleteUntagged: deleteUntagged, MaxDeleteFraction: 0.9}
-	plan := build(t, inv, res, src, o)
-	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Release(ctx)
-	result, err := plan.Execute(lctx, d, held, exec)
-	return gcRun{plan, result, err}
+	return inv, build(t, inv, res, src, o)
 }
 
 // build makes a plan as the gc package does: candidates, a recheck
@@ -373,4 +381,64 @@ func TestCheckBatchKeepsWhatItLeavesOut(t *testing.T) {
 		t.Errorf("the check saw %d items, the plan has %d", total, len(run.plan.Items))
 	}
 	checkIntact(t, d)
+}
+
+// A plan's findings: what each item reclaims (an upload as one finding,
+// its files' bytes summed), and every layer link to a blob storage lacks,
+// the planned ones and those gc keeps.
+func TestPlanFindings(t *testing.T) {
+	ctx := context.Background()
+	d := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(d, 4)
+	lost := []byte("a layer storage lost")
+	app := w.Image("app", []byte(`{"c":1}`), []byte("kept layer"), lost)
+	w.Tag("app", "v1", app.Digest)
+	old := w.Image("app", []byte(`{"c":2}`), []byte("old layer")) // untagged
+	orphan := w.Blob([]byte("orphan"))
+	gone := digest.FromString("gone")
+	w.LayerLink("app", gone) // no manifest needs it
+	w.Upload("app", "u1", time.Unix(0, 0), []byte("partial"))
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key := func(s layout.Spec) string { k, _ := layout.Path(s); return k }
+	if _, err := d.Delete(ctx, []string{key(layout.BlobData{Digest: digest.FromBytes(lost)})}); err != nil {
+		t.Fatal(err)
+	}
+	inv, plan := walkAndPlan(t, d, true, 0)
+	got := map[string]string{} // kind and key -> explanation
+	var uploadBytes int64
+	for _, f := range plan.Findings(inv) {
+		got[string(f.Kind)+" "+f.Key] = f.Explanation
+		if f.Kind == finding.StaleUpload {
+			uploadBytes = f.Size
+		}
+	}
+	want := map[string]string{
+		"untagged_manifest " + key(layout.RevisionLink{Repo: "app", Digest: old.Digest}): "no tag reaches this manifest (through indexes and referrers)",
+		"orphan_blob " + key(layout.BlobData{Digest: orphan}):                            "no kept manifest references this blob",
+		"dangling_layer_link " + key(layout.LayerLink{Repo: "app", Digest: gone}):        "layer link to a blob storage lacks: pulls of it fail",
+		"dangling_layer_link " + key(layout.LayerLink{Repo: "app", Digest: digest.FromBytes(lost)}): "layer link to a blob storage lacks: pulls of it fail " +
+			"(a kept manifest references it, so gc keeps the link)",
+		"stale_upload " + layout.RepoPrefix("app") + "_uploads/u1/": "upload abandoned since 1970-01-01T00:00:00Z",
+	}
+	for _, b := range []digest.Digest{old.Digest, digest.FromString(`{"c":2}`), digest.FromString("old layer")} {
+		want["orphan_blob "+key(layout.BlobData{Digest: b})] = "no kept manifest references this blob"
+	}
+	for _, b := range []digest.Digest{digest.FromString(`{"c":2}`), digest.FromString("old layer")} {
+		want["unused_layer_link "+key(layout.LayerLink{Repo: "app", Digest: b})] = "no kept manifest of this repository uses the blob"
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: explanation %q, want %q", k, got[k], v)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("unexpected finding %s: %s", k, got[k])
+		}
+	}
+	if want := int64(len("1970-01-01T00:00:00Z") + len("hash-state") + len("partial")); uploadBytes != want {
+		t.Errorf("the stale upload's size is %d, want its files' %d", uploadBytes, want)
+	}
 }

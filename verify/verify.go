@@ -1,4 +1,7 @@
-// Package verify hashes stored blobs and compares them with their digests.
+// Package verify hashes stored blobs and compares them with their
+// digests, and reports each blob whose content hashes to another digest as
+// a finding (finding.DigestMismatch). It only reads; what a mismatch means
+// for a gc is not its to decide.
 package verify
 
 import (
@@ -11,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/storage"
 )
@@ -30,6 +34,33 @@ type Result struct {
 	Key    string
 	Actual digest.Digest
 	Bytes  int64
+}
+
+// Finding is the result's finding, when the blob's content does not match
+// its digest.
+func (r Result) Finding() (finding.Finding, bool) {
+	if r.Actual == r.Digest {
+		return finding.Finding{}, false
+	}
+	return finding.Finding{Kind: finding.DigestMismatch, Digest: r.Digest, Key: r.Key, Size: r.Bytes,
+		Explanation: fmt.Sprintf("content hashes to %s", r.Actual)}, true
+}
+
+// Mismatches hashes every digest's blob, as Blobs does, and returns the
+// finding of each whose content does not match its digest. hashed, when
+// not nil, is told the bytes of each blob hashed.
+func Mismatches(ctx context.Context, d storage.Driver, digests []digest.Digest, o Options, hashed func(bytes int64)) ([]finding.Finding, error) {
+	var out []finding.Finding
+	err := Blobs(ctx, d, digests, o, func(r Result) error {
+		if hashed != nil {
+			hashed(r.Bytes)
+		}
+		if f, ok := r.Finding(); ok {
+			out = append(out, f)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ErrNoStreaming means the store cannot stream objects.

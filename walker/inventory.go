@@ -10,6 +10,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regsweep/regsweep/blobindex"
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/storage"
 )
 
@@ -135,6 +136,34 @@ func (inv *Inventory) Compact() {
 			t.Index.Compact()
 		}
 	}
+}
+
+// Finding is the problem the entry shows, if it shows one: a corrupt
+// link, or a key that fits no layout (a storage driver's temporary file
+// says so: a write in flight, which gc ignores). The mark takes the
+// corrupt links among its problems: it keeps what they may hide.
+func (e Entry) Finding() (finding.Finding, bool) {
+	switch {
+	case e.Kind == KindUnknown && e.InFlightFor != "":
+		return finding.Finding{Kind: finding.UnknownKey, Key: e.Key, Size: e.Size, Explanation: fmt.Sprintf(
+			"a storage driver's temporary file for %s: a write in flight, or one a crash cut short (gc ignores it)", e.InFlightFor)}, true
+	case e.Kind == KindUnknown:
+		return finding.Finding{Kind: finding.UnknownKey, Key: e.Key, Size: e.Size, Explanation: "key under docker/registry/v2/ that fits no registry layout"}, true
+	case e.Corrupt:
+		return finding.Finding{Kind: finding.CorruptLink, Repo: e.Repo, Digest: e.Digest, Key: e.Key,
+			Explanation: fmt.Sprintf("corrupt %s: %s", e.Kind, e.CorruptReason)}, true
+	}
+	return finding.Finding{}, false
+}
+
+// UnknownKeys are the findings of the keys that fit no layout.
+func (inv *Inventory) UnknownKeys() []finding.Finding {
+	out := make([]finding.Finding, 0, len(inv.Unknown))
+	for _, e := range inv.Unknown {
+		f, _ := e.Finding()
+		out = append(out, f)
+	}
+	return out
 }
 
 // Repo returns the repository called name, creating it.

@@ -6,6 +6,11 @@
 // only downloaded when the listing's ETag cannot prove their content, and
 // tag current links are always read. A listing error fails the whole walk:
 // a shorter result is never returned as if it were complete.
+//
+// It owns the entries and the inventory they add up to, and says what an
+// entry shows wrong (Entry.Finding: a corrupt link, a key that fits no
+// layout). It may not decide what is live or garbage (mark and sweep do),
+// nor write to storage.
 package walker
 
 import (
@@ -227,6 +232,9 @@ func Walk(ctx context.Context, d storage.Driver, opts Options, fn func(Entry) er
 		if lctx.Err() == nil { // a failed blob listing has ended the walk
 			for _, shard := range repoShards {
 				listings.Go(func() error { return w.list(lctx, shard) })
+			}
+			if !opts.RepositoriesOnly {
+				listings.Go(func() error { return w.outsideLayout(lctx) })
 			}
 		}
 		err = listings.Wait()
@@ -488,6 +496,47 @@ func (w *walk) sha256Children(ctx context.Context) ([]storage.ObjectInfo, error)
 		})
 	})
 	return w.children, w.childrenErr
+}
+
+// outsideLayout lists everything under the registry root but blobs/ and
+// repositories/: distribution writes nothing else there, so every key
+// found is reported (KindUnknown), never skipped. On a store that lists
+// one level in a request, only the other top-level names are listed; a
+// store that cannot lists the whole root and passes over the two trees
+// listed already.
+func (w *walk) outsideLayout(ctx context.Context) error {
+	listed := func(key string) bool {
+		return strings.HasPrefix(key, layout.BlobsPrefix) || strings.HasPrefix(key, layout.RepositoriesPrefix)
+	}
+	dl, ok := storage.DirListerOf(w.d)
+	if !ok {
+		return w.d.Walk(ctx, layout.Root, func(oi storage.ObjectInfo) error {
+			if listed(oi.Key) {
+				return nil
+			}
+			return w.classify(ctx, oi)
+		})
+	}
+	var dirs []string
+	err := dl.ListDir(ctx, layout.Root, func(oi storage.ObjectInfo, dir bool) error {
+		switch {
+		case listed(oi.Key):
+		case dir:
+			dirs = append(dirs, oi.Key)
+		default:
+			return w.classify(ctx, oi)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, dir := range dirs {
+		if err := w.list(ctx, dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (w *walk) list(ctx context.Context, prefix string) error {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/storage"
@@ -153,6 +156,57 @@ func TestCorruptLinksAndUnknownKeys(t *testing.T) {
 	}
 	if len(unknown) != 3 {
 		t.Errorf("unknown keys: %v, want the three stray keys under docker/registry/v2/", unknown)
+	}
+}
+
+// A walk's problems are findings where it finds them: a corrupt link
+// names its repository, digest and key and why; a key that fits no layout
+// is broken storage, and a driver's temporary file says what it becomes.
+func TestWalkFindings(t *testing.T) {
+	d := storage.NewMemory(nil, nil)
+	w := regtree.NewWriter(d, 4)
+	other := digest.FromString("other")
+	link, _ := layout.Path(layout.LayerLink{Repo: "b", Digest: other})
+	w.Raw(link, []byte("garbage"))
+	w.Raw(link+".0f8fad5b-d9cb-469f-a165-70867728950e.tmp", []byte(other.String()))
+	w.Raw("docker/registry/v2/blobs/sha256/ab/notablob", []byte("xyz"))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	inv, err := walker.Collect(context.Background(), d, walker.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Corrupt) != 1 {
+		t.Fatalf("corrupt links: %v", inv.Corrupt)
+	}
+	f, ok := inv.Corrupt[0].Finding()
+	want := finding.Finding{Kind: finding.CorruptLink, Repo: "b", Digest: other, Key: link,
+		Explanation: `corrupt layer_link: link content is not a digest ("garbage")`}
+	if !ok || !reflect.DeepEqual(f, want) {
+		t.Errorf("corrupt link finding %+v, want %+v", f, want)
+	}
+	got := map[string]string{}
+	for _, f := range inv.UnknownKeys() {
+		if f.Kind != finding.UnknownKey || f.Severity() != finding.Broken {
+			t.Errorf("unknown key finding %+v", f)
+		}
+		got[f.Key] = f.Explanation
+	}
+	wantUnknown := map[string]string{
+		"docker/registry/v2/blobs/sha256/ab/notablob": "key under docker/registry/v2/ that fits no registry layout",
+		link + ".0f8fad5b-d9cb-469f-a165-70867728950e.tmp": "a storage driver's temporary file for " + link +
+			": a write in flight, or one a crash cut short (gc ignores it)",
+	}
+	if !maps.Equal(got, wantUnknown) {
+		t.Errorf("unknown keys %v, want %v", got, wantUnknown)
+	}
+	for _, r := range inv.Repositories {
+		for d := range r.Layers.All() {
+			if _, ok := (walker.Entry{Kind: walker.KindLayerLink, Repo: r.Name, Digest: d}).Finding(); ok {
+				t.Errorf("a sound link is a finding")
+			}
+		}
 	}
 }
 
@@ -380,9 +434,10 @@ func TestBlobShardsSplitWhenLarge(t *testing.T) {
 		}
 		return blobs, reqs.Snapshot()["list"] - before
 	}
-	// 18 shards (16 sha256 ones, sha384, sha512) and one delimiter listing
-	// of the repository tree.
-	const unsplit = 18 + 1
+	// 18 shards (16 sha256 ones, sha384, sha512), one delimiter listing of
+	// the repository tree and one of the registry root (for keys outside
+	// the layout).
+	const unsplit = 18 + 1 + 1
 	if _, lists := count(300, 4); lists != unsplit {
 		t.Fatalf("a store of 300 blobs took %d listings, want %d (no split)", lists, unsplit)
 	}
@@ -444,3 +499,43 @@ func TestBlobShardSplitMissesNothing(t *testing.T) {
 		t.Errorf("sharded walk found %d keys, one pass %d", len(sharded), len(one))
 	}
 }
+
+// Every key under the registry root that is not in blobs/ or
+// repositories/ is reported as unknown: distribution writes nothing else
+// there (issue 15). A walk of the repository tree only does not look.
+func TestKeysOutsideTheLayoutAreReported(t *testing.T) {
+	ctx := context.Background()
+	strays := []string{layout.Root + "stray/x.txt", layout.Root + "notes", layout.Root + "blobsX/y", layout.Root + "old/deep/er/key"}
+	for _, mem := range []storage.Driver{storage.NewMemory(nil, nil), hidingCapabilities{storage.NewMemory(nil, nil)}} {
+		for _, k := range append([]string{layout.BlobsPrefix + "sha256/ab/ab" + strings.Repeat("0", 62) + "/data"}, strays...) {
+			if err := mem.Put(ctx, k, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, parallel := range []bool{false, true} {
+			opts := walker.DefaultOptions()
+			opts.Parallel = parallel
+			inv, err := walker.Collect(ctx, mem, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range inv.Unknown {
+				got = append(got, e.Key)
+			}
+			slices.Sort(got)
+			want := slices.Sorted(slices.Values(strays))
+			if !slices.Equal(got, want) || inv.Blobs.Len() != 1 {
+				t.Errorf("%T parallel %v: unknown %v, want %v; %d blobs", mem, parallel, got, want, inv.Blobs.Len())
+			}
+			opts.RepositoriesOnly = true
+			if inv, err := walker.Collect(ctx, mem, opts); err != nil || len(inv.Unknown) != 0 {
+				t.Errorf("a walk of the repository tree reported %v (%v)", inv.Unknown, err)
+			}
+		}
+	}
+}
+
+// hidingCapabilities is a store that offers no capability: the walk lists
+// the whole root for keys outside the layout.
+type hidingCapabilities struct{ storage.Driver }

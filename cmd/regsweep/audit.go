@@ -9,8 +9,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/regsweep/regsweep/finding"
 	"github.com/regsweep/regsweep/gc"
-	"github.com/regsweep/regsweep/harborgc"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/reports"
 	"github.com/regsweep/regsweep/storage"
@@ -109,44 +109,30 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	if err != nil {
 		return err
 	}
-	inv, res, plan := a.Inventory, a.Mark, a.Plan
-	walked, marked := a.Walked, a.Marked
-	var mismatches []verify.Result
+	inv := a.Inventory
+	var mismatches []finding.Finding
 	if o.verify {
-		var digests []digest.Digest
+		digests := make([]digest.Digest, 0, inv.Blobs.Len())
 		for dg := range inv.Blobs.All() {
 			digests = append(digests, dg)
 		}
 		log.Info("verifying blobs", "blobs", len(digests), "bytes", inv.BlobBytes)
 		stage := meter.Start("verify", "bytes", inv.BlobBytes)
-		err := verify.Blobs(ctx, d, digests, verify.Options{Concurrency: g.concurrency, BytesPerSecond: o.verifyRate}, func(r verify.Result) error {
-			stage.Add(r.Bytes)
-			if r.Actual != r.Digest {
-				mismatches = append(mismatches, r)
-			}
-			return nil
-		})
-		if err != nil {
+		if mismatches, err = verify.Mismatches(ctx, d, digests, verify.Options{Concurrency: g.concurrency, BytesPerSecond: o.verifyRate}, stage.Add); err != nil {
 			return err
 		}
 		stage.Done()
 	}
 	verified := time.Now()
-	rep = reports.BuildAudit(inv, res, plan, storageInfo(d), reqs.Snapshot(), started, time.Now())
-	for _, m := range mismatches {
-		rep.Add(reports.Finding{Kind: reports.KindDigestMismatch, Digest: m.Digest, Key: m.Key, Size: m.Bytes,
-			Explanation: fmt.Sprintf("content hashes to %s", m.Actual)})
-	}
+	rep = reports.BuildAudit(inv, a.Mark, a.Plan, storageInfo(d), reqs.Snapshot(), started, time.Now())
+	rep.Add(mismatches...)
 	if hb != nil {
-		for _, f := range harborgc.Findings(hb.Snapshot(), inv, o.grace) {
-			rep.Add(reports.Finding{Kind: f.Kind, Project: f.Project, Repo: f.Repo, Digest: f.Digest, Key: f.Key, Size: f.Size, Explanation: f.Message})
-		}
+		rep.Add(hb.Findings(inv)...)
 	}
-	rep.NameAffectedTags(inv, res)
-	rep.SetDuration("walk", walked.Sub(started).Seconds())
-	rep.SetDuration("mark", marked.Sub(walked).Seconds())
+	rep.SetDuration("walk", a.Walked.Sub(started).Seconds())
+	rep.SetDuration("mark", a.Marked.Sub(a.Walked).Seconds())
 	if o.verify {
-		rep.SetDuration("verify", verified.Sub(marked).Seconds())
+		rep.SetDuration("verify", verified.Sub(a.Marked).Seconds())
 	}
 	rep.SetDuration("total", rep.FinishedAt.Sub(rep.StartedAt).Seconds())
 	meter.Close() // the line is gone before the report is written
@@ -168,7 +154,7 @@ func runAudit(cmd *cobra.Command, o *auditOptions, g *globalOptions) (err error)
 	if err != nil {
 		return err
 	}
-	broken, reclaimable := rep.Count(reports.SeverityBroken), rep.Count(reports.SeverityReclaimable)
+	broken, reclaimable := rep.Count(finding.Broken), rep.Count(finding.Reclaimable)
 	switch {
 	case o.failOn != "none" && broken > 0:
 		return findingsError{fmt.Sprintf("%d broken finding(s) (and %d reclaimable)", broken, reclaimable)}

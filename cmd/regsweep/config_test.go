@@ -12,6 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/regsweep/regsweep/config"
 )
 
 // isolate keeps the machine's own configuration out of a test: no
@@ -21,8 +23,8 @@ func isolate(t *testing.T) string {
 	dir := t.TempDir()
 	t.Chdir(dir)
 	t.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "xdg"))
-	t.Setenv(configEnv, "") // restored after the test
-	os.Unsetenv(configEnv)
+	t.Setenv(config.FileEnv, "") // restored after the test
+	os.Unsetenv(config.FileEnv)
 	return dir
 }
 
@@ -77,12 +79,12 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 		cLine, gLine  int
 		useConfigFlag bool
 	}{
-		{name: "defaults", args: []string{"--config", ""}, conc: "32", grace: "2h0m0s", cSrc: fromDefault, gSrc: fromDefault},
-		{name: "file", conc: "7", grace: "3h0m0s", cSrc: fromFile, gSrc: fromFile, cLine: 1, gLine: 3},
+		{name: "defaults", args: []string{"--config", ""}, conc: "32", grace: "2h0m0s", cSrc: config.FromDefault, gSrc: config.FromDefault},
+		{name: "file", conc: "7", grace: "3h0m0s", cSrc: config.FromFile, gSrc: config.FromFile, cLine: 1, gLine: 3},
 		{name: "env over file", env: map[string]string{"REGSWEEP_CONCURRENCY": "9", "REGSWEEP_GRACE": "4h"},
-			conc: "9", grace: "4h0m0s", cSrc: fromEnv, gSrc: fromEnv},
+			conc: "9", grace: "4h0m0s", cSrc: config.FromEnv, gSrc: config.FromEnv},
 		{name: "flag over env", env: map[string]string{"REGSWEEP_CONCURRENCY": "9", "REGSWEEP_GRACE": "4h"},
-			args: []string{"--concurrency", "11"}, conc: "11", grace: "4h0m0s", cSrc: fromFlag, gSrc: fromEnv},
+			args: []string{"--concurrency", "11"}, conc: "11", grace: "4h0m0s", cSrc: config.FromFlag, gSrc: config.FromEnv},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -97,10 +99,10 @@ func TestPrecedenceFlagEnvFileDefault(t *testing.T) {
 			if g.Value != s.grace || g.Source != s.gSrc || g.Line != s.gLine {
 				t.Errorf("gc.grace = %+v, want %s from %s (line %d)", g, s.grace, s.gSrc, s.gLine)
 			}
-			if s.gSrc == fromEnv && g.Env != "REGSWEEP_GRACE" {
+			if s.gSrc == config.FromEnv && g.Env != "REGSWEEP_GRACE" {
 				t.Errorf("gc.grace from env names %q", g.Env)
 			}
-			if s.cSrc != fromDefault && rep.ConfigFile != "regsweep.yaml" {
+			if s.cSrc != config.FromDefault && rep.ConfigFile != "regsweep.yaml" {
 				t.Errorf("config file %q, want the one found in the working directory (%s)", rep.ConfigFile, file)
 			}
 		})
@@ -160,7 +162,7 @@ func TestConfigFileErrorsNameTheKey(t *testing.T) {
 	if code != exitUsage || !strings.Contains(stderr, "nope.yaml") {
 		t.Errorf("missing --config file: exit %d, %s", code, stderr)
 	}
-	t.Setenv(configEnv, filepath.Join(dir, "nope-env.yaml"))
+	t.Setenv(config.FileEnv, filepath.Join(dir, "nope-env.yaml"))
 	_, stderr, code = run(t, "config", "check")
 	if code != exitUsage || !strings.Contains(stderr, "nope-env.yaml") {
 		t.Errorf("missing REGSWEEP_CONFIG file: exit %d, %s", code, stderr)
@@ -178,15 +180,15 @@ func TestConfigFileLocations(t *testing.T) {
 		t.Errorf("./regsweep.yaml does not come before the XDG file: %q", rep.ConfigFile)
 	}
 	named := writeFile(t, dir, "named.yaml", "concurrency: 4\n")
-	t.Setenv(configEnv, named)
-	if rep := checkReport(t); rep.ConfigFile != named || rep.ConfigFrom != configEnv || rep.flag(t, "concurrency").Value != "4" {
+	t.Setenv(config.FileEnv, named)
+	if rep := checkReport(t); rep.ConfigFile != named || rep.ConfigFrom != config.FileEnv || rep.flag(t, "concurrency").Value != "4" {
 		t.Errorf("REGSWEEP_CONFIG not used: %+v", rep.ConfigFile)
 	}
 	other := writeFile(t, dir, "other.yaml", "concurrency: 5\n")
 	if rep := checkReport(t, "--config", other); rep.ConfigFile != other || rep.flag(t, "concurrency").Value != "5" {
 		t.Errorf("--config does not beat REGSWEEP_CONFIG: %q", rep.ConfigFile)
 	}
-	if rep := checkReport(t, "--config="); rep.ConfigFile != "" || rep.flag(t, "concurrency").Source != fromDefault {
+	if rep := checkReport(t, "--config="); rep.ConfigFile != "" || rep.flag(t, "concurrency").Source != config.FromDefault {
 		t.Errorf("--config= still read %q", rep.ConfigFile)
 	}
 }
@@ -224,7 +226,7 @@ func TestConfigCheckRedactsSecrets(t *testing.T) {
 		}
 	}
 	rep := checkReport(t, "--config", file, "--s3-access-key", secrets["flag"])
-	for key, src := range map[string]string{"s3-secret-key": fromFile, "swift-password": fromEnv, "s3-access-key": fromFlag, "s3-endpoint": fromFile} {
+	for key, src := range map[string]string{"s3-secret-key": config.FromFile, "swift-password": config.FromEnv, "s3-access-key": config.FromFlag, "s3-endpoint": config.FromFile} {
 		if f := rep.flag(t, key); f.Source != src || !strings.Contains(f.Value, "<redacted>") {
 			t.Errorf("%s = %+v; want a redacted value from %s", key, f, src)
 		}
@@ -272,11 +274,11 @@ func TestExampleFileIsValid(t *testing.T) {
 	}
 	applied := 0
 	for _, f := range rep.Flags {
-		if f.Source == fromFile {
+		if f.Source == config.FromFile {
 			applied++
 		}
 	}
-	if g := rep.flag(t, "gc.grace"); g.Source != fromFile || g.Value != "2h0m0s" {
+	if g := rep.flag(t, "gc.grace"); g.Source != config.FromFile || g.Value != "2h0m0s" {
 		t.Errorf("example's gc.grace = %+v", g)
 	}
 	if applied < 20 {
@@ -299,26 +301,25 @@ func TestConfigExampleTemplateCoversEveryFlag(t *testing.T) {
 	root := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
 	root.InitDefaultCompletionCmd()
 	n := 0
-	for _, c := range configCommands(root) {
-		c.LocalFlags().VisitAll(func(fl *pflag.Flag) {
-			if !configurable(fl) || fl.Hidden {
-				return
-			}
-			n++
-			f := rep.flag(t, fileKey(c, fl))
-			if f.Key == "config.check.format" {
-				return // checkReport gives --format json
-			}
-			if f.Source != fromFile {
-				t.Errorf("%s: source %s, want file (the template lacks it?)", f.Key, f.Source)
-			}
-			if strings.Contains(f.Value, "<redacted>") {
-				return
-			}
-			if f.Value != fl.DefValue && !(f.Value == "" && fl.DefValue == `""`) {
-				t.Errorf("%s: the template's default reads back as %q, the flag's default is %q", f.Key, f.Value, fl.DefValue)
-			}
-		})
+	for _, k := range configTree(root).Keys() {
+		fl := k.Flag
+		if fl.Hidden {
+			continue
+		}
+		n++
+		f := rep.flag(t, k.Name)
+		if f.Key == "config.check.format" {
+			continue // checkReport gives --format json
+		}
+		if f.Source != config.FromFile {
+			t.Errorf("%s: source %s, want file (the template lacks it?)", f.Key, f.Source)
+		}
+		if strings.Contains(f.Value, "<redacted>") {
+			continue
+		}
+		if f.Value != fl.DefValue && !(f.Value == "" && fl.DefValue == `""`) {
+			t.Errorf("%s: the template's default reads back as %q, the flag's default is %q", f.Key, f.Value, fl.DefValue)
+		}
 	}
 	if n < 40 {
 		t.Errorf("only %d flags found", n)
@@ -399,7 +400,7 @@ func TestManPages(t *testing.T) {
 // with a subcommand at the same level.
 func TestSchemaCoversTheCommandTree(t *testing.T) {
 	root := newRootCommand(&bytes.Buffer{}, &bytes.Buffer{})
-	schema, err := flagSchema(root)
+	schema, err := configTree(root).Schema()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +412,7 @@ func TestSchemaCoversTheCommandTree(t *testing.T) {
 	if _, ok := schema.Sections["config"].Sections["check"].Flags["connect"]; !ok {
 		t.Error("config.check.connect is not a key")
 	}
-	if _, ok := schema.Flags[configFlag]; ok {
+	if _, ok := schema.Flags[config.FileFlag]; ok {
 		t.Error("the file can name another config file")
 	}
 	if _, ok := schema.Sections[genManCommandName]; ok {

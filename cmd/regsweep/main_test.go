@@ -384,3 +384,32 @@ func TestCheckPlanAge(t *testing.T) {
 		}
 	}
 }
+
+// A key outside the registry's layout (not under blobs/ or repositories/)
+// is reported by inventory and audit, and gc never deletes it (issue 15).
+func TestKeysOutsideTheLayoutAreReportedNotDeleted(t *testing.T) {
+	root := sampleTree(t)
+	stray := filepath.Join(root, "docker", "registry", "v2", "stray", "x.txt")
+	if err := os.MkdirAll(filepath.Dir(stray), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(stray, []byte("notes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const key = "docker/registry/v2/stray/x.txt"
+	stdout, stderr, code := run(t, "inventory", "--fs-root", root)
+	if code != exitFindings || !strings.Contains(stdout+stderr, key) {
+		t.Errorf("inventory: exit %d, the stray key not named:\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = run(t, "audit", "--fs-root", root, "--format", "json", "--cache-dir", "")
+	if code != exitFindings || !strings.Contains(stdout, `"unknown_key"`) || !strings.Contains(stdout, key) {
+		t.Errorf("audit: exit %d, no unknown_key finding for %s:\n%s", code, key, stderr)
+	}
+	if _, stderr, code := run(t, "gc", "--fs-root", root, "--delete", "--delete-untagged", "--grace", "0s", "--upload-grace", "0s",
+		"--max-delete-fraction", "0.9", "--cache-dir", ""); code != 0 {
+		t.Fatalf("gc --delete: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(stray); err != nil {
+		t.Errorf("gc deleted a key outside the layout: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/regsweep/regsweep/backend"
+	"github.com/regsweep/regsweep/config"
 	"github.com/regsweep/regsweep/storage"
 )
 
@@ -20,13 +22,9 @@ import (
 type globalOptions struct {
 	stdout, stderr io.Writer
 
-	configFile string
-	// configSearch is where a configuration file is looked for when
-	// neither --config nor REGSWEEP_CONFIG names one.
-	configSearch []string
 	// layers is what PersistentPreRunE resolved: the file and where each
 	// flag's value came from (config check prints it).
-	layers *flagLayers
+	layers *config.Layers
 
 	registryConfig string
 	storage        backend.Flags
@@ -43,7 +41,7 @@ type globalOptions struct {
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
-	g := &globalOptions{stdout: stdout, stderr: stderr, configSearch: defaultConfigSearch()}
+	g := &globalOptions{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "regsweep",
 		Short:         "Offline garbage collector and storage auditor for Docker Distribution registries",
@@ -65,7 +63,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 }
 
 func (g *globalOptions) addFlags(f *pflag.FlagSet) {
-	f.StringVar(&g.configFile, configFlag, "", "read flag values from this YAML file (default: the first of ./regsweep.yaml, $XDG_CONFIG_HOME/regsweep/regsweep.yaml, /etc/regsweep/regsweep.yaml that exists; empty: no file)")
+	f.String(config.FileFlag, "", "read flag values from this YAML file (default: the first of ./regsweep.yaml, $XDG_CONFIG_HOME/regsweep/regsweep.yaml, /etc/regsweep/regsweep.yaml that exists; empty: no file)")
 	f.StringVar(&g.registryConfig, "registry-config", "", "read the storage from the registry's own config.yml (distribution's REGISTRY_STORAGE env overrides apply)")
 	g.storage.AddFlags(f)
 
@@ -116,7 +114,7 @@ func (g *globalOptions) loggerTo(w io.Writer) *slog.Logger {
 func (g *globalOptions) storageConfig() (backend.Config, error) {
 	cfg, err := g.storage.Config(g.registryConfig, os.Environ())
 	var unsupported *backend.UnsupportedDriverError
-	if err != nil && !errorsAs(err, &unsupported) {
+	if err != nil && !errors.As(err, &unsupported) {
 		err = usageError{err}
 	}
 	return cfg, err

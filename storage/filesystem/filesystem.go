@@ -11,9 +11,10 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sync/errgroup"
@@ -212,8 +213,17 @@ func (d *Driver) readDir(ctx context.Context, job dirJob, queue *dirQueue, found
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		// A directory that vanished between listing its parent and reading
-		// it was deleted concurrently: it holds nothing now. The starting
-		// directory may simply not exist yet.
+		// it was deleted concurrently (by the registry, or by this run):
+		// the walk saw it after the delete, as a listing started a moment
+		// later would, and nothing below it can be missed, since nothing is
+		// there any more. This is the one way a listing here ends short of
+		// what it saw. The starting directory may simply not exist yet,
+		// unless it is a dangling symlink.
+		if job.top && errors.Is(err, fs.ErrNotExist) {
+			if target, lerr := os.Readlink(dir); lerr == nil {
+				return d.pathErr("list", job.key, dangling(target))
+			}
+		}
 		if errors.Is(err, fs.ErrNotExist) || (job.top && errors.Is(err, syscall.ENOTDIR)) {
 			return nil
 		}
@@ -227,19 +237,15 @@ func (d *Driver) readDir(ctx context.Context, job dirJob, queue *dirQueue, found
 		if job.key != "" {
 			childKey = job.key + "/" + e.Name()
 		}
-		if e.IsDir() {
+		info, err := d.entryInfo(childKey, e)
+		switch {
+		case err != nil:
+			return err
+		case info == nil:
+			continue // deleted since the directory was read: see above
+		case info.IsDir():
 			queue.push(dirJob{key: childKey})
 			continue
-		}
-		if !e.Type().IsRegular() {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			return d.pathErr("list", childKey, err)
 		}
 		select {
 		case found <- storage.ObjectInfo{Key: childKey, Size: info.Size(), ModTime: info.ModTime()}:
@@ -248,6 +254,90 @@ func (d *Driver) readDir(ctx context.Context, job dirJob, queue *dirQueue, found
 		}
 	}
 	return nil
+}
+
+// entryInfo classifies one directory entry as a directory or a regular
+// file, following a symlink as distribution's driver does (it stats
+// through links, so the registry serves a repository or a blob whose
+// directory is a link to another volume). It returns nil for an entry
+// deleted since its directory was read. Anything else is an error naming
+// the key, never a skipped entry: a special file (fifo, socket, device),
+// a dangling symlink, and a symlink loop, including a link to a
+// directory above it, which the registry could not walk either.
+func (d *Driver) entryInfo(key string, e fs.DirEntry) (fs.FileInfo, error) {
+	t := e.Type()
+	if t&fs.ModeSymlink == 0 {
+		if !t.IsDir() && !t.IsRegular() {
+			return nil, d.pathErr("list", key, unclassified(t))
+		}
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, d.pathErr("list", key, err)
+		}
+		return info, nil
+	}
+	p := filepath.Join(d.root, filepath.FromSlash(key))
+	info, err := os.Stat(p)
+	if err != nil {
+		target, lerr := os.Readlink(p)
+		switch {
+		case errors.Is(lerr, fs.ErrNotExist):
+			return nil, nil // the link itself is gone
+		case errors.Is(err, syscall.ELOOP):
+			return nil, d.pathErr("list", key, fmt.Errorf("symlink loop: the link to %q cannot be resolved (%v)", target, err))
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, d.pathErr("list", key, dangling(target))
+		}
+		return nil, d.pathErr("list", key, err)
+	}
+	switch {
+	case info.Mode().IsRegular():
+		return info, nil
+	case !info.IsDir():
+		return nil, d.pathErr("list", key, unclassified(info.Mode()))
+	}
+	// A directory reached twice on one path is a loop. Every endless path
+	// takes a link to a directory already on it, so checking links is
+	// enough; the directories on the path are the key's own prefixes
+	// (stat follows the links among them).
+	for above := key; above != ""; {
+		above = above[:max(strings.LastIndexByte(above, '/'), 0)]
+		ai, err := os.Stat(filepath.Join(d.root, filepath.FromSlash(above)))
+		if err == nil && os.SameFile(info, ai) {
+			target, _ := os.Readlink(p)
+			name := strconv.Quote(above)
+			if above == "" {
+				name = "the storage root"
+			}
+			return nil, d.pathErr("list", key, fmt.Errorf("symlink loop: the link to %q leads back to %s, a directory above it", target, name))
+		}
+	}
+	return info, nil
+}
+
+// dangling is the error for a symlink whose target does not exist.
+func dangling(target string) error {
+	return fmt.Errorf("dangling symlink: its target %q does not exist", target)
+}
+
+// unclassified is the error for an entry that is neither a directory nor
+// a regular file.
+func unclassified(mode fs.FileMode) error {
+	var kind string
+	switch {
+	case mode&fs.ModeNamedPipe != 0:
+		kind = "a named pipe (fifo)"
+	case mode&fs.ModeSocket != 0:
+		kind = "a socket"
+	case mode&fs.ModeDevice != 0:
+		kind = "a device"
+	default:
+		kind = "a special file (" + mode.Type().String() + ")"
+	}
+	return fmt.Errorf("%s, not a regular file, a directory or a symlink to one: it cannot be classified", kind)
 }
 
 func (d *Driver) Stat(ctx context.Context, key string) (storage.ObjectInfo, error) {
@@ -260,21 +350,54 @@ func (d *Driver) Stat(ctx context.Context, key string) (storage.ObjectInfo, erro
 	if err != nil {
 		return storage.ObjectInfo{}, d.pathErr("stat", key, err)
 	}
-	if st.IsDir() {
-		return storage.ObjectInfo{}, d.pathErr("stat", key, fmt.Errorf("%w: is a directory", storage.ErrNotFound))
+	if err := d.checkRegular("stat", key, st.Mode()); err != nil {
+		return storage.ObjectInfo{}, err
 	}
 	return storage.ObjectInfo{Key: key, Size: st.Size(), ModTime: st.ModTime()}, nil
 }
 
-func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+// checkRegular refuses what is no object: a directory is not found (as
+// on an object store), a special file is an error.
+func (d *Driver) checkRegular(op, key string, mode fs.FileMode) error {
+	switch {
+	case mode.IsRegular():
+		return nil
+	case mode.IsDir():
+		return d.pathErr(op, key, fmt.Errorf("%w: is a directory", storage.ErrNotFound))
+	}
+	return d.pathErr(op, key, unclassified(mode))
+}
+
+// open opens a regular file for reading, through symlinks. A fifo is
+// opened without blocking (a plain open would wait for a writer) and then
+// refused.
+func (d *Driver) open(op, key string) (*os.File, error) {
 	p, err := d.fullPath(key)
 	if err != nil {
-		return nil, d.pathErr("get", key, err)
+		return nil, d.pathErr(op, key, err)
 	}
 	d.reqs.Add(storage.OpGet)
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, d.pathErr("get", key, err)
+		return nil, d.pathErr(op, key, err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		err = d.checkRegular(op, key, st.Mode())
+	} else {
+		err = d.pathErr(op, key, err)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (d *Driver) Get(ctx context.Context, key string, max int64) ([]byte, error) {
+	f, err := d.open("get", key)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	size := int64(-1)
@@ -367,56 +490,109 @@ func (d *Driver) Delete(ctx context.Context, keys []string) ([]storage.DeleteRes
 	return results, nil
 }
 
-// RemoveEmptyDirs removes every empty directory below prefix (a directory
-// key), deepest first, and prefix itself when it ends empty. A directory
-// that is not empty is left alone: only an emptied tree goes.
-func (d *Driver) RemoveEmptyDirs(ctx context.Context, prefix string) error {
-	prefix = strings.TrimSuffix(prefix, "/")
-	top, err := d.fullPath(prefix)
-	if err != nil {
-		return d.pathErr("rmdir", prefix, err)
+// RemoveEmptyDirs: see storage.DirRemover. It removes with rmdir(2),
+// which removes only an empty directory, atomically: a directory a writer
+// has just put a file in fails with ENOTEMPTY and stays, and a symlink
+// fails with ENOTDIR and stays (os.Remove would unlink the link, whatever
+// its target holds). Directories go deepest first, each level in
+// parallel, so a parent is tried once its children are gone.
+func (d *Driver) RemoveEmptyDirs(ctx context.Context, keys []string, keep func(dir string) bool) (int, error) {
+	trees := map[string]bool{} // the directories given, whose empty subdirectories go too
+	dirs := map[string]bool{}  // those and their parents, up to a kept one
+	for _, k := range keys {
+		dir := k
+		if !strings.HasSuffix(dir, "/") {
+			dir = dir[:strings.LastIndexByte(dir, '/')+1]
+		}
+		if _, err := d.fullPath(k); err != nil {
+			return 0, d.pathErr("rmdir", k, err)
+		}
+		trees[dir] = true
+		for dir != "" && !dirs[dir] && !keep(dir) {
+			dirs[dir] = true
+			dir = dir[:strings.LastIndexByte(dir[:len(dir)-1], '/')+1]
+		}
 	}
-	var dirs []string
-	err = filepath.WalkDir(top, func(p string, e fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+	byDepth := map[int][]string{}
+	deepest := 0
+	for dir := range dirs {
+		n := strings.Count(dir, "/")
+		byDepth[n] = append(byDepth[n], dir)
+		deepest = max(deepest, n)
+	}
+	var removed atomic.Int64
+	for depth := deepest; depth > 0; depth-- {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(d.concurrency)
+		for _, dir := range byDepth[depth] {
+			g.Go(func() error {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				n, err := d.rmdir(filepath.Join(d.root, filepath.FromSlash(dir)), trees[dir])
+				removed.Add(int64(n))
+				if err != nil {
+					return d.pathErr("rmdir", dir, err)
+				}
 				return nil
-			}
-			return err
+			})
 		}
-		if e.IsDir() {
-			dirs = append(dirs, p)
+		if err := g.Wait(); err != nil {
+			return int(removed.Load()), err
 		}
-		return nil
-	})
+	}
+	return int(removed.Load()), ctx.Err()
+}
+
+// rmdir removes dir if it is empty, and, with tree, its empty
+// subdirectories first when it is not. It returns how many directories it
+// removed; a directory that is not empty, is gone, is no directory (a
+// symlink) or is a mount point is left without an error.
+func (d *Driver) rmdir(dir string, tree bool) (int, error) {
+	d.reqs.Add(storage.OpDelete)
+	err := syscall.Rmdir(dir)
+	if err == nil {
+		return 1, nil
+	}
+	if !tree || !(errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST)) {
+		return 0, leftInPlace(err)
+	}
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return d.pathErr("rmdir", prefix, err)
+		return 0, leftInPlace(err)
 	}
-	sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
-	for _, dir := range dirs {
-		if err := ctx.Err(); err != nil {
-			return err
+	n := 0
+	for _, e := range entries {
+		if !e.IsDir() { // a file, or a symlink: not followed
+			continue
 		}
-		d.reqs.Add(storage.OpDelete)
-		if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
-			return d.pathErr("rmdir", prefix, err)
+		m, err := d.rmdir(filepath.Join(dir, e.Name()), true)
+		n += m
+		if err != nil {
+			return n, err
 		}
 	}
-	return nil
+	d.reqs.Add(storage.OpDelete)
+	if err := syscall.Rmdir(dir); err != nil {
+		return n, leftInPlace(err)
+	}
+	return n + 1, nil
+}
+
+// leftInPlace is nil for the errors that mean "this directory stays"
+// (not empty, gone, not a directory, a mount point), err otherwise.
+func leftInPlace(err error) error {
+	for _, e := range []error{syscall.ENOTEMPTY, syscall.EEXIST, syscall.ENOENT, syscall.ENOTDIR, syscall.EBUSY} {
+		if errors.Is(err, e) {
+			return nil
+		}
+	}
+	return err
 }
 
 var _ storage.Streamer = (*Driver)(nil)
 
 // Open streams a file.
 func (d *Driver) Open(ctx context.Context, key string) (io.ReadCloser, error) {
-	p, err := d.fullPath(key)
-	if err != nil {
-		return nil, d.pathErr("get", key, err)
-	}
-	d.reqs.Add(storage.OpGet)
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, d.pathErr("get", key, err)
-	}
-	return f, nil
+	return d.open("get", key)
 }

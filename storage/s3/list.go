@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 )
 
 // Listing pages are requested here and parsed as they stream in, not by
@@ -35,17 +36,18 @@ type listedObject struct {
 	etag  string
 }
 
-// listPage is one ListObjectsV2 response.
+// listPage is one listing page (ListObjectsV2, or V1 with ListV1).
 type listPage struct {
 	objects   []listedObject
 	prefixes  []string
 	truncated bool
-	next      string
+	// next is where the following page starts: V2's
+	// NextContinuationToken, V1's NextMarker.
+	next string
+	// keyCount is V2's KeyCount, -1 when the page has none (V1, and Ceph
+	// RGW releases that omit it).
+	keyCount int
 }
-
-// errAnonymous means the request cannot be presigned: the credentials are
-// anonymous, and minio-go's own listing is used.
-var errAnonymous = errors.New("anonymous credentials")
 
 // listCallError marks an error of the listing itself, as against one
 // returned by the caller's function.
@@ -54,25 +56,35 @@ type listCallError struct{ err error }
 func (e *listCallError) Error() string { return e.err.Error() }
 func (e *listCallError) Unwrap() error { return e.err }
 
-// listV2 lists the object keys below objectPrefix (raw object keys, not
+// list lists the object keys below objectPrefix (raw object keys, not
 // logical ones), calling onObject for each object and onPrefix for each
-// common prefix when delimiter is set. A failed or malformed page is an
-// error, never the end of the listing.
-func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter, startAfter string, onObject func(listedObject) error, onPrefix func(string) error) error {
-	token := ""
+// common prefix when delimiter is set. A failed, malformed or
+// contradictory page is an error, never the end of the listing: a page
+// that says it is the last but names where the next one starts, one
+// that says it is not the last but does not, one whose KeyCount is not
+// the number of entries it holds, one without IsTruncated, one holding a
+// key outside objectPrefix, and a next page that would start where this
+// one did.
+func (d *Driver) list(ctx context.Context, objectPrefix, delimiter, startAfter string, onObject func(listedObject) error, onPrefix func(string) error) error {
+	// The V2 continuation token, or the V1 marker (which starts at
+	// startAfter).
+	cursor := ""
+	if d.listV1 {
+		cursor = startAfter
+	}
 	// One per listing: its buffers serve every page. (Pooled across
 	// listings, parsers saved 0.2 s of CPU in a warm gc over 100,000 blobs
 	// but raised its peak RSS by half a megabyte.)
-	parser := new(pageParser)
+	parser := &pageParser{v1: d.listV1}
 	for {
-		page, err := d.listPage(ctx, objectPrefix, delimiter, startAfter, token, parser)
-		if errors.Is(err, errAnonymous) {
-			return err
-		}
+		page, err := d.listPage(ctx, objectPrefix, delimiter, startAfter, cursor, parser)
 		if err != nil {
 			return &listCallError{err}
 		}
 		for _, o := range page.objects {
+			if !strings.HasPrefix(o.key, objectPrefix) {
+				return &listCallError{fmt.Errorf("%w: key %q is outside the prefix listed", errMalformed, o.key)}
+			}
 			if err := onObject(o); err != nil {
 				return err
 			}
@@ -81,8 +93,11 @@ func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter, startAfter
 			}
 		}
 		for _, p := range page.prefixes {
-			if onPrefix == nil {
+			switch {
+			case onPrefix == nil:
 				return &listCallError{fmt.Errorf("%w: a common prefix %q in a listing without a delimiter", errMalformed, p)}
+			case !strings.HasPrefix(p, objectPrefix):
+				return &listCallError{fmt.Errorf("%w: common prefix %q is outside the prefix listed", errMalformed, p)}
 			}
 			if err := onPrefix(p); err != nil {
 				return err
@@ -91,27 +106,75 @@ func (d *Driver) listV2(ctx context.Context, objectPrefix, delimiter, startAfter
 		if !page.truncated {
 			return nil
 		}
-		token = page.next
+		next, err := nextCursor(page, d.listV1, delimiter, cursor)
+		if err != nil {
+			return &listCallError{err}
+		}
+		cursor = next
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
 }
 
-// listPage requests and parses one page.
-func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, startAfter, token string, parser *pageParser) (*listPage, error) {
-	q := url.Values{"list-type": {"2"}, "encoding-type": {"url"}, "prefix": {objectPrefix}, "delimiter": {delimiter}, "max-keys": {"1000"}}
-	if token != "" {
-		q.Set("continuation-token", token)
-	} else if startAfter != "" {
-		q.Set("start-after", startAfter)
+// nextCursor is where the page after a truncated one starts. A V1 page
+// without NextMarker continues after its last key, as the S3 API says,
+// except in a delimiter listing, where S3 always sends NextMarker.
+func nextCursor(page *listPage, v1 bool, delimiter, cursor string) (string, error) {
+	next := page.next
+	if v1 && next == "" && delimiter == "" && len(page.objects) > 0 {
+		next = page.objects[len(page.objects)-1].key
 	}
+	switch {
+	case next == "":
+		return "", fmt.Errorf("%w: a truncated page without a NextMarker", errMalformed)
+	case next == cursor, v1 && next < cursor:
+		return "", fmt.Errorf("%w: the next page would start at %q again: the listing does not advance", errMalformed, next)
+	}
+	return next, nil
+}
+
+// listPage requests and parses one page.
+func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, startAfter, cursor string, parser *pageParser) (*listPage, error) {
+	q := url.Values{"encoding-type": {"url"}, "prefix": {objectPrefix}, "delimiter": {delimiter}, "max-keys": {"1000"}}
+	switch {
+	case d.listV1:
+		if cursor != "" {
+			q.Set("marker", cursor)
+		}
+	case cursor != "":
+		q.Set("list-type", "2")
+		q.Set("continuation-token", cursor)
+	default:
+		q.Set("list-type", "2")
+		if startAfter != "" {
+			q.Set("start-after", startAfter)
+		}
+	}
+	resp, err := d.bucketGet(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	page, err := parser.parse(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("listing response: %w", err)
+	}
+	return page, nil
+}
+
+// bucketGet sends a GET for the bucket with query q, presigned by
+// minio-go (region, path or virtual-host style, signature v2 or v4,
+// session tokens), or unsigned when the credentials are anonymous. A
+// status other than 200 is the S3 error it carries.
+func (d *Driver) bucketGet(ctx context.Context, q url.Values) (*http.Response, error) {
 	u, err := d.client.Presign(ctx, http.MethodGet, d.bucket, "", 15*time.Minute, q)
 	if err != nil {
-		if v, cerr := d.creds.GetWithContext(d.client.CredContext()); cerr == nil && v.SignerType.IsAnonymous() {
-			return nil, errAnonymous
+		v, cerr := d.creds.GetWithContext(d.client.CredContext())
+		if cerr != nil || !v.SignerType.IsAnonymous() {
+			return nil, err
 		}
-		return nil, err
+		u = d.unsignedURL(q)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -121,15 +184,27 @@ func (d *Driver) listPage(ctx context.Context, objectPrefix, delimiter, startAft
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		return nil, errorResponse(resp, d.bucket)
 	}
-	page, err := parser.parse(resp.Body)
-	if err != nil {
-		return nil, fmt.Errorf("listing response: %w", err)
+	return resp, nil
+}
+
+// unsignedURL addresses the bucket as minio-go does for an endpoint it
+// does not rewrite: virtual-host style where the endpoint supports it
+// (AWS, GCS) unless path style is forced, path style otherwise.
+// (minio-go presigns nothing with anonymous credentials.)
+func (d *Driver) unsignedURL(q url.Values) *url.URL {
+	u := *d.client.EndpointURL()
+	if !d.pathStyle && s3utils.IsVirtualHostSupported(u, d.bucket) {
+		u.Host = d.bucket + "." + u.Host
+		u.Path = "/"
+	} else {
+		u.Path = "/" + d.bucket + "/"
 	}
-	return page, nil
+	u.RawQuery = s3utils.QueryEncode(q)
+	return &u
 }
 
 // errorResponse reads an S3 error body into minio-go's error type, which
@@ -159,20 +234,25 @@ var errMalformed = errors.New("malformed ListBucketResult")
 type pageParser struct {
 	x    xmlScanner
 	page listPage
+	// v1 reads ListObjects V1 pages: NextMarker, not
+	// NextContinuationToken, says where the next page starts, and a
+	// truncated page may leave it out.
+	v1 bool
 }
 
 func (p *pageParser) resetPage() {
 	clear(p.page.objects) // drop the keys of the last page
 	clear(p.page.prefixes)
-	p.page = listPage{objects: p.page.objects[:0], prefixes: p.page.prefixes[:0]}
+	p.page = listPage{objects: p.page.objects[:0], prefixes: p.page.prefixes[:0], keyCount: -1}
 }
 
-// parse parses a ListObjectsV2 response body; what it returns is good
-// until the next call. It reads the subset of XML that S3 servers send (a
-// prolog, elements, attributes on the root, entity and character
+// parse parses a ListObjectsV2 (or V1) response body; what it returns is
+// good until the next call. It reads the subset of XML that S3 servers
+// send (a prolog, elements, attributes on the root, entity and character
 // references, CDATA, comments) and fails on anything else, on a document
-// cut short, and on an entry missing its key, size or modification time:
-// a zero time would make an object look old.
+// cut short, on an entry missing its key, size or modification time (a
+// zero time would make an object look old), and on a page that
+// contradicts itself (see checkPage).
 func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 	if p.x.r == nil {
 		p.x.r = bufio.NewReaderSize(r, 16<<10)
@@ -185,7 +265,8 @@ func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 	var names [4]string // open elements, the deepest last
 	depth := 0
 	var obj listedObject
-	var seen uint8 // fields of obj present: 1 key, 2 size, 4 mtime
+	var seen uint8     // fields of obj present: 1 key, 2 size, 4 mtime
+	var pageSeen uint8 // page fields present: 1 IsTruncated, 2 next, 4 KeyCount
 	// Names are decoded once the whole page, and so its EncodingType, is read.
 	var encoding string
 	for {
@@ -215,8 +296,13 @@ func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 			text := tok.text
 			switch {
 			case depth == 1:
-				if page.truncated && page.next == "" {
-					return nil, fmt.Errorf("%w: truncated without a continuation token", errMalformed)
+				if err := p.checkPage(pageSeen&1 != 0); err != nil {
+					return nil, err
+				}
+				if p.v1 {
+					if page.next, err = decodeName(page.next, encoding); err != nil {
+						return nil, err
+					}
 				}
 				for i := range page.objects {
 					if page.objects[i].key, err = decodeName(page.objects[i].key, encoding); err != nil {
@@ -232,9 +318,32 @@ func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 			case depth == 2:
 				switch tok.name {
 				case "IsTruncated":
-					page.truncated = string(text) == "true"
-				case "NextContinuationToken":
-					page.next = string(text)
+					if pageSeen&1 != 0 {
+						return nil, fmt.Errorf("%w: IsTruncated given twice", errMalformed)
+					}
+					// As S3 clients read it: minio-go through encoding/xml,
+					// the AWS SDKs with strconv.ParseBool.
+					if page.truncated, err = strconv.ParseBool(string(bytes.TrimSpace(text))); err != nil {
+						return nil, fmt.Errorf("%w: IsTruncated %q is not a boolean", errMalformed, text)
+					}
+					pageSeen |= 1
+				case "NextContinuationToken", "NextMarker":
+					if (tok.name == "NextMarker") != p.v1 {
+						break // the other listing version's: not this page's
+					}
+					if pageSeen&2 != 0 {
+						return nil, fmt.Errorf("%w: %s given twice", errMalformed, tok.name)
+					}
+					page.next, pageSeen = string(text), pageSeen|2
+				case "KeyCount":
+					if pageSeen&4 != 0 {
+						return nil, fmt.Errorf("%w: KeyCount given twice", errMalformed)
+					}
+					n, err := strconv.Atoi(string(bytes.TrimSpace(text)))
+					if err != nil || n < 0 {
+						return nil, fmt.Errorf("%w: KeyCount %q", errMalformed, text)
+					}
+					page.keyCount, pageSeen = n, pageSeen|4
 				case "EncodingType":
 					encoding = string(text)
 				case "Contents":
@@ -272,6 +381,29 @@ func (p *pageParser) parse(r io.Reader) (*listPage, error) {
 			depth--
 		}
 	}
+}
+
+// checkPage refuses a page that contradicts itself. S3 counts common
+// prefixes in KeyCount (so does MinIO), and names where the next page
+// starts exactly when the page is truncated; V1 may leave NextMarker out
+// of a truncated page (the next one starts after its last key).
+func (p *pageParser) checkPage(truncatedSeen bool) error {
+	page := &p.page
+	what := "continuation token"
+	if p.v1 {
+		what = "NextMarker"
+	}
+	switch {
+	case !truncatedSeen:
+		return fmt.Errorf("%w: the page has no IsTruncated: it cannot say whether the listing goes on", errMalformed)
+	case page.keyCount >= 0 && page.keyCount != len(page.objects)+len(page.prefixes):
+		return fmt.Errorf("%w: KeyCount %d, but the page holds %d keys and %d common prefixes", errMalformed, page.keyCount, len(page.objects), len(page.prefixes))
+	case !page.truncated && page.next != "":
+		return fmt.Errorf("%w: a page that is not truncated names a %s (%q): the listing may go on", errMalformed, what, page.next)
+	case page.truncated && page.next == "" && !p.v1:
+		return fmt.Errorf("%w: truncated without a continuation token", errMalformed)
+	}
+	return nil
 }
 
 // decodeName undoes encoding-type=url, as minio-go does; a server that

@@ -2,8 +2,14 @@ package s3
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/regsweep/regsweep/storage"
 )
@@ -81,7 +87,7 @@ func (d *Driver) listUploads(ctx context.Context, prefix, query, want string, se
 		if err := ctx.Err(); err != nil {
 			return n, err
 		}
-		res, err := d.core.ListMultipartUploads(ctx, d.bucket, query, keyMarker, idMarker, "", uploadsPage)
+		res, err := d.uploadsPage(ctx, query, keyMarker, idMarker)
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return n, ctxErr
@@ -93,7 +99,7 @@ func (d *Driver) listUploads(ctx context.Context, prefix, query, want string, se
 				continue
 			}
 			key, ok := d.logical(u.Key)
-			if !ok {
+			if !ok { // the root's own folder marker, not a key below it
 				continue
 			}
 			seen[u.UploadID] = true
@@ -102,12 +108,12 @@ func (d *Driver) listUploads(ctx context.Context, prefix, query, want string, se
 				return n, err
 			}
 		}
-		if !res.IsTruncated {
+		if !res.truncated {
 			return n, nil
 		}
 		if (res.NextKeyMarker == "" && res.NextUploadIDMarker == "") ||
 			(res.NextKeyMarker == keyMarker && res.NextUploadIDMarker == idMarker) {
-			return n, d.pathErr("list-multipart", prefix, errors.New("the store sent a truncated upload listing without a next marker"))
+			return n, d.pathErr("list-multipart", prefix, fmt.Errorf("%w: a truncated upload listing without a next marker, or with the one just sent", errMalformed))
 		}
 		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 	}
@@ -126,4 +132,63 @@ func (d *Driver) AbortMultipartUpload(ctx context.Context, key, uploadID string)
 		return d.pathErr("abort-multipart", key, err)
 	}
 	return nil
+}
+
+// uploadsResult is one ListMultipartUploads page. Upload listings are
+// short, so encoding/xml reads them; IsTruncated is a pointer to tell a
+// missing element from false.
+type uploadsResult struct {
+	XMLName            xml.Name `xml:"ListMultipartUploadsResult"`
+	IsTruncated        *string
+	NextKeyMarker      string
+	NextUploadIDMarker string `xml:"NextUploadIdMarker"`
+	EncodingType       string
+	Uploads            []struct {
+		Key       string
+		UploadID  string `xml:"UploadId"`
+		Initiated time.Time
+	} `xml:"Upload"`
+
+	truncated bool
+}
+
+// uploadsPage requests one page of ListMultipartUploads, as list.go does
+// a listing page. A page without IsTruncated, or with one that is no
+// boolean, is an error: it cannot say whether the listing goes on.
+func (d *Driver) uploadsPage(ctx context.Context, prefix, keyMarker, idMarker string) (*uploadsResult, error) {
+	q := url.Values{"uploads": {""}, "prefix": {prefix}, "max-uploads": {strconv.Itoa(uploadsPage)}, "encoding-type": {"url"}}
+	if keyMarker != "" {
+		q.Set("key-marker", keyMarker)
+	}
+	if idMarker != "" {
+		q.Set("upload-id-marker", idMarker)
+	}
+	resp, err := d.bucketGet(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var res uploadsResult
+	if err := xml.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(&res); err != nil {
+		return nil, fmt.Errorf("%w: upload listing: %w", errMalformed, err)
+	}
+	if res.IsTruncated == nil {
+		return nil, fmt.Errorf("%w: the upload listing has no IsTruncated: it cannot say whether it goes on", errMalformed)
+	}
+	if res.truncated, err = strconv.ParseBool(strings.TrimSpace(*res.IsTruncated)); err != nil {
+		return nil, fmt.Errorf("%w: upload listing: IsTruncated %q is not a boolean", errMalformed, *res.IsTruncated)
+	}
+	for i := range res.Uploads {
+		u := &res.Uploads[i]
+		if u.Key, err = decodeName(u.Key, res.EncodingType); err != nil {
+			return nil, err
+		}
+		if u.Key == "" || u.UploadID == "" || u.Initiated.IsZero() {
+			return nil, fmt.Errorf("%w: an upload without its key, id or start time", errMalformed)
+		}
+	}
+	if res.NextKeyMarker, err = decodeName(res.NextKeyMarker, res.EncodingType); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }

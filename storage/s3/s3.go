@@ -100,6 +100,7 @@ type Driver struct {
 	rootPrefix  string // object key prefix of the root: "" or "dir/"
 	rootDir     string // root directory without surrounding slashes
 	listV1      bool
+	pathStyle   bool // listings' URLs with anonymous credentials (list.go)
 	concurrency int
 
 	// mpPrefix remembers whether the store honours a prefix in
@@ -163,6 +164,7 @@ func New(ctx context.Context, cfg Config, reqs *storage.Requests) (*Driver, erro
 		rootPrefix:  objectKey(cfg.RootDirectory, ""),
 		rootDir:     strings.Trim(cfg.RootDirectory, "/"),
 		listV1:      cfg.ListV1,
+		pathStyle:   cfg.ForcePathStyle,
 		concurrency: cfg.Concurrency,
 	}
 	exists, err := client.BucketExists(ctx, cfg.Bucket)
@@ -488,49 +490,16 @@ func (d *Driver) WalkAfter(ctx context.Context, prefix, startAfter string, fn fu
 	case startAfter > prefix:
 		return nil
 	}
-	if !d.listV1 {
-		err := d.listV2(ctx, d.key(prefix), "", rawAfter, func(o listedObject) error {
-			key, ok := d.logical(o.key)
-			if !ok || o.key <= rawAfter { // (a server that ignored start-after)
-				return nil
-			}
-			return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)})
-		}, nil)
-		if !errors.Is(err, errAnonymous) {
-			return d.listErr(ctx, prefix, err)
+	err := d.list(ctx, d.key(prefix), "", rawAfter, func(o listedObject) error {
+		key, ok := d.logical(o.key)
+		// Not a key below the root: the root's own folder marker (made
+		// in a console). Before startAfter: a server that ignored it.
+		if !ok || o.key <= rawAfter {
+			return nil
 		}
-	}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fetchOwner := false
-	opts := minio.ListObjectsOptions{
-		Prefix:     d.key(prefix),
-		StartAfter: rawAfter, // the marker of a V1 listing
-		Recursive:  true,
-		UseV1:      d.listV1,
-		FetchOwner: &fetchOwner,
-	}
-	for obj := range d.client.ListObjectsIter(lctx, d.bucket, opts) {
-		if obj.Err != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return d.pathErr("list", prefix, obj.Err)
-		}
-		key, ok := d.logical(obj.Key)
-		if !ok || obj.Key <= rawAfter {
-			continue
-		}
-		if err := fn(storage.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: trimETag(obj.ETag)}); err != nil {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
-	// minio-go ends the iteration silently when ctx is cancelled between
-	// pages: that must not pass for the end of the listing.
-	return ctx.Err()
+		return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)})
+	}, nil)
+	return d.listErr(ctx, prefix, err)
 }
 
 // listErr returns a listing's error: fn's own as it is, a request's as a
@@ -556,43 +525,20 @@ func (d *Driver) ListDir(ctx context.Context, prefix string, fn func(storage.Obj
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !d.listV1 {
-		err := d.listV2(ctx, d.key(prefix), "/", "", func(o listedObject) error {
-			if key, ok := d.logical(o.key); ok {
-				return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)}, strings.HasSuffix(key, "/"))
-			}
+	err := d.list(ctx, d.key(prefix), "/", "", func(o listedObject) error {
+		key, ok := d.logical(o.key)
+		if !ok { // the root's own folder marker, not a key below it
 			return nil
-		}, func(p string) error {
-			if key, ok := d.logical(p); ok {
-				return fn(storage.ObjectInfo{Key: key}, true)
-			}
+		}
+		return fn(storage.ObjectInfo{Key: key, Size: o.size, ModTime: o.mtime, ETag: trimETag(o.etag)}, strings.HasSuffix(key, "/"))
+	}, func(p string) error {
+		key, ok := d.logical(p)
+		if !ok { // (the root itself: list checked that p is below it)
 			return nil
-		})
-		if !errors.Is(err, errAnonymous) {
-			return d.listErr(ctx, prefix, err)
 		}
-	}
-	lctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	fetchOwner := false
-	opts := minio.ListObjectsOptions{Prefix: d.key(prefix), Recursive: false, UseV1: d.listV1, FetchOwner: &fetchOwner}
-	for obj := range d.client.ListObjectsIter(lctx, d.bucket, opts) {
-		if obj.Err != nil {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			return d.pathErr("list", prefix, obj.Err)
-		}
-		key, ok := d.logical(obj.Key)
-		if !ok {
-			continue
-		}
-		isDir := strings.HasSuffix(key, "/")
-		if err := fn(storage.ObjectInfo{Key: key, Size: obj.Size, ModTime: obj.LastModified, ETag: trimETag(obj.ETag)}, isDir); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+		return fn(storage.ObjectInfo{Key: key}, true)
+	})
+	return d.listErr(ctx, prefix, err)
 }
 
 func trimETag(etag string) string {

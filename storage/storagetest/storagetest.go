@@ -54,6 +54,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver, opts Options
 		{"LargeObject", testLargeObject},
 		{"ReadOnlyRefuses", testReadOnly},
 		{"CreateIfAbsent", testCreate},
+		{"RemoveEmptyDirs", testRemoveEmptyDirs},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -448,7 +449,7 @@ func testReadOnly(t *testing.T, d storage.Driver, opts Options, prefix string) {
 		}
 	}
 	if dr, ok := storage.DirRemoverOf(ro); ok {
-		if err := dr.RemoveEmptyDirs(context.Background(), prefix); !errors.Is(err, storage.ErrReadOnly) {
+		if _, err := dr.RemoveEmptyDirs(context.Background(), []string{prefix}, func(string) bool { return false }); !errors.Is(err, storage.ErrReadOnly) {
 			t.Errorf("read-only RemoveEmptyDirs: want ErrReadOnly, got %v", err)
 		}
 	}
@@ -484,4 +485,33 @@ func testCreate(t *testing.T, d storage.Driver, opts Options, prefix string) {
 		t.Errorf("after Create: keys %q, want only %q", keys, key)
 	}
 	cleanup(t, d, key)
+}
+
+// testRemoveEmptyDirs: on a store with directories, the ones deleted keys
+// leave empty go, bottom up, up to a kept one; one that holds a key,
+// even a key written after the delete, stays, and writes below a removed
+// directory still work.
+func testRemoveEmptyDirs(t *testing.T, d storage.Driver, opts Options, prefix string) {
+	dr, ok := storage.DirRemoverOf(d)
+	if !ok {
+		t.Logf("%s has no directories to remove", d.Name())
+		return
+	}
+	ctx := context.Background()
+	a, b, c := prefix+"r/a/x/link", prefix+"r/b/link", prefix+"r/c/link"
+	for _, k := range []string{a, b, c} {
+		put(t, d, opts, k, []byte(k))
+	}
+	cleanup(t, d, a, c)
+	refilled := prefix + "r/c/written-after-the-delete"
+	put(t, d, opts, refilled, []byte("x"))
+	n, err := dr.RemoveEmptyDirs(ctx, []string{a, c}, func(dir string) bool { return dir == prefix })
+	if err != nil || n != 2 {
+		t.Errorf("RemoveEmptyDirs: %d directories (want r/a/x/ and r/a/), %v", n, err)
+	}
+	if got := walkKeys(t, d, prefix); !slices.Equal(got, []string{b, refilled}) {
+		t.Errorf("after RemoveEmptyDirs: %v, want %v", got, []string{b, refilled})
+	}
+	put(t, d, opts, a, []byte("again"))
+	cleanup(t, d, a, b, refilled)
 }

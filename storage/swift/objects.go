@@ -42,6 +42,54 @@ func (d *Driver) Walk(ctx context.Context, prefix string, fn func(storage.Object
 	}, fn)
 }
 
+var _ storage.DirLister = (*Driver)(nil)
+
+// ListDir lists one level below prefix with a delimiter listing: the
+// walker takes the top of the registry from it.
+func (d *Driver) ListDir(ctx context.Context, prefix string, fn func(storage.ObjectInfo, bool) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	listPrefix := d.filesRoot + prefix
+	opts := &swift.ObjectsOpts{Prefix: listPrefix, Delimiter: '/', Limit: d.pageSize}
+	last := ""
+	err := d.conn.ObjectsWalk(ctx, d.container, opts, func(ctx context.Context, opts *swift.ObjectsOpts) (any, error) {
+		objects, err := d.conn.Objects(ctx, d.container, opts)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range objects {
+			k, ok := strings.CutPrefix(o.Name, d.filesRoot)
+			if !ok || !strings.HasPrefix(k, prefix) {
+				return nil, fmt.Errorf("listing for prefix %q returned %q", listPrefix, o.Name)
+			}
+			if o.Name <= last {
+				return nil, fmt.Errorf("the listing for prefix %q returned %q after %q: a page that repeats or goes back", listPrefix, o.Name, last)
+			}
+			last = o.Name
+			if o.PseudoDirectory {
+				err = fn(storage.ObjectInfo{Key: k}, true)
+			} else {
+				err = fn(storage.ObjectInfo{Key: k, Size: o.Bytes, ModTime: listingTime(o), ETag: o.Hash}, false)
+			}
+			if err != nil {
+				return nil, fnError{err}
+			}
+		}
+		return objects, nil
+	})
+	var fe fnError
+	switch {
+	case errors.As(err, &fe):
+		return fe.err
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err != nil:
+		return d.pathErr("list", prefix, err)
+	}
+	return nil
+}
+
 // fnError marks an error returned by the caller's fn.
 type fnError struct{ err error }
 
@@ -52,6 +100,11 @@ func (d *Driver) walk(ctx context.Context, op, key, listPrefix string, mapName f
 		return err
 	}
 	opts := &swift.ObjectsOpts{Prefix: listPrefix, Limit: d.pageSize}
+	// Swift pages by marker: each page starts after the last name of the
+	// one before, in byte order. A name that does not sort after the one
+	// before it (or after the marker) is a page that repeats or goes back:
+	// the listing can no longer say what it has covered.
+	last := ""
 	err := d.conn.ObjectsWalk(ctx, d.container, opts, func(ctx context.Context, opts *swift.ObjectsOpts) (any, error) {
 		objects, err := d.conn.Objects(ctx, d.container, opts)
 		if err != nil {
@@ -62,6 +115,10 @@ func (d *Driver) walk(ctx context.Context, op, key, listPrefix string, mapName f
 			if !ok || o.PseudoDirectory {
 				return nil, fmt.Errorf("listing for prefix %q returned %q", listPrefix, o.Name)
 			}
+			if o.Name <= last {
+				return nil, fmt.Errorf("the listing for prefix %q returned %q after %q: a page that repeats or goes back", listPrefix, o.Name, last)
+			}
+			last = o.Name
 			if err := fn(storage.ObjectInfo{Key: k, Size: o.Bytes, ModTime: listingTime(o), ETag: o.Hash}); err != nil {
 				return nil, fnError{err}
 			}
