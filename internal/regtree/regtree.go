@@ -1,5 +1,6 @@
 // Package regtree writes synthetic registry storage trees, laid out exactly
 // as distribution writes them, for the demo, tests and benchmarks.
+// It owns only the generation; it may not be imported by product code.
 package regtree
 
 import (

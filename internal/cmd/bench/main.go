@@ -1,6 +1,7 @@
-// Command bench measures regsweep on a generated registry in the test
-// MinIO: wall time, peak RSS and requests by operation, against the request
-// floor. It is a benchmark, not a test: it asserts nothing and prints
+// Command bench measures regsweep on generated registries in the test
+// MinIO and on the filesystem, against distribution's own garbage-collect
+// on the same storage: wall time, CPU, peak RSS, requests by operation and
+// syscall counts. It is a benchmark, not a test: it asserts nothing and prints
 // figures. Run it with `make bench`.
 package main
 
