@@ -66,8 +66,24 @@ soak:
 	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(SOAK_FUZZTIME) ./layout/
 	$(MAKE) --no-print-directory fuzz-targets FUZZTIME=$(SOAK_FUZZTIME)
 
+# `make bench`: S3 (MinIO) and the filesystem (10k- and 100k-blob trees,
+# with syscall counts). The long parts are opt-in: `make bench-1m` (a
+# 1M-blob tree, ~2.7M files, ~22 GB of disk) and `make bench-latency` (a
+# simulated network filesystem: BENCH_LATENCY added to each directory read,
+# stat and open, through FUSE). BENCH_FLAGS adds flags (go run
+# ./internal/cmd/bench -h lists them).
+BENCH_LATENCY ?= 500us
+BENCH_FLAGS   ?=
+BENCH_REFS     = REGSWEEP_TEST_REGISTRY_V28=$(TOOLS_DIR)/registry28 REGSWEEP_TEST_REGISTRY_V3=$(TOOLS_DIR)/registry
+.PHONY: bench-1m bench-latency
 bench: build testenv-up
-	. $(STATE)/env.sh && $(GO) run ./internal/cmd/bench
+	. $(STATE)/env.sh && $(GO) run ./internal/cmd/bench $(BENCH_FLAGS)
+
+bench-1m: build testenv-install
+	$(BENCH_REFS) $(GO) run ./internal/cmd/bench -parts fs -fs-scales 100k,1m -fs-count-scales '' $(BENCH_FLAGS)
+
+bench-latency: build testenv-install
+	$(BENCH_REFS) $(GO) run ./internal/cmd/bench -parts fs -fs-scales '' -fs-count-scales '' -fs-latency $(BENCH_LATENCY) $(BENCH_FLAGS)
 
 # Man pages (section 1) for every command, from the command tree itself.
 # The pages' date is the last commit's, so rebuilding them changes nothing.

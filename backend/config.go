@@ -5,6 +5,10 @@
 // of storage settings: each one's flag, config.yml key and Config field.
 // It reads no regsweep.yaml and no REGSWEEP_* variable itself: the command
 // line sets the flags from them first.
+//
+// It owns the storage settings and the order of the wrappers around a
+// driver. It may not read or delete registry data itself (the walker and
+// sweep do, through the driver it returns).
 package backend
 
 import (

@@ -6,8 +6,9 @@
 //
 // It owns the kind strings, a contract (docs/audit.md): kinds are added,
 // never renamed.
-// It is a leaf: it imports nothing of regsweep, and it decides nothing
-// about storage (what is garbage is sweep's, what is live is mark's).
+// It is a leaf: it imports nothing of regsweep, and it may not decide
+// anything about storage (what is garbage is sweep's, what is live is
+// mark's).
 package finding
 
 import (

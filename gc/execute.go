@@ -24,9 +24,11 @@ type ExecOptions struct {
 	// BatchSize is how many keys go to one delete call.
 	BatchSize int
 	// StatLinks stats every planned link just before its batch is deleted
-	// and keeps one rewritten since the plan (another mtime): on stores
-	// where a stat is cheap (a filesystem) or where a listing may lag the
-	// writes (Swift). Default: StatLinksFor(store).
+	// and keeps one rewritten since the plan (another mtime). Default on
+	// every store: a link a push writes again after the last listing is
+	// younger than the grace period, and on S3 it would otherwise be
+	// deleted by key (one HEAD per planned link; links are a small part
+	// of what a run deletes). Tests turn it off to reach the heal.
 	StatLinks *bool
 	// BeforePhase, if set, runs before each phase (tests stop a run or
 	// land a push there).
@@ -35,9 +37,6 @@ type ExecOptions struct {
 	// that precedes the blobs (tests land a push there).
 	AfterLinks func(ctx context.Context) error
 }
-
-// StatLinksFor says whether links are stat'ed before their batch on d.
-func StatLinksFor(d storage.Driver) bool { return d.Name() == "filesystem" || d.Name() == "swift" }
 
 // Result is what an execution did.
 type Result struct {
@@ -142,7 +141,7 @@ func (a *Analysis) execute(ctx context.Context, held *lock.Held, o ExecOptions) 
 			links = append(links, it)
 		}
 	}
-	statLinks := StatLinksFor(a.Store)
+	statLinks := true
 	if o.StatLinks != nil {
 		statLinks = *o.StatLinks
 	}

@@ -1268,9 +1268,9 @@ func TestReviewO_BrokenRepositoryKeepsItsLayers(t *testing.T) {
 	checkSafe(t, e.mem)
 }
 
-// P: with StatLinks, a planned revision link that a push writes again
-// after the recheck, just before the link phase, stays, and so does what
-// it needs.
+// P: a planned revision link that a push writes again after the recheck,
+// just before the link phase, stays, and so does what it needs: links are
+// stat'ed before their batch on every store (S3 too), by default.
 func TestReviewP_StatLinksKeepsALinkRewrittenAfterTheRecheck(t *testing.T) {
 	e := newEnv()
 	w := e.writer()
@@ -1282,8 +1282,7 @@ func TestReviewP_StatLinksKeepsALinkRewrittenAfterTheRecheck(t *testing.T) {
 	if !planned(p, rev) {
 		t.Fatalf("scenario: %s should be planned", rev)
 	}
-	statLinks := true // as on a filesystem or Swift
-	r := e.exec(t, p, execOpts{exec: gc.ExecOptions{StatLinks: &statLinks, BeforePhase: func(ph int) error {
+	r := e.exec(t, p, execOpts{exec: gc.ExecOptions{BeforePhase: func(ph int) error {
 		if ph == 1 {
 			e.young()
 			w := e.writer()

@@ -3,6 +3,10 @@
 // deletion protocol, the database side of a sweep, the GC history row and the
 // registry's Redis cache purge.
 //
+// It owns every SQL statement regsweep runs against Harbor and the Redis
+// keys it purges. It may not read registry storage or decide what a sweep
+// deletes: harborgc asks it, and gc decides.
+//
 // # Reading
 //
 // Open sets the session time zone to UTC (every Harbor timestamp column is

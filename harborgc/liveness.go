@@ -9,6 +9,9 @@
 // links, tags and emptied repositories. Where the database and storage
 // disagree it says so as findings (Participant.Findings, the harbor_*
 // kinds).
+//
+// It owns Harbor's part in a run (the Participant gc drives). It may not
+// walk or delete storage itself, nor write SQL (harbordb does).
 package harborgc
 
 import (

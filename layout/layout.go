@@ -16,6 +16,9 @@
 // <name> may hold slashes, so "a" and "a/b" can both be repositories. Keys
 // are logical (no driver root). Keys outside docker/registry/v2/ are never
 // regsweep's to touch.
+//
+// It owns the mapping between keys and specs, and nothing else: it reads
+// no storage and knows no driver's namespace.
 package layout
 
 import (

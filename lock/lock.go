@@ -8,6 +8,9 @@
 // is there holds it (this also covers a store that ignores the create's
 // condition). A lock is stale when it has not been refreshed for the
 // timeout, or at once when its holder's process is gone on this host.
+//
+// It owns the lock object and its protocol. It may not touch anything
+// under docker/registry/v2/.
 package lock
 
 import (

@@ -8,6 +8,9 @@
 // from every such field whatever the media type says, so a document that
 // mixes fields never hides a reference. A document Parse cannot account for
 // is an error, never "references nothing".
+//
+// It owns the parsing of manifest documents, pure: it reads no storage
+// and decides nothing about liveness (mark does).
 package manifest
 
 import (

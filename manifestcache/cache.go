@@ -11,6 +11,9 @@
 // Content is verified against its digest on every read: a corrupt or
 // truncated pack, or another process's stray file, costs a cache miss and
 // never a wrong manifest.
+//
+// It owns the cache directory and its pack format. It may not read or
+// write registry storage: gc puts it in front of the manifest reads.
 package manifestcache
 
 import (

@@ -5,7 +5,7 @@
 // most one per interval while it runs; quiet, it shows nothing.
 //
 // It owns only the display: the engine says what a stage is and counts
-// through Stage; it never reads storage or decides anything.
+// through Stage; it may not read storage or decide anything.
 package progress
 
 import (

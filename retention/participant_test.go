@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,10 +14,12 @@ import (
 	"github.com/regsweep/regsweep/gc"
 	"github.com/regsweep/regsweep/internal/regtree"
 	"github.com/regsweep/regsweep/internal/storecheck"
+	"github.com/regsweep/regsweep/layout"
 	"github.com/regsweep/regsweep/lock"
 	"github.com/regsweep/regsweep/mark"
 	"github.com/regsweep/regsweep/retention"
 	"github.com/regsweep/regsweep/storage"
+	"github.com/regsweep/regsweep/storage/filesystem"
 	"github.com/regsweep/regsweep/sweep"
 )
 
@@ -37,6 +42,25 @@ func mustPolicy(t *testing.T, text string) *retention.Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// gcWithPolicy is a gc run with policy as its participant, as gc --policy
+// --delete makes it: Analyze, then Execute under the storage lock.
+func gcWithPolicy(t *testing.T, d storage.Driver, policy *retention.Policy, o gc.Options) (*gc.Analysis, *retention.Participant, error) {
+	t.Helper()
+	ctx := context.Background()
+	part := retention.NewParticipant(policy)
+	a, err := gc.Analyze(ctx, d, mark.StorageSource(d, "", 0), o, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, lctx, err := lock.Acquire(ctx, d, lock.Options{Settle: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release(ctx)
+	_, err = gc.Execute(lctx, a, held, gc.ExecOptions{})
+	return a, part, err
 }
 
 // A policy in a gc run: the tags it does not keep go as tag items, the
@@ -80,18 +104,7 @@ func TestPolicyInAGCRun(t *testing.T) {
       - tags: ["latest"]
 `)
 	run := func() (*gc.Analysis, *retention.Participant, error) {
-		part := retention.NewParticipant(policy)
-		a, err := gc.Analyze(ctx, c, mark.StorageSource(c, "", 0), gc.Options{Grace: time.Minute, UploadGrace: time.Hour, MaxDeleteFraction: 1}, part)
-		if err != nil {
-			t.Fatal(err)
-		}
-		held, lctx, err := lock.Acquire(ctx, c, lock.Options{Settle: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer held.Release(ctx)
-		_, err = gc.Execute(lctx, a, held, gc.ExecOptions{})
-		return a, part, err
+		return gcWithPolicy(t, c, policy, gc.Options{Grace: time.Minute, UploadGrace: time.Hour, MaxDeleteFraction: 1})
 	}
 	a, part, err := run()
 	if err != nil {
@@ -224,5 +237,88 @@ func TestPolicyUntaggedOlderThan(t *testing.T) {
 	}
 	if planned[elsewhere.Digest] {
 		t.Errorf("an untagged manifest of a repository no rule governs is planned without --delete-untagged")
+	}
+}
+
+// A rule with allow_empty: true may delete every tag of a repository: the
+// tags, the manifests they alone reached and then the repository go in
+// one run (its tags' index links are the tag items', not keys the walk
+// missed), and a second run plans nothing.
+func TestPolicyEmptiesARepositoryItAllows(t *testing.T) {
+	ctx := context.Background()
+	c := newClocked()
+	w := regtree.NewWriter(c, 1)
+	for i := 1; i <= 2; i++ {
+		img := w.Image("scratch/tmp", []byte(fmt.Sprintf(`{"s":%d}`, i)), []byte(fmt.Sprintf("s-%d", i)))
+		w.Tag("scratch/tmp", fmt.Sprintf("t%d", i), img.Digest)
+	}
+	keep := w.Image("app", []byte(`{"a":1}`), []byte("a-1"))
+	w.Tag("app", "v1", keep.Digest)
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.at = time.Now()
+	policy := mustPolicy(t, "rules:\n  - repositories: [\"scratch/*\"]\n    keep: []\n    allow_empty: true\n")
+	run := func() (*gc.Analysis, error) {
+		a, _, err := gcWithPolicy(t, c, policy, gc.Options{Grace: time.Minute, MaxDeleteFraction: 1})
+		return a, err
+	}
+	a, err := run()
+	if err != nil {
+		t.Fatalf("execute: %v", err)
+	}
+	if a.Plan.Stats.Tags != 2 || a.Plan.Stats.Repositories != 1 {
+		t.Errorf("planned %d tags and %d repositories, want 2 and 1", a.Plan.Stats.Tags, a.Plan.Stats.Repositories)
+	}
+	inv := storecheck.Intact(t, c)
+	if _, ok := inv.Repositories["scratch/tmp"]; ok {
+		t.Errorf("the emptied repository still has keys")
+	}
+	if r := inv.Repositories["app"]; r == nil || r.Tags["v1"] == nil {
+		t.Errorf("a repository no rule governs lost its tag")
+	}
+	again, err := run()
+	if err != nil || len(again.Plan.Items) != 0 {
+		t.Errorf("a second run: %v, plans %v", err, again.Plan.Items)
+	}
+}
+
+// On a filesystem a deleted tag leaves no directory behind: the registry
+// lists a repository's tags by the directories under _manifests/tags, so
+// an emptied one would still be listed, and answer 404 to a pull.
+func TestPolicyLeavesNoTagDirectoryOnAFilesystem(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	d, err := filesystem.New(root, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := regtree.NewWriter(d, 1)
+	for i := 1; i <= 3; i++ {
+		img := w.Image("team-a/app", []byte(fmt.Sprintf(`{"v":%d}`, i)), []byte(fmt.Sprintf("layer-%d", i)))
+		w.Tag("team-a/app", fmt.Sprintf("v%d", i), img.Digest)
+	}
+	if err := w.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	policy := mustPolicy(t, "rules:\n  - repositories: [\"team-a/**\"]\n    keep:\n      - tags: [\"v3\"]\n")
+	if _, _, err := gcWithPolicy(t, d, policy, gc.Options{MaxDeleteFraction: 1}); err != nil {
+		t.Fatal(err)
+	}
+	current, err := layout.Path(layout.TagCurrentLink{Repo: "team-a/app", Tag: "v3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags := filepath.Join(root, filepath.Dir(filepath.Dir(filepath.Dir(current))))
+	entries, err := os.ReadDir(tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"v3"}) {
+		t.Errorf("%s holds %v, want only the kept tag v3", tags, names)
 	}
 }

@@ -1,8 +1,10 @@
 // Package retention reads a retention policy (which tags to keep) and
 // decides, per tag of a repository, whether the policy keeps or deletes it
 // and which clause made that decision. It owns the policy file's format and
-// the decision; it reads no storage and deletes nothing: the gc engine
-// walks, asks Decide for each repository, and plans.
+// the decision, and its part in a gc run (Participant: the guards, the
+// roots that keep kept tags, the tag items). It reads no storage and
+// deletes nothing: the gc engine walks, asks Decide for each repository,
+// and plans.
 //
 // What a decision deletes is a tag directory, never a manifest: a digest
 // that a kept tag and a deleted tag share stays, because the engine marks

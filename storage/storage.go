@@ -4,6 +4,10 @@
 // Keys are logical: "docker/registry/v2/blobs/sha256/ab/<hex>/data", never
 // prefixed by a root directory, an S3 rootdirectory or Swift's "files/"; each
 // driver maps them to its own namespace.
+//
+// It owns the interface, the optional capabilities and how every wrapper
+// passes them on (capabilities.go). It may not know the registry's layout
+// (layout does) or decide what a key is worth keeping.
 package storage
 
 import (

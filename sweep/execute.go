@@ -244,7 +244,9 @@ func (p *Plan) Execute(ctx context.Context, d storage.Driver, held *lock.Held, o
 // deleteTag deletes the tag whose current link is key: every key under
 // the tag's directory (its index), then the current link, so that a run
 // cut off in between leaves a tag the registry still serves, not one
-// without a current link.
+// without a current link. On a store with real directories the emptied
+// directory goes last: the registry lists a repository's tags by those
+// directories, so one left behind is listed but answers 404 to a pull.
 func deleteTag(ctx context.Context, d storage.Driver, key string) ([]storage.DeleteResult, error) {
 	dir := strings.TrimSuffix(key, "current/link")
 	var index []string
@@ -268,7 +270,18 @@ func deleteTag(ctx context.Context, d storage.Driver, key string) ([]storage.Del
 			}
 		}
 	}
-	return d.Delete(ctx, []string{key})
+	res, err := d.Delete(ctx, []string{key})
+	if err != nil || len(res) > 0 && res[0].Err != nil && !storage.IsNotFound(res[0].Err) {
+		return res, err
+	}
+	// At once, not with the phase's directories: the window in which the
+	// registry lists a tag it cannot serve is one call, not the phase.
+	if dr, ok := storage.DirRemoverOf(d); ok {
+		if _, err := dr.RemoveEmptyDirs(ctx, []string{dir}, keepDir); err != nil {
+			return []storage.DeleteResult{{Key: key, Err: fmt.Errorf("removing the tag's emptied directory: %w", err)}}, nil
+		}
+	}
+	return res, nil
 }
 
 // left is what of batch keep leaves out (keep is a subset of batch, in
@@ -478,8 +491,18 @@ func writtenSince(mtime, since time.Time) bool {
 // returns how many went.
 func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver, since time.Time) (int, error) {
 	planned := make(map[string]bool, len(p.Items))
+	tags := map[string]bool{} // current links of tag items
 	for _, it := range p.Items {
 		planned[it.Key] = true
+		if it.Kind == KindTag {
+			tags[it.Key] = true
+		}
+	}
+	// A tag item deletes the tag's index links with its current link.
+	inPlannedTag := func(key string) bool {
+		l, err := layout.Parse(key)
+		tl, ok := l.(layout.TagIndexLink)
+		return err == nil && ok && tags[keyOf(tagCurrentSpec(tl.Repo, tl.Tag))]
 	}
 	filled := map[string]bool{}
 	for _, it := range p.Items {
@@ -492,6 +515,7 @@ func (p *Plan) VerifyEmptyRepositories(ctx context.Context, d storage.Driver, si
 			case planned[oi.Key]:
 			case writtenSince(oi.ModTime, since):
 				filled[it.Repo] = true
+			case inPlannedTag(oi.Key):
 			default:
 				return fmt.Errorf("%w: %s exists but the walk did not list it; refusing to remove repository %s", ErrWalkIncomplete, oi.Key, it.Repo)
 			}

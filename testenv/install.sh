@@ -216,3 +216,28 @@ if ! command -v chromium >/dev/null 2>&1; then
 				--no-install-recommends chromium
 	} >"$log" 2>&1 || fail_with_log "apt-get install chromium" "$log"
 fi
+
+# ====================================================================== #
+# bench tools (issue 18: the filesystem part of make bench).             #
+#   strace -> Debian package: counts each collector's syscalls           #
+#   time   -> Debian package: GNU time, the peak RSS of each run         #
+# The simulated network filesystem (make bench-latency) is a FUSE mount  #
+# made by the bench itself (go-fuse, as root): it needs /dev/fuse, no    #
+# package.                                                               #
+# ====================================================================== #
+bench_missing=()
+for p in strace time; do
+	status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+	[ "$status" = "install ok installed" ] || bench_missing+=("$p")
+done
+if [ "${#bench_missing[@]}" -gt 0 ]; then
+	log=$LOGDIR/install-bench.log
+	{
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+			"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+				--no-install-recommends "${bench_missing[@]}"
+	} >"$log" 2>&1 || fail_with_log "apt-get install ${bench_missing[*]}" "$log"
+fi
+command -v strace >/dev/null 2>&1 || die "strace missing after install"
+[ -x /usr/bin/time ] || die "GNU time (/usr/bin/time) missing after install"
+# ================================================== end bench tools == #

@@ -1,7 +1,7 @@
 // Package verify hashes stored blobs and compares them with their
 // digests, and reports each blob whose content hashes to another digest as
-// a finding (finding.DigestMismatch). It only reads; what a mismatch means
-// for a gc is not its to decide.
+// a finding (finding.DigestMismatch). It owns the hashing; it only reads,
+// and may not decide what a mismatch means for a gc.
 package verify
 
 import (

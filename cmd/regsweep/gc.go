@@ -88,6 +88,14 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 	if err != nil {
 		return err
 	}
+	if policy != nil {
+		// Refused before the storage or the database is opened.
+		if _, harbor, err := o.harbor.config(); err != nil {
+			return err
+		} else if harbor {
+			return usageError{errors.New("--policy is for a plain registry: in Harbor mode, Harbor's database decides what is live; use Harbor's own tag retention rules (Project > Policy > Tag Retention), then run gc")}
+		}
+	}
 	ctx := cmd.Context()
 	meter, log := g.startProgress()
 	defer meter.Close()
@@ -104,9 +112,6 @@ func runGC(cmd *cobra.Command, o *gcOptions, g *globalOptions) error {
 		return err
 	}
 	defer hb.Close()
-	if hb != nil && policy != nil {
-		return usageError{errors.New("--policy is for a plain registry: in Harbor mode, Harbor's database decides what is live; use Harbor's own tag retention rules (Project > Policy > Tag Retention), then run gc")}
-	}
 	var held *lock.Held
 	if o.delete {
 		var release func()

@@ -36,21 +36,27 @@ func (h *harborOptions) addFlags(f *pflag.FlagSet, deleting bool) {
 // Harbor mode (no --harbor-db, no harbor-core POSTGRESQL_* environment).
 // Every failure here comes before the storage walk.
 func openHarbor(ctx context.Context, h *harborOptions, window time.Duration, deleteUntagged, deleting bool, log *slog.Logger) (*harborgc.Participant, error) {
-	cfg, ok := harbordb.Config{URL: h.db}, h.db != ""
-	if !ok {
-		var err error
-		if cfg, ok, err = harbordb.ConfigFromEnv(os.Getenv); err != nil {
-			return nil, usageError{err}
-		}
-	}
-	if !ok {
-		return nil, nil
+	cfg, ok, err := h.config()
+	if err != nil || !ok {
+		return nil, err
 	}
 	if h.behindLookback < harborgc.MinBehindLookback {
 		return nil, usageError{fmt.Errorf("--harbor-behind-lookback %s: at least %s (it can only widen the check for a database behind storage)", h.behindLookback, harborgc.MinBehindLookback)}
 	}
 	return harborgc.Open(ctx, harborgc.Options{DB: cfg, Window: window, BehindLookback: h.behindLookback, DeleteUntagged: deleteUntagged, Redis: h.redis,
 		History: h.history, Deleting: deleting, Log: log})
+}
+
+// config is Harbor mode's database, from --harbor-db or harbor-core's
+// POSTGRESQL_* environment; ok is false outside Harbor mode.
+func (h *harborOptions) config() (cfg harbordb.Config, ok bool, err error) {
+	if h.db != "" {
+		return harbordb.Config{URL: h.db}, true, nil
+	}
+	if cfg, ok, err = harbordb.ConfigFromEnv(os.Getenv); err != nil {
+		return cfg, ok, usageError{err}
+	}
+	return cfg, ok, nil
 }
 
 // participants is the run's participants besides gc's own: Harbor mode's

@@ -1,5 +1,9 @@
 // Command regsweep is an offline garbage collector and storage auditor for
 // Docker Distribution registries (plain registry:2 and Harbor).
+//
+// It owns the command line: one file per command (flags, calling the
+// engine, output), exit codes in exit.go. It may not hold pipeline logic:
+// walking, marking, planning and deleting are package gc's.
 package main
 
 import (

@@ -136,3 +136,30 @@ func TestPolicyCheckRefusesInvalidFiles(t *testing.T) {
 		t.Errorf("bad format: exit %d, stderr %q", code, stderr)
 	}
 }
+
+// --policy in Harbor mode (--harbor-db, or harbor-core's POSTGRESQL_*
+// environment) is refused as a usage error before the storage or the
+// database is opened: neither is reachable here.
+func TestGCPolicyRefusedInHarborMode(t *testing.T) {
+	policy := writePolicy(t, policyExample)
+	missing := filepath.Join(t.TempDir(), "no-such-root")
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		args []string
+	}{
+		{"--harbor-db", nil, []string{"--harbor-db", "postgres://harbor@127.0.0.1:1/registry?sslmode=disable"}},
+		{"POSTGRESQL_HOST", map[string]string{"POSTGRESQL_HOST": "127.0.0.1", "POSTGRESQL_PORT": "1"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := append([]string{"gc", "--config", "", "--fs-root", missing, "--policy", policy, "--delete"}, tc.args...)
+			_, stderr, code := run(t, args...)
+			if code != exitUsage || !strings.Contains(stderr, "--policy is for a plain registry") || !strings.Contains(stderr, "Tag Retention") {
+				t.Errorf("exit %d, want %d with a pointer to Harbor's tag retention: %s", code, exitUsage, stderr)
+			}
+		})
+	}
+}

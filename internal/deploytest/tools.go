@@ -3,6 +3,8 @@
 // testenv/install.sh installs (ko, helm, promtool), strict offline decoding
 // of Kubernetes manifests into the k8s.io/api types, and the checks a
 // reviewer makes on a regsweep CronJob.
+//
+// Test support only: it may not be imported by product code.
 package deploytest
 
 import (

@@ -13,6 +13,8 @@
 // responses are altered. Swift's auth response names the storage URL the
 // client uses next: the proxy rewrites it to point at itself, so every
 // later request passes through it too.
+//
+// Test support only: it may not be imported by product code.
 package faultproxy
 
 import (

@@ -7,6 +7,8 @@
 //
 // Rules pick the calls (operation, key pattern, skip the first n, fault m
 // times, a seeded probability); every injection is recorded.
+//
+// Test support only: it may not be imported by product code.
 package faulty
 
 import (

@@ -9,6 +9,9 @@
 // it references, which link is corrupt), so the reference model never
 // parses what was stored: a disagreement with regsweep points at one of
 // the two, and the test prints the seed to replay it.
+//
+// Test support only: it may not be imported by product code, and the
+// reference model may not call mark, sweep or gc.
 package model
 
 import (

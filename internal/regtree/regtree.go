@@ -1,5 +1,6 @@
 // Package regtree writes synthetic registry storage trees, laid out exactly
 // as distribution writes them, for the demo, tests and benchmarks.
+// It owns only the generation; it may not be imported by product code.
 package regtree
 
 import (
@@ -122,15 +123,21 @@ type ociIndex struct {
 // Image writes an OCI image (config + layers) into repo, links it, and
 // returns the manifest's descriptor. It does not tag it.
 func (w *Writer) Image(repo string, config []byte, layers ...[]byte) Descriptor {
-	return w.image(repo, nil, config, layers...)
+	return w.image(repo, nil, true, config, layers...)
+}
+
+// unlinkedImage is Image after its manifest was deleted through the API:
+// the blobs and layer links stay, no revision link names the manifest.
+func (w *Writer) unlinkedImage(repo string, config []byte, layers ...[]byte) Descriptor {
+	return w.image(repo, nil, false, config, layers...)
 }
 
 // Referrer writes an artifact manifest whose subject is subject.
 func (w *Writer) Referrer(repo string, subject Descriptor, payload []byte) Descriptor {
-	return w.image(repo, &subject, []byte(`{}`), payload)
+	return w.image(repo, &subject, true, []byte(`{}`), payload)
 }
 
-func (w *Writer) image(repo string, subject *Descriptor, config []byte, layers ...[]byte) Descriptor {
+func (w *Writer) image(repo string, subject *Descriptor, linked bool, config []byte, layers ...[]byte) Descriptor {
 	m := ociManifest{SchemaVersion: 2, MediaType: MediaTypeOCIManifest, Subject: subject}
 	m.Config = Descriptor{MediaType: MediaTypeOCIConfig, Digest: w.Blob(config), Size: int64(len(config))}
 	w.LayerLink(repo, m.Config.Digest)
@@ -141,6 +148,9 @@ func (w *Writer) image(repo string, subject *Descriptor, config []byte, layers .
 	}
 	if subject != nil {
 		m.ArtifactType = "application/vnd.example.signature"
+	}
+	if !linked {
+		return w.manifestBlob(MediaTypeOCIManifest, m)
 	}
 	return w.manifest(repo, MediaTypeOCIManifest, m)
 }
@@ -154,13 +164,18 @@ func (w *Writer) Index(repo string, children ...Descriptor) Descriptor {
 }
 
 func (w *Writer) manifest(repo, mediaType string, v any) Descriptor {
+	desc := w.manifestBlob(mediaType, v)
+	w.Revision(repo, desc.Digest)
+	return desc
+}
+
+// manifestBlob stores v as a manifest blob, linked nowhere.
+func (w *Writer) manifestBlob(mediaType string, v any) Descriptor {
 	body, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
 	}
-	d := w.Blob(body)
-	w.Revision(repo, d)
-	return Descriptor{MediaType: mediaType, Digest: d, Size: int64(len(body))}
+	return Descriptor{MediaType: mediaType, Digest: w.Blob(body), Size: int64(len(body))}
 }
 
 // Upload writes an abandoned upload (startedat, a hash state and data).
@@ -215,7 +230,18 @@ type Spec struct {
 	// MultiArch makes every fifth repository also hold a tagged index.
 	MultiArch bool
 	Uploads   int
+	// MountedLayers is how many layers each image also takes from images
+	// of earlier repositories (a cross-repository mount, as an image built
+	// on a base pushed elsewhere does): a layer link, not a new blob.
+	MountedLayers int
+	// UnlinkedImages of each repository's untagged images have no revision
+	// link, as after a manifest delete through the API: their manifest,
+	// config and own layers are garbage, their layer links stay.
+	UnlinkedImages int
 }
+
+// mountPool is how many layers of earlier repositories images can mount.
+const mountPool = 4096
 
 // Generate writes a whole registry described by spec.
 func Generate(ctx context.Context, d storage.Driver, spec Spec, concurrency int) (Counts, error) {
@@ -233,22 +259,47 @@ func Generate(ctx context.Context, d storage.Driver, spec Spec, concurrency int)
 	for i := range shared {
 		shared[i] = randBytes(layerSize)
 	}
+	// Layers of earlier repositories that later images mount; filled a
+	// repository at a time, so no image mounts from its own repository.
+	var mountable, repoLayers [][]byte
 	for r := 0; r < spec.Repositories; r++ {
 		repo := fmt.Sprintf("team%d/app%d", r%7, r)
 		w.Written.Repositories++
 		var images []Descriptor
+		repoLayers = repoLayers[:0]
+		// The first images pushed are the ones deleted later: never tagged.
+		unlinked := min(spec.UnlinkedImages, max(spec.ImagesPerRepo-spec.TagsPerRepo*2, 0))
 		for i := 0; i < spec.ImagesPerRepo; i++ {
 			var layers [][]byte
 			if len(shared) > 0 {
 				layers = append(layers, shared[rng.IntN(len(shared))])
 			}
 			for l := len(layers); l < spec.LayersPerImg; l++ {
-				layers = append(layers, randBytes(layerSize))
+				layer := randBytes(layerSize)
+				layers = append(layers, layer)
+				if spec.MountedLayers > 0 && i >= unlinked {
+					repoLayers = append(repoLayers, layer)
+				}
+			}
+			for m := 0; m < spec.MountedLayers && len(mountable) > 0; m++ {
+				layers = append(layers, mountable[rng.IntN(len(mountable))])
 			}
 			cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","created":"%s","repo":%q,"n":%d}`,
 				time.Unix(int64(1700000000+i), 0).UTC().Format(time.RFC3339), repo, i))
-			desc := w.Image(repo, cfg, layers...)
+			var desc Descriptor
+			if i < unlinked {
+				desc = w.unlinkedImage(repo, cfg, layers...)
+			} else {
+				desc = w.Image(repo, cfg, layers...)
+			}
 			images = append(images, desc)
+		}
+		for _, l := range repoLayers {
+			if len(mountable) < mountPool {
+				mountable = append(mountable, l)
+			} else {
+				mountable[rng.IntN(mountPool)] = l
+			}
 		}
 		for t := 0; t < spec.TagsPerRepo && t < len(images); t++ {
 			// Older images were tagged once and re-tagged over; only the

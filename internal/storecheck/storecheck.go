@@ -1,6 +1,7 @@
 // Package storecheck holds the checks tests make of a whole registry
 // after a run: every tag pulls, every link points at a blob. Tests of
-// sweep, gc and the model share it.
+// sweep, gc and the model share it. Test support only: it may not be
+// imported by product code, and it never writes.
 package storecheck
 
 import (

@@ -6,6 +6,8 @@
 // $REGSWEEP_TESTENV_DIR/env.sh by testenv/up.sh (the Makefile sources it). A
 // test that asks for a server that is not configured or not answering fails
 // with a message saying how to start it; it is never skipped.
+//
+// Test support only: it may not be imported by product code.
 package testenv
 
 import (

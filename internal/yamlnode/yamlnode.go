@@ -1,7 +1,8 @@
 // Package yamlnode holds what regsweep's YAML validators (regsweep.yaml,
 // retention policies) share in their messages: a node's kind in words and
 // the allowed key nearest a misspelt one, and the error that names the
-// file, line and key. It reads no files.
+// file, line and key. It owns those messages; it reads no files and may
+// not know either file's schema.
 package yamlnode
 
 import (

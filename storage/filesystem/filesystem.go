@@ -1,5 +1,9 @@
 // Package filesystem is the storage driver for distribution's filesystem
 // driver: keys are paths below a root directory.
+//
+// It owns the mapping of keys to paths and how a directory tree is read
+// (symlinks followed, loops and links leaving the root refused). It may
+// not interpret keys as registry data (walker and layout do).
 package filesystem
 
 import (

@@ -10,6 +10,10 @@
 // given to New, classified as list, get, head, put or delete. minio-go's
 // own retries are switched off: retrying is storage.Retry's job, so an
 // unreachable endpoint fails at once and every request is counted.
+//
+// It owns the S3 protocol (listings and their pages, multipart uploads,
+// batched deletes). It may not interpret keys as registry data (walker
+// and layout do).
 package s3
 
 import (

@@ -13,6 +13,9 @@
 // header X-Object-Manifest: <container>/[prefix/]segments/<3 hex>/<rest>; a
 // listing shows it with size 0, a HEAD or GET goes through the manifest to
 // the segments (see LargeObject).
+//
+// It owns the Swift protocol (auth, listings, DLOs, bulk delete). It may
+// not interpret keys as registry data (walker and layout do).
 package swift
 
 import (

@@ -1,6 +1,7 @@
-// Command bench measures regsweep on a generated registry in the test
-// MinIO: wall time, peak RSS and requests by operation, against the request
-// floor. It is a benchmark, not a test: it asserts nothing and prints
+// Command bench measures regsweep on generated registries in the test
+// MinIO and on the filesystem, against distribution's own garbage-collect
+// on the same storage: wall time, CPU, peak RSS, requests by operation and
+// syscall counts. It is a benchmark, not a test: it asserts nothing and prints
 // figures. Run it with `make bench`.
 package main
 
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"os"
@@ -50,22 +52,53 @@ var spec = regtree.Spec{Seed: 7, Repositories: 500, ImagesPerRepo: 20, TagsPerRe
 var tenthSpec = regtree.Spec{Seed: 7, Repositories: 50, ImagesPerRepo: 20, TagsPerRepo: 5, LayersPerImg: 9,
 	SharedLayers: 5, OrphanBlobs: 100, LayerSize: 64, MultiArch: true, Uploads: 2}
 
+// options are the bench's flags.
+type options struct {
+	bin, bucket, tenthBucket string
+	reference                bool
+	rounds                   int
+	fs                       fsOptions
+}
+
 func run() error {
-	bin := flag.String("regsweep", "bin/regsweep", "regsweep binary")
-	bucket := flag.String("bucket", "regsweep-bench-101k", "bucket holding the generated store (generated once, then reused)")
-	tenthBucket := flag.String("tenth-bucket", "regsweep-bench-10k", "bucket holding the store at a tenth of the size (generated once, then reused)")
-	reference := flag.Bool("reference", true, "also run distribution v3's `registry garbage-collect --dry-run` on the same bucket")
-	rounds := flag.Int("rounds", 3, "rounds of regsweep's cold and warm gc: ratios use the median wall time, memory the highest peak")
+	var o options
+	flag.StringVar(&o.bin, "regsweep", "bin/regsweep", "regsweep binary")
+	flag.StringVar(&o.bucket, "bucket", "regsweep-bench-101k", "bucket holding the generated store (generated once, then reused)")
+	flag.StringVar(&o.tenthBucket, "tenth-bucket", "regsweep-bench-10k", "bucket holding the store at a tenth of the size (generated once, then reused)")
+	flag.BoolVar(&o.reference, "reference", true, "also run distribution's garbage-collect dry runs on the same store (v3 on S3; v2.8.3 and v3 on the filesystem)")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of every timed run: ratios use the median wall time, memory the highest peak")
+	parts := flag.String("parts", "s3,fs", "what to measure, comma-separated: s3 (MinIO), fs (generated trees on the local filesystem)")
+	o.fs.register()
 	flag.Parse()
+	for _, part := range strings.Split(*parts, ",") {
+		var err error
+		switch strings.TrimSpace(part) {
+		case "s3":
+			err = runS3(o)
+		case "fs":
+			err = runFS(o)
+		default:
+			err = fmt.Errorf("-parts: unknown part %q (s3, fs)", part)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runS3 measures inventory and gc on the generated store in MinIO.
+func runS3(o options) error {
+	fmt.Printf("== S3 (MinIO) ==\n")
 	endpoint, access, secret := os.Getenv("REGSWEEP_TEST_MINIO_ENDPOINT"), os.Getenv("REGSWEEP_TEST_MINIO_ACCESS_KEY"), os.Getenv("REGSWEEP_TEST_MINIO_SECRET_KEY")
 	if endpoint == "" {
 		return fmt.Errorf("MinIO is not running: run `make testenv-up` (REGSWEEP_TEST_MINIO_ENDPOINT unset)")
 	}
 	ctx := context.Background()
-	if err := ensureStore(ctx, endpoint, access, secret, *bucket, spec); err != nil {
+	if err := ensureStore(ctx, endpoint, access, secret, o.bucket, spec); err != nil {
 		return err
 	}
-	if err := ensureStore(ctx, endpoint, access, secret, *tenthBucket, tenthSpec); err != nil {
+	if err := ensureStore(ctx, endpoint, access, secret, o.tenthBucket, tenthSpec); err != nil {
 		return err
 	}
 	if err := ensureBucket(ctx, endpoint, access, secret, emptyBucket); err != nil {
@@ -76,20 +109,20 @@ func run() error {
 	// slows the sequential reference by far more than a parallel client.
 	server := &requestCounter{url: "http://" + endpoint + "/minio/v2/metrics/node"}
 	env := append(os.Environ(), "REGSWEEP_S3_ACCESS_KEY="+access, "REGSWEEP_S3_SECRET_KEY="+secret)
-	args := []string{"--s3-endpoint", "http://" + endpoint, "--s3-bucket", *bucket, "--s3-path-style", "--quiet"}
+	args := []string{"--s3-endpoint", "http://" + endpoint, "--s3-bucket", o.bucket, "--s3-path-style", "--quiet"}
 
-	base, err := measure(*bin, env, "version")
+	base, err := measure(o.bin, env, "version")
 	if err != nil {
 		return err
 	}
 	// The same gc on an empty store: the process's fixed cost for the job
 	// (the code it pages in, its pools), so what is above it is per blob.
 	emptyArgs := []string{"gc", "--format", "json", "--s3-endpoint", "http://" + endpoint, "--s3-bucket", emptyBucket, "--s3-path-style", "--quiet"}
-	emptyGC, err := measure(*bin, env, emptyArgs...)
+	emptyGC, err := measure(o.bin, env, emptyArgs...)
 	if err != nil {
 		return err
 	}
-	inv, invReqs, err := server.measure(*bin, env, append([]string{"inventory", "--format", "json"}, args...)...)
+	inv, invReqs, err := server.measure(o.bin, env, append([]string{"inventory", "--format", "json"}, args...)...)
 	if err != nil {
 		return err
 	}
@@ -128,14 +161,14 @@ func run() error {
 	var gcRuns [2]result // the highest peak RSS of the rounds; requests and reads of the first
 	var gcReqs [2]map[string]int64
 	var manifestReads [2]int64
-	for round := range max(*rounds, 1) {
+	for round := range max(o.rounds, 1) {
 		cache, err := os.MkdirTemp("", "regsweep-bench-cache")
 		if err != nil {
 			return err
 		}
 		roundArgs := append(append(slices.Clone(gcArgs), "--cache-dir", cache), args...)
 		for i := range gcRuns {
-			r, reqs, err := server.measure(*bin, env, roundArgs...)
+			r, reqs, err := server.measure(o.bin, env, roundArgs...)
 			if err != nil {
 				os.RemoveAll(cache)
 				return err
@@ -171,10 +204,10 @@ func run() error {
 			float64(gcRuns[i].maxRSS-emptyGC.maxRSS)/float64(blobs), mib(emptyGC.maxRSS),
 			manifestReads[i], fmtReqs(gcReqs[i]), gcFloor, float64(total(gcReqs[i]))/float64(gcFloor))
 	}
-	if err := perBlobMemory(*bin, env, endpoint, *tenthBucket, int64(blobs), gcRuns); err != nil {
+	if err := perBlobMemory(o.bin, env, endpoint, o.tenthBucket, int64(blobs), gcRuns); err != nil {
 		return err
 	}
-	if !*reference {
+	if !o.reference {
 		return nil
 	}
 	regBin := os.Getenv("REGSWEEP_TEST_REGISTRY_V3")
@@ -187,7 +220,7 @@ func run() error {
 	}
 	defer os.Remove(cfg.Name())
 	fmt.Fprintf(cfg, "version: 0.1\nlog:\n  level: error\nstorage:\n  s3:\n    region: us-east-1\n    bucket: %s\n    accesskey: %s\n    secretkey: %s\n    regionendpoint: http://%s\n    forcepathstyle: true\n    secure: false\n    v4auth: true\n",
-		*bucket, access, secret, endpoint)
+		o.bucket, access, secret, endpoint)
 	cfg.Close()
 	var regEnv []string
 	for _, kv := range os.Environ() {
@@ -208,7 +241,7 @@ func run() error {
 	// collector that proves each key (sizes, mtimes, link ETags) can
 	// finish sooner, so it bounds the ratio any collector can reach here.
 	for _, conc := range []int{2, 8, 32} {
-		wall, keys, err := listEverything(ctx, endpoint, access, secret, *bucket, conc)
+		wall, keys, err := listEverything(ctx, endpoint, access, secret, o.bucket, conc)
 		if err != nil {
 			return err
 		}
@@ -368,15 +401,30 @@ func operation(api string) string {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 type result struct {
-	wall   time.Duration
-	maxRSS int64
-	stdout []byte
+	wall      time.Duration
+	user, sys time.Duration // the child's CPU, from wait4's rusage
+	maxRSS    int64
+	diskRead  int64 // bytes read from disk (rusage's blocks in): a tree the page cache does not hold
+	stdout    []byte
 }
 
-// measure runs bin and reports its wall time and peak RSS. The RSS comes
-// from GNU time when installed: the rusage of a child started by a large
-// process (this one, after generating a store) counts the parent's pages.
+func (r result) cpu() time.Duration { return r.user + r.sys }
+
+// measure runs bin and reports its wall time, CPU and peak RSS. The RSS
+// comes from GNU time when installed: the rusage of a child started by a
+// large process (this one, after generating a store) counts the parent's
+// pages. The CPU is wait4's rusage of the child, which holds GNU time's
+// waited-for child, the measured command.
 func measure(bin string, env []string, args ...string) (result, error) {
+	var out bytes.Buffer
+	r, err := measureTo(&out, bin, env, args...)
+	r.stdout = out.Bytes()
+	return r, err
+}
+
+// measureTo is measure with the command's standard output sent to stdout
+// (a file, for the references' long listings).
+func measureTo(stdout io.Writer, bin string, env []string, args ...string) (result, error) {
 	rssFile := ""
 	cmd := exec.Command(bin, args...)
 	if gnuTime, err := exec.LookPath("/usr/bin/time"); err == nil {
@@ -389,13 +437,19 @@ func measure(bin string, env []string, args ...string) (result, error) {
 		}
 	}
 	cmd.Env = env
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = stdout, &errb
 	start := time.Now()
 	err := cmd.Run()
-	r := result{wall: time.Since(start), stdout: out.Bytes()}
+	r := result{wall: time.Since(start)}
+	if cmd.ProcessState == nil {
+		return r, fmt.Errorf("%s %v: %v", bin, args, err)
+	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss * 1024
+		r.user = time.Duration(ru.Utime.Nano())
+		r.sys = time.Duration(ru.Stime.Nano())
+		r.diskRead = ru.Inblock * 512
 	}
 	if rssFile != "" {
 		if b, err := os.ReadFile(rssFile); err == nil {
