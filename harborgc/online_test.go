@@ -259,3 +259,47 @@ func TestHistoryCountsRowlessBlobs(t *testing.T) {
 		t.Errorf("purged %d manifests, %d blobs, %d bytes; want 2, 3, %d", p.Stats.PurgedManifests, p.Stats.PurgedBlobs, p.Stats.FreedBytes, freed)
 	}
 }
+
+// A claimed row that changed before Finish (Harbor's push path failed it
+// out of deleting, a statement of another collector) stays, and Harbor's
+// counts leave it out: they count rows deleted.
+func TestHistoryCountsOnlyRowsDeleted(t *testing.T) {
+	ctx := context.Background()
+	h, db := openHarbor(t, harbortest.Latest)
+	h.Project("lib")
+	gone := harbortest.FakeImage("gone", 2)
+	h.DeleteArtifact(h.PushImage("lib/app", gone))
+	h.Age(3 * time.Hour)
+	snap := snapshot(t, db)
+	inv := walker.NewInventory()
+	for _, b := range gone.Blobs() {
+		inv.Blobs.Set(b.Digest, blobindex.Blob{Size: b.Size, ModTime: 1})
+	}
+	p := &harborgc.Protocol{DB: db, Snap: snap, Live: harborgc.NewLiveness(snap, false), Window: window}
+	if err := p.Prepare(ctx, inv); err != nil {
+		t.Fatal(err)
+	}
+	var items []sweep.Item
+	for _, b := range gone.Blobs() {
+		items = append(items, sweep.Item{Kind: sweep.KindBlob, Key: "k/" + b.Digest.Encoded(), Digest: b.Digest, Size: b.Size})
+	}
+	items, err := p.Claim(ctx, items)
+	if err != nil || len(items) != len(gone.Blobs()) {
+		t.Fatalf("claimed %d of %d: %v", len(items), len(gone.Blobs()), err)
+	}
+	changed := gone.Layers[0].Digest
+	h.Exec(`UPDATE blob SET status = 'deletefailed', version = version + 1 WHERE digest = $1`, changed.String())
+	for _, it := range items {
+		p.Record(it, nil)
+	}
+	if err := p.Finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !h.Blob(changed).Exists {
+		t.Fatal("scenario: the changed row should stay")
+	}
+	// manifest, config and one layer deleted; the changed layer's row stays.
+	if p.Stats.PurgedManifests != 1 || p.Stats.PurgedBlobs != 2 || p.Stats.DeletedBlobRows != 3 {
+		t.Errorf("purged %d manifests, %d blobs, %d rows deleted; want 1, 2, 3", p.Stats.PurgedManifests, p.Stats.PurgedBlobs, p.Stats.DeletedBlobRows)
+	}
+}
