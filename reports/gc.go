@@ -118,7 +118,11 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 	fmt.Fprintf(w, "Storage:           %s (%s)\n", r.Storage.Location, r.Storage.Driver)
 	fmt.Fprintf(w, "%s:\n", verb)
 	if len(r.TagsByRepository) > 0 || r.Retention != nil {
-		fmt.Fprintf(w, "  tags              %d, in %d repositories (retention policy)\n", s.Tags, len(r.TagsByRepository))
+		repositories := "repositories"
+		if len(r.TagsByRepository) == 1 {
+			repositories = "repository"
+		}
+		fmt.Fprintf(w, "  tags              %d, in %d %s (retention policy)\n", s.Tags, len(r.TagsByRepository), repositories)
 	}
 	pct := 0.0
 	if s.TotalBlobs > 0 {
