@@ -136,8 +136,9 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 		return err
 	}
 	if len(r.TagsByRepository) > 0 {
-		fmt.Fprintln(w, "Tags deleted by repository:")
-		for _, name := range sortedByCount(r.TagsByRepository, o.Top) {
+		names := sortedByCount(r.TagsByRepository, o.Top)
+		fmt.Fprintf(w, "Tags deleted by repository (top %d of %d):\n", len(names), len(r.TagsByRepository))
+		for _, name := range names {
 			fmt.Fprintf(w, "  %6d  %s\n", r.TagsByRepository[name], name)
 		}
 	}

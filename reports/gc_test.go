@@ -88,3 +88,21 @@ func TestGCTextCountsTagRepositories(t *testing.T) {
 		}
 	}
 }
+
+// The list of tags deleted by repository, cut at --top, says it is cut.
+func TestGCTextTagsByRepositorySaysItIsCut(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var items []sweep.Item
+	for _, repo := range []string{"a/x", "a/x", "b/y", "c/z"} {
+		items = append(items, sweep.Item{Kind: sweep.KindTag, Repo: repo})
+	}
+	r := BuildGC(&sweep.Plan{Items: items, Stats: sweep.Stats{Tags: len(items)}}, nil, nil, true,
+		NewStorageInfo("filesystem", "filesystem:///r"), map[string]int64{}, 0, 0, start, start)
+	var b bytes.Buffer
+	if err := r.WriteTextOpts(&b, GCTextOptions{Top: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Tags deleted by repository (top 2 of 3):\n       2  a/x\n       1  b/y\n") {
+		t.Errorf("want the top 2 of 3 repositories, said so:\n%s", b.String())
+	}
+}
