@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/creack/pty"
 )
@@ -25,33 +24,19 @@ func TestProgressOnATerminalWithoutWidthIsLogged(t *testing.T) {
 		if err := pty.Setsize(master, &pty.Winsize{Rows: 40, Cols: tc.cols}); err != nil {
 			t.Fatal(err)
 		}
-		lines := make(chan string, 16)
-		go func() {
-			sc := bufio.NewScanner(master)
-			for sc.Scan() {
-				lines <- sc.Text()
-			}
-			close(lines)
-		}()
 		g := &globalOptions{stderr: tty, logFormat: "text", logLevel: "info"}
 		meter, _ := g.startProgress()
 		meter.Start("walk", "keys", 0).Done()
 		meter.Close()
+		// What the run wrote is in the terminal before this end mark.
+		if _, err := tty.WriteString("END\n"); err != nil {
+			t.Fatal(err)
+		}
 		logged := false
-		timeout := time.After(time.Second)
-	read:
-		for {
-			select {
-			case line, ok := <-lines:
-				if !ok {
-					break read
-				}
-				if strings.Contains(line, "msg=progress stage=walk state=done") {
-					logged = true
-					break read
-				}
-			case <-timeout:
-				break read
+		sc := bufio.NewScanner(master)
+		for sc.Scan() && !strings.HasSuffix(sc.Text(), "END") {
+			if strings.Contains(sc.Text(), "msg=progress stage=walk state=done") {
+				logged = true
 			}
 		}
 		tty.Close()
