@@ -118,7 +118,11 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 	fmt.Fprintf(w, "Storage:           %s (%s)\n", r.Storage.Location, r.Storage.Driver)
 	fmt.Fprintf(w, "%s:\n", verb)
 	if len(r.TagsByRepository) > 0 || r.Retention != nil {
-		fmt.Fprintf(w, "  tags              %d, in %d repositories (retention policy)\n", s.Tags, len(r.TagsByRepository))
+		repositories := "repositories"
+		if len(r.TagsByRepository) == 1 {
+			repositories = "repository"
+		}
+		fmt.Fprintf(w, "  tags              %d, in %d %s (retention policy)\n", s.Tags, len(r.TagsByRepository), repositories)
 	}
 	pct := 0.0
 	if s.TotalBlobs > 0 {
@@ -132,8 +136,9 @@ func (r *GC) WriteTextOpts(w io.Writer, o GCTextOptions) error {
 		return err
 	}
 	if len(r.TagsByRepository) > 0 {
-		fmt.Fprintln(w, "Tags deleted by repository:")
-		for _, name := range sortedByCount(r.TagsByRepository, o.Top) {
+		names := sortedByCount(r.TagsByRepository, o.Top)
+		fmt.Fprintf(w, "Tags deleted by repository (top %d of %d):\n", len(names), len(r.TagsByRepository))
+		for _, name := range names {
 			fmt.Fprintf(w, "  %6d  %s\n", r.TagsByRepository[name], name)
 		}
 	}

@@ -63,3 +63,46 @@ func TestGCTextExplainsItsNumbers(t *testing.T) {
 		}
 	}
 }
+
+// The tag line of a policy run counts repositories in proper English:
+// "in 1 repository", "in 2 repositories".
+func TestGCTextCountsTagRepositories(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, tc := range []struct {
+		items []sweep.Item
+		want  string
+	}{
+		{[]sweep.Item{{Kind: sweep.KindTag, Repo: "a/x", Tag: "v1"}, {Kind: sweep.KindTag, Repo: "a/x", Tag: "v2"}},
+			"  tags              2, in 1 repository (retention policy)\n"},
+		{[]sweep.Item{{Kind: sweep.KindTag, Repo: "a/x", Tag: "v1"}, {Kind: sweep.KindTag, Repo: "b/y", Tag: "v1"}},
+			"  tags              2, in 2 repositories (retention policy)\n"},
+	} {
+		plan := &sweep.Plan{Items: tc.items, Stats: sweep.Stats{Tags: len(tc.items)}}
+		r := BuildGC(plan, nil, nil, true, NewStorageInfo("filesystem", "filesystem:///r"), map[string]int64{}, 0, 0, start, start)
+		var b bytes.Buffer
+		if err := r.WriteText(&b, false); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("want %q in:\n%s", tc.want, b.String())
+		}
+	}
+}
+
+// The list of tags deleted by repository, cut at --top, says it is cut.
+func TestGCTextTagsByRepositorySaysItIsCut(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var items []sweep.Item
+	for _, repo := range []string{"a/x", "a/x", "b/y", "c/z"} {
+		items = append(items, sweep.Item{Kind: sweep.KindTag, Repo: repo})
+	}
+	r := BuildGC(&sweep.Plan{Items: items, Stats: sweep.Stats{Tags: len(items)}}, nil, nil, true,
+		NewStorageInfo("filesystem", "filesystem:///r"), map[string]int64{}, 0, 0, start, start)
+	var b bytes.Buffer
+	if err := r.WriteTextOpts(&b, GCTextOptions{Top: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Tags deleted by repository (top 2 of 3):\n       2  a/x\n       1  b/y\n") {
+		t.Errorf("want the top 2 of 3 repositories, said so:\n%s", b.String())
+	}
+}

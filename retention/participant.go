@@ -21,6 +21,11 @@ import (
 // untagged.older_than), adds a plan item per tag to delete and its
 // guards, and checks each tag again just before it is deleted.
 type Participant struct {
+	// The gc rechecks each tag's current link just before deleting it, as
+	// for a reviewed plan: the policy has nothing to check per batch, nor
+	// to record of the results (the report counts them).
+	gc.Passive
+
 	policy *Policy
 	// Decisions are the policy's verdicts on every repository walked,
 	// ungoverned ones included: --explain shows them.
@@ -175,12 +180,3 @@ func (p *Participant) plan(a *gc.Analysis) {
 	})
 	a.Plan.Add(items...)
 }
-
-// Check leaves each batch to the gc: it reads every tag's current link
-// again just before the tag is deleted, as for a reviewed plan.
-func (p *Participant) Check(_ context.Context, _ int, batch []sweep.Item) ([]sweep.Item, error) {
-	return batch, nil
-}
-
-// Record needs nothing of the results: the report counts them.
-func (p *Participant) Record(sweep.Item, error) {}

@@ -395,8 +395,9 @@ func duration(f field, key string, zeroOK bool) (time.Duration, *Error) {
 	return d, nil
 }
 
-// String says what the clause keeps, as explanations quote it:
-// newest 10 of "v*", every tag matching "latest", pushed within 720h.
+// String says what the clause keeps, as policy check prints it: newest
+// 10 of "v*", every tag matching "latest", pushed within 720h. (A tag's
+// reason in --explain names only the part and pattern that kept it.)
 func (c Clause) String() string {
 	of := ""
 	if len(c.Tags) > 0 {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -155,6 +157,14 @@ func TestReportFilesAndMetrics(t *testing.T) {
 		fi, err := os.Stat(p)
 		if err != nil || fi.Mode().Perm() != want {
 			t.Errorf("%s: %v %v (want mode %v)", p, fi, err, want)
+		}
+	}
+	// Each file's flag says the mode the file gets.
+	for flag, path := range map[string]string{"output": csvPath, "metrics-file": prom} {
+		fi, _ := os.Stat(path)
+		cmd, _, _ := newRootCommand(io.Discard, io.Discard).Find([]string{"audit"})
+		if usage := cmd.Flags().Lookup(flag).Usage; fi == nil || !strings.Contains(usage, fmt.Sprintf("mode %04o", fi.Mode().Perm())) {
+			t.Errorf("--%s: %q does not name the mode its file gets (%v)", flag, usage, fi)
 		}
 	}
 	b, _ := os.ReadFile(csvPath)

@@ -59,7 +59,7 @@ it is cut off: tag and revision links, layer links, blobs, segments, uploads, re
 	f.BoolVar(&o.force, "force", false, "delete even when a safety guard trips")
 	f.DurationVar(&o.grace, "grace", 2*time.Hour, "keep everything younger than this (by storage mtime)")
 	f.DurationVar(&o.uploadGrace, "upload-grace", 168*time.Hour, "keep uploads started less than this ago")
-	f.Float64Var(&o.maxDeleteFraction, "max-delete-fraction", 0.5, "refuse to delete more than this fraction of blobs")
+	f.Float64Var(&o.maxDeleteFraction, "max-delete-fraction", 0.5, "refuse to delete more than this fraction of blobs (with --policy, also of tags); 0 disables the check")
 	f.StringVar(&o.planOut, "plan-out", "", "write the plan as JSON to this file (mode 0600)")
 	f.StringVar(&o.cacheDir, "cache-dir", defaultCacheDir(), "local manifest cache (by digest, verified on read); empty disables it")
 	addFormatFlag(f, &o.format)

@@ -58,10 +58,10 @@ type reportOptions struct {
 func addReportFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.String("output", "", "write the report to this file (mode 0600) instead of stdout")
-	f.String("metrics-file", "", "write Prometheus metrics to this file (mode 0600, replaced atomically: node_exporter's textfile collector)")
+	f.String("metrics-file", "", "write Prometheus metrics to this file (mode 0644, so that node_exporter can read it; replaced atomically: the textfile collector)")
 	f.String("pushgateway", "", "push the same metrics to this Prometheus Pushgateway URL")
 	f.String("pushgateway-job", "regsweep", "Pushgateway job name (the grouping key adds command=<command>)")
-	f.Int("top", 10, "repositories and projects in audit's text tables, repositories in gc's list of where it frees space, findings of each kind in audit's HTML report (0: all)")
+	f.Int("top", 10, "repositories and projects in audit's text tables, repositories in gc's lists of where it frees space and of the tags a policy deletes, findings of each kind in audit's HTML report (0: all)")
 }
 
 func reportFlags(cmd *cobra.Command) reportOptions {

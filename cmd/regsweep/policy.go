@@ -33,8 +33,8 @@ func newPolicyCheckCommand(g *globalOptions) *cobra.Command {
 		Short: "Validate a retention policy file and print its effective rules",
 		Long: `Validate a retention policy file: unknown keys, keys given twice, bad globs or regexps, bad
 durations, counts below 1 and empty rules or clauses are errors that name the key and its line
-(exit 2). A valid file's rules are printed in the order they are tried, each keep clause as
---explain will name it, with the defaults filled in (untagged.older_than 0s, allow_empty false).
+(exit 2). A valid file's rules are printed in the order they are tried, each keep clause in
+words, with the defaults filled in (untagged.older_than 0s, allow_empty false).
 It reads no storage.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.ExactArgs(1)(cmd, args); err != nil {

@@ -4,8 +4,6 @@ import (
 	"log/slog"
 	"os"
 
-	"golang.org/x/term"
-
 	"github.com/regsweep/regsweep/progress"
 )
 
@@ -18,7 +16,9 @@ func (g *globalOptions) startProgress() (*progress.Meter, *slog.Logger) {
 	if g.quiet {
 		return progress.New(progress.Options{}), g.logger()
 	}
-	if f, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	// A terminal that reports no width (a pseudo-terminal nobody sized)
+	// would get no line at all: progress is logged there instead.
+	if f, ok := g.stderr.(*os.File); ok && terminalWidth(f) > 0 {
 		m := progress.New(progress.Options{Terminal: f})
 		return m, g.loggerTo(m.Writer(f))
 	}
